@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db import models
+
+from accounts.models import User
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    list_display = ("email", "username", "display_name", "is_active", "is_staff", "created_at")
+    list_filter = ("is_active", "is_staff", "is_superuser")
+    search_fields = ("email", "username", "display_name", "id")
+    ordering = ("email",)
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    readonly_fields = ("id", "created_at", "updated_at", "last_login", "date_joined")
+    fieldsets = (
+        (None, {"fields": ("id", "email", "username", "password")}),
+        ("Profile", {"fields": ("display_name", "avatar_url")}),
+        ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        ("Dates", {"fields": ("last_login", "date_joined", "created_at", "updated_at")}),
+    )
+    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "username", "password1", "password2")}),)

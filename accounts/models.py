@@ -1,0 +1,53 @@
+import uuid
+
+from django.contrib.auth.models import AbstractUser, UserManager
+from django.core.validators import MinLengthValidator, RegexValidator
+from django.db import models
+
+username_validator = RegexValidator(r"^[A-Za-z0-9_.-]+\Z", "Use letters, digits, dots, dashes and underscores only.")
+
+
+class AccountManager(UserManager):
+    """Users log in with their email; the username is a public handle."""
+
+    def _create_user_object(self, username, email, password, **extra_fields):
+        if not email:
+            raise ValueError("Users need an email address")
+        return super()._create_user_object(username, self.normalize_email(email), password, **extra_fields)
+
+    def create_user(self, username=None, email=None, password=None, **extra_fields):
+        return super().create_user(username, email, password, **extra_fields)
+
+    def create_superuser(self, username=None, email=None, password=None, **extra_fields):
+        return super().create_superuser(username, email, password, **extra_fields)
+
+
+class User(AbstractUser):
+    # UUID keys: CockroachDB spreads them across ranges, sequential ids make one hot range.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    email = models.EmailField("email address", unique=True)
+    username = models.CharField(
+        max_length=30,
+        unique=True,
+        validators=[MinLengthValidator(3), username_validator],
+        error_messages={"unique": "A user with that username already exists."},
+    )
+    display_name = models.CharField(max_length=100, blank=True)
+    avatar_url = models.URLField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    USERNAME_FIELD = "email"
+    REQUIRED_FIELDS = ["username"]
+
+    objects = AccountManager()
+
+    class Meta:
+        ordering = ["username"]
+
+    def __str__(self) -> str:
+        return self.display_name or self.username
+
+    @property
+    def public_name(self) -> str:
+        return self.display_name or self.username

@@ -1,0 +1,146 @@
+"""Reading settings from the environment: the one place that knows how.
+
+Every variable can also be given as ``NAME_FILE`` (Docker secrets). A bad value
+raises ``ImproperlyConfigured`` with a message that names the variable, which
+``manage.py`` and the ASGI entry point print as one line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+import dj_database_url
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+env = environ.FileAwareEnv()
+
+# Weak values that must never reach production.
+INSECURE_SECRET_KEY = "django-insecure-secureconnect-development-only"  # noqa: S105
+MIN_JWT_SECRET_LENGTH = 32
+
+
+def _read(name: str) -> str | None:
+    """The raw value of NAME or the contents of NAME_FILE, stripped; None when unset."""
+    file_path = os.environ.get(f"{name}_FILE")
+    if file_path:
+        try:
+            return Path(file_path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(
+                f"{name}_FILE points at {file_path!r}, which cannot be read: {exc.strerror}"
+            ) from None
+    value = os.environ.get(name)
+    return value if value is None else value.strip()
+
+
+def get_str(name: str, default: str = "") -> str:
+    value = _read(name)
+    return default if value in (None, "") else value
+
+
+def get_bool(name: str, default: bool = False) -> bool:
+    value = _read(name)
+    if value in (None, ""):
+        return default
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
+
+
+def get_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    value = _read(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
+    return number
+
+
+def get_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    value = _read(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
+    return number
+
+
+def get_list(name: str, default: list[str] | None = None) -> list[str]:
+    """A comma-separated list; blanks are dropped."""
+    value = _read(name)
+    if value in (None, ""):
+        return list(default or [])
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def get_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    value = get_str(name, default).lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def database_config(*, base_dir: Path, conn_max_age: int = 0) -> dict:
+    """The default database: DATABASE_URL, else the legacy DB_* variables, else SQLite.
+
+    ``cockroach://`` selects django-cockroachdb, ``postgres://`` Django's PostgreSQL
+    backend and ``sqlite:///path`` SQLite (dj-database-url maps the schemes).
+    """
+    url = get_str("DATABASE_URL")
+    if url:
+        return parse_database_url(url, variable="DATABASE_URL", conn_max_age=conn_max_age)
+    if get_str("DB_HOST"):
+        return parse_database_url(legacy_cockroach_url(), variable="DB_HOST", conn_max_age=conn_max_age)
+    sqlite_path = base_dir / "var" / "secureconnect.sqlite3"
+    sqlite_path.parent.mkdir(parents=True, exist_ok=True)  # so a bare checkout runs
+    return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(sqlite_path)}
+
+
+def legacy_cockroach_url() -> str:
+    """The URL the old deployment's DB_* variables describe (always CockroachDB)."""
+    user = quote(get_str("DB_USER", "root"), safe="")
+    password = _read("DB_PASSWORD") or ""
+    credentials = f"{user}:{quote(password, safe='')}" if password else user
+    host = get_str("DB_HOST")
+    port = get_int("DB_PORT", 26257, minimum=1)
+    name = quote(get_str("DB_NAME", "secureconnect"), safe="")
+    sslmode = get_str("DB_SSLMODE", "disable")
+    return f"cockroach://{credentials}@{host}:{port}/{name}?sslmode={quote(sslmode, safe='')}"
+
+
+def parse_database_url(url: str, *, variable: str, conn_max_age: int = 0) -> dict:
+    try:
+        config = dj_database_url.parse(url, conn_max_age=conn_max_age)
+    except (ValueError, dj_database_url.UnknownSchemeError) as exc:
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        reason = f"unknown scheme {scheme!r}" if isinstance(exc, dj_database_url.UnknownSchemeError) else "unparsable"
+        raise ImproperlyConfigured(
+            f"{variable} is not a usable database URL ({reason}); expected cockroach://, postgres:// or sqlite:///"
+        ) from None
+    if config["ENGINE"] != "django.db.backends.sqlite3" and not config.get("NAME"):
+        raise ImproperlyConfigured(f"{variable} names no database (add /<database> to the URL)")
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        config.pop("CONN_HEALTH_CHECKS", None)
+    return config
+
+
+def require_production_secret(name: str, value: str, *, weak_values: tuple[str, ...] = (), min_length: int = 0) -> None:
+    """Refuse to start in production with a missing or weak secret."""
+    if not value or value in weak_values:
+        raise ImproperlyConfigured(f"{name} must be set in production (or {name}_FILE)")
+    if len(value) < min_length:
+        raise ImproperlyConfigured(f"{name} must be at least {min_length} characters in production")

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SignalingConfig(AppConfig):
+    name = "signaling"
+    verbose_name = "Signaling"
