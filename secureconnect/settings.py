@@ -102,3 +102,13 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": config.get_str("LOG_LEVEL", "INFO").upper()},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- REST API, authentication and JWT (accounts/, secureconnect/api/) ----------------------------
+
+# --- Call rules (calls/) -----------------------------------------------------------------------
+
+# --- Persistence: start-up check, limited mode, spool, transaction retries (calls/persistence/) --
+
+# --- Signaling and channel layer (signaling/) --------------------------------------------------
+
+# --- Push notifications (accounts/push/) --------------------------------------------------------
