@@ -1,7 +1,39 @@
+import os
+import sys
+
 from django.apps import AppConfig
+
+SERVER_PROGRAMS = ("daphne", "uvicorn", "gunicorn", "hypercorn")
+SERVING_COMMANDS = ("runserver", "runworker")
+
+
+def process_serves_requests(argv: list[str] | None = None, environ=None) -> bool:
+    """True for daphne and friends and for `manage.py runserver` (its serving child only),
+    False for every other management command (migrate, shell, test, ...) and for pytest."""
+    argv = sys.argv if argv is None else argv
+    environ = os.environ if environ is None else environ
+    program = os.path.basename(argv[0]) if argv else ""
+    if program in SERVER_PROGRAMS or (
+        program == "python" and len(argv) > 2 and argv[1] == "-m" and argv[2] in SERVER_PROGRAMS
+    ):
+        return True
+    if len(argv) > 1 and argv[1] in SERVING_COMMANDS:
+        # runserver's autoreloader runs us twice; only the child (RUN_MAIN) serves.
+        return environ.get("RUN_MAIN") == "true" or "--noreload" in argv
+    return False
 
 
 class CallsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "calls"
     verbose_name = "Calls"
+
+    def ready(self):
+        # No queries here (Django advises against them in ready()): only decide whether this
+        # process serves, and if so start the supervisor thread, which waits for the apps.
+        from django.conf import settings
+
+        from calls import background
+
+        if settings.DB_STARTUP_MODE != "off" and process_serves_requests():
+            background.start()

@@ -33,7 +33,7 @@ class EventType:
 
 @dataclass(frozen=True)
 class CallEvent:
-    """``call`` is the call as the API shows it (``calls.api.serializers.call_to_dict``), so a
+    """``call`` is the call as the API shows it (``calls.representation.call_to_dict``), so a
     listener needs no database query. ``recipient_ids`` are the user ids concerned (every
     participant); ``stopped_ringing_ids`` are callees whose ringing this event stops."""
 

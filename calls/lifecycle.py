@@ -38,7 +38,7 @@ PARTICIPANT_TRANSITIONS: dict[str, frozenset[str]] = {
     State.JOINED: frozenset({State.LEFT}),
     State.DECLINED: frozenset(),
     State.MISSED: frozenset(),
-    State.LEFT: frozenset(),
+    State.LEFT: frozenset({State.JOINED}),  # rejoining a call that is still going on
 }
 
 LIVE_STATUSES = frozenset({Status.RINGING, Status.ACTIVE})
@@ -130,7 +130,8 @@ def new_call(*, call_id, conversation_id, caller_id, callee_ids, call_type: str,
 
 
 def accept(call: Call, participants: list[CallParticipant], *, user_id, at: datetime) -> Outcome:
-    """A ringing callee joins; the first accept makes the call active. Repeats are no-ops."""
+    """A ringing callee joins (or someone who left rejoins a call still going on); the first
+    accept makes the call active. Repeats are no-ops."""
     participant = participant_for(participants, user_id)
     if participant.state == State.JOINED and call.status in LIVE_STATUSES:
         return Outcome(changed=False)

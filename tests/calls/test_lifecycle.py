@@ -92,6 +92,15 @@ def test_second_accept_is_idempotent():
     assert lifecycle.participant_for(participants, ALICE).joined_at == T0 + timedelta(seconds=1)
 
 
+def test_someone_who_left_can_rejoin_a_call_still_going_on():
+    call, participants = ringing_call(ALICE, BOB)
+    lifecycle.accept(call, participants, user_id=ALICE, at=T0 + timedelta(seconds=1))
+    lifecycle.accept(call, participants, user_id=BOB, at=T0 + timedelta(seconds=1))
+    lifecycle.leave(call, participants, user_id=BOB, at=T0 + timedelta(seconds=5))
+    assert lifecycle.accept(call, participants, user_id=BOB, at=T0 + timedelta(seconds=9)).changed
+    assert state_of(participants, BOB) == State.JOINED and call.answered_at == T0 + timedelta(seconds=1)
+
+
 def test_accepting_an_ended_call_is_refused():
     call, participants = ringing_call()
     lifecycle.end(call, participants, user_id=CALLER, at=T0 + timedelta(seconds=2))
@@ -246,7 +255,8 @@ def test_talk_seconds(answered, ended, expected):
         (State.RINGING, State.LEFT, False),
         (State.JOINED, State.LEFT, True),
         (State.JOINED, State.DECLINED, False),
-        (State.LEFT, State.JOINED, False),
+        (State.LEFT, State.JOINED, True),
+        (State.LEFT, State.DECLINED, False),
         (State.DECLINED, State.JOINED, False),
         (State.MISSED, State.JOINED, False),
     ],

@@ -1,0 +1,156 @@
+"""The calls and conversations REST API: validate, call one service or selector, shape the answer."""
+
+from __future__ import annotations
+
+import uuid
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from calls import ice, selectors, services
+from calls.api import serializers as s
+from calls.representation import call_to_dict, conversation_to_dict
+from secureconnect.api.envelope import PERSISTENCE_DEFERRED, PERSISTENCE_HEADER
+from secureconnect.api.throttles import CallInitiateThrottle
+
+
+def parse_uuid(value: str, field: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise ValidationError({field: ["Must be a valid UUID."]}) from None
+
+
+def call_response(record, *, deferred: bool, status_code: int = status.HTTP_200_OK) -> Response:
+    response = Response(call_to_dict(record.call, record.participants), status=status_code)
+    if deferred:
+        response[PERSISTENCE_HEADER] = PERSISTENCE_DEFERRED
+    return response
+
+
+CALL_ID = OpenApiParameter("call_id", str, OpenApiParameter.PATH, description="The call id (UUID).")
+
+
+class ConversationListCreateApi(APIView):
+    @extend_schema(responses=s.ConversationListOutput, summary="My conversations")
+    def get(self, request):
+        conversations = selectors.conversation_list(user_id=request.user.id)
+        return Response(
+            {"conversations": [conversation_to_dict(c, selectors.conversation_members(c)) for c in conversations]}
+        )
+
+    @extend_schema(
+        request=s.ConversationCreateInput, responses={201: s.ConversationOutput}, summary="Create a conversation"
+    )
+    def post(self, request):
+        data = s.ConversationCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        conversation = services.conversation_create(creator_id=request.user.id, **data.validated_data)
+        members = selectors.conversation_members(conversation)
+        return Response(conversation_to_dict(conversation, members), status=status.HTTP_201_CREATED)
+
+
+class ConversationDetailApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("conversation_id", str, OpenApiParameter.PATH)],
+        responses=s.ConversationOutput,
+        summary="One of my conversations",
+    )
+    def get(self, request, conversation_id):
+        conversation = selectors.conversation_get_for_user(
+            conversation_id=parse_uuid(conversation_id, "conversation_id"), user_id=request.user.id
+        )
+        return Response(conversation_to_dict(conversation, selectors.conversation_members(conversation)))
+
+
+class CallInitiateApi(APIView):
+    throttle_classes = [CallInitiateThrottle]
+
+    @extend_schema(request=s.CallInitiateInput, responses={201: s.CallOutput}, summary="Start a call")
+    def post(self, request):
+        data = s.CallInitiateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = services.call_initiate(caller_id=request.user.id, **data.validated_data)
+        return call_response(result.record, deferred=result.deferred, status_code=status.HTTP_201_CREATED)
+
+
+class CallDetailApi(APIView):
+    @extend_schema(parameters=[CALL_ID], responses=s.CallOutput, summary="One call I take part in")
+    def get(self, request, call_id):
+        record, deferred = selectors.call_get_for_user(call_id=parse_uuid(call_id, "call_id"), user_id=request.user.id)
+        return call_response(record, deferred=deferred)
+
+
+class _CallActionApi(APIView):
+    def act(self, request, call_id):
+        raise NotImplementedError
+
+    def post(self, request, call_id):
+        result = self.act(request, parse_uuid(call_id, "call_id"))
+        return call_response(result.record, deferred=result.deferred)
+
+
+class CallJoinApi(_CallActionApi):
+    @extend_schema(parameters=[CALL_ID], request=None, responses=s.CallOutput, summary="Accept or rejoin a call")
+    def post(self, request, call_id):
+        return super().post(request, call_id)
+
+    def act(self, request, call_id):
+        return services.call_join(call_id=call_id, user_id=request.user.id)
+
+
+class CallDeclineApi(_CallActionApi):
+    @extend_schema(parameters=[CALL_ID], request=None, responses=s.CallOutput, summary="Decline a ringing call")
+    def post(self, request, call_id):
+        return super().post(request, call_id)
+
+    def act(self, request, call_id):
+        return services.call_decline(call_id=call_id, user_id=request.user.id)
+
+
+class CallLeaveApi(_CallActionApi):
+    @extend_schema(parameters=[CALL_ID], request=None, responses=s.CallOutput, summary="Leave a call")
+    def post(self, request, call_id):
+        return super().post(request, call_id)
+
+    def act(self, request, call_id):
+        return services.call_leave(call_id=call_id, user_id=request.user.id)
+
+
+class CallEndApi(_CallActionApi):
+    @extend_schema(
+        parameters=[CALL_ID], request=s.CallEndInput, responses=s.CallOutput, summary="End a call for everyone"
+    )
+    def post(self, request, call_id):
+        return super().post(request, call_id)
+
+    def act(self, request, call_id):
+        data = s.CallEndInput(data=request.data if isinstance(request.data, dict) else {})
+        data.is_valid(raise_exception=True)
+        return services.call_end(call_id=call_id, user_id=request.user.id, reason=data.validated_data.get("reason", ""))
+
+
+class CallHistoryApi(APIView):
+    @extend_schema(parameters=[s.CallHistoryQuery], responses=s.CallHistoryOutput, summary="My call history")
+    def get(self, request):
+        query = s.CallHistoryQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        page = selectors.call_history(user_id=request.user.id, **query.validated_data)
+        return Response({"calls": page.calls, "next_cursor": page.next_cursor})
+
+
+class CallAnalyticsApi(APIView):
+    @extend_schema(parameters=[s.AnalyticsQuery], responses=s.AnalyticsOutput, summary="Analytics of my calls")
+    def get(self, request):
+        query = s.AnalyticsQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(selectors.call_analytics(user_id=request.user.id, **query.validated_data))
+
+
+class IceServersApi(APIView):
+    @extend_schema(responses=s.IceServersOutput, summary="STUN and TURN servers, with TURN credentials")
+    def get(self, request):
+        return Response(ice.ice_servers_for(user_id=request.user.id))

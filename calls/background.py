@@ -1,0 +1,65 @@
+"""Background work of a serving process: the persistence supervisor and the ringing-timeout sweep."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.conf import settings
+from django.db import connections
+
+from calls.persistence import state
+from calls.persistence.supervisor import supervisor
+
+logger = logging.getLogger(__name__)
+
+
+class ExpirySweeper:
+    """Turns calls that rang too long into missed calls, every CALL_EXPIRY_INTERVAL seconds."""
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="call-expiry", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        from calls.services import call_expire_due
+
+        while not self._stop.wait(settings.CALL_EXPIRY_INTERVAL):
+            if state.current() == state.STARTING:
+                continue
+            try:
+                expired = call_expire_due()
+                if expired:
+                    logger.info("Marked %d unanswered call(s) as missed", expired)
+            except Exception:
+                logger.exception("Ringing-timeout sweep failed")
+            finally:
+                connections.close_all()
+
+
+sweeper = ExpirySweeper()
+
+
+def start() -> None:
+    supervisor.start()
+    sweeper.start()
+
+
+def wait_until_settled(timeout: float | None = None) -> str:
+    """For DB_STARTUP_MODE=blocking: wait until the start-up check leaves ``starting``."""
+    if not supervisor.running:
+        return state.current()
+    state.wait_for(lambda current: current != state.STARTING, timeout=timeout)
+    return state.current()

@@ -1,0 +1,45 @@
+import json
+
+from django.core.management.base import BaseCommand
+from django.db import DatabaseError
+
+from calls.persistence import state
+from calls.persistence.errors import describe
+from calls.persistence.spool import get_spool
+from calls.persistence.supervisor import PermanentConnectionError, connect_with_backoff, engine_name
+
+
+class Command(BaseCommand):
+    help = (
+        "Check the database once now and print what a fresh check finds: the state it would put "
+        "the service in (operational or limited), the engine and server version, and the spool "
+        "depth. Exits 0 when operational, 1 when limited."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+
+    def handle(self, *args, json: bool = False, **options):
+        report = {"engine": engine_name(), "server_version": None, "error": None}
+        try:
+            report["server_version"] = connect_with_backoff(max_tries=1, base_delay=0, max_delay=0, quiet=True)
+            report["state"] = state.OPERATIONAL
+        except PermanentConnectionError as exc:
+            report.update(state=state.LIMITED, error=str(exc))
+        except (DatabaseError, OSError) as exc:
+            report.update(state=state.LIMITED, error=describe(exc))
+        spool = get_spool()
+        report["spool_depth"] = spool.depth()
+        report["spool_bytes"] = spool.size_bytes()
+        report["spool_path"] = str(spool.path)
+        if json:
+            self.stdout.write(_json_dumps(report))
+        else:
+            for key in ("state", "engine", "server_version", "error", "spool_depth", "spool_bytes", "spool_path"):
+                self.stdout.write(f"{key:15} {report[key] if report[key] is not None else '-'}")
+        if report["state"] != state.OPERATIONAL:
+            raise SystemExit(1)
+
+
+def _json_dumps(data) -> str:
+    return json.dumps(data, sort_keys=True)

@@ -1,0 +1,245 @@
+"""Where a call write goes: the database when it is there, the spool when it is not.
+
+Services describe a write as ``mutate(record, source) -> (record, outcome)``: a pure change of
+the call (``calls.lifecycle``) given what ``source`` knows. ``execute_call_write`` runs it
+against the database (row lock, 40001 retries) or, while the database is away, against the
+spool (journal lock), and saves the result where it ran. A connection failure in the middle
+of a database write opens the breaker and the same write is journaled instead: the client
+never sees a 500 for an outage.
+
+The snapshot cache (the Django cache: Redis when configured) keeps each call's latest state and
+each conversation's members, so that calls begun before an outage can still be acted on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import DatabaseError, IntegrityError
+
+from calls import lifecycle
+from calls.exceptions import PersistenceUnavailable
+from calls.models import Call, CallParticipant, ConversationParticipant
+from calls.persistence import spool as spool_module
+from calls.persistence import state
+from calls.persistence.errors import describe, is_transient
+from calls.persistence.snapshots import decode_call, encode_call
+from calls.persistence.transactions import run_in_transaction
+
+logger = logging.getLogger(__name__)
+
+CACHE_TTL_SECONDS = 24 * 3600
+
+
+@dataclass
+class CallRecord:
+    call: Call
+    participants: list[CallParticipant]
+
+
+@dataclass
+class WriteResult:
+    record: CallRecord
+    outcome: lifecycle.Outcome
+    deferred: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+# --- snapshot cache ----------------------------------------------------------------------------
+
+
+def _call_key(call_id) -> str:
+    return f"calls:snapshot:{call_id}"
+
+
+def _members_key(conversation_id) -> str:
+    return f"calls:members:{conversation_id}"
+
+
+def remember_call(record: CallRecord) -> None:
+    _cache_set(_call_key(record.call.id), encode_call(record.call, record.participants))
+
+
+def remember_members(conversation_id, member_ids) -> None:
+    _cache_set(_members_key(conversation_id), sorted(str(m) for m in member_ids))
+
+
+def _cache_set(key: str, value) -> None:
+    try:
+        cache.set(key, value, CACHE_TTL_SECONDS)
+    except Exception as exc:  # the cache is a convenience; never fail a write for it
+        logger.warning("Snapshot cache unavailable: %s", describe(exc))
+
+
+def _cache_get(key: str):
+    try:
+        return cache.get(key)
+    except Exception as exc:
+        logger.warning("Snapshot cache unavailable: %s", describe(exc))
+        return None
+
+
+# --- sources -----------------------------------------------------------------------------------
+
+
+class DatabaseSource:
+    """Reads inside the write's transaction, with the call's row locked."""
+
+    deferred = False
+
+    def load_call(self, call_id) -> CallRecord | None:
+        call = Call.objects.select_for_update().filter(pk=call_id).first()
+        if call is None:
+            return None
+        participants = list(CallParticipant.objects.filter(call_id=call_id).order_by("role", "id"))
+        return CallRecord(call, participants)
+
+    def conversation_member_ids(self, conversation_id) -> set[str] | None:
+        """None when the conversation does not exist."""
+        ids = {
+            str(user_id)
+            for user_id in ConversationParticipant.objects.filter(conversation_id=conversation_id).values_list(
+                "user_id", flat=True
+            )
+        }
+        if ids:
+            remember_members(conversation_id, ids)
+        return ids or None
+
+    def live_call_ids(self, conversation_id) -> list[str]:
+        return [
+            str(pk)
+            for pk in Call.objects.filter(conversation_id=conversation_id, status__in=lifecycle.LIVE_STATUSES)
+            .order_by("-started_at")
+            .values_list("pk", flat=True)
+        ]
+
+    def save(self, record: CallRecord, *, created: bool, operation: str) -> None:
+        if created:
+            record.call.save(force_insert=True)
+            CallParticipant.objects.bulk_create(record.participants)
+        else:
+            record.call.save()
+            for participant in record.participants:
+                participant.save()
+        remember_call(record)
+
+
+class SpoolSource:
+    """Reads the journal (then the snapshot cache) inside the journal's write lock."""
+
+    deferred = True
+
+    def __init__(self, tx: spool_module.SpoolTransaction):
+        self.tx = tx
+
+    def load_call(self, call_id) -> CallRecord | None:
+        payload = self.tx.latest(call_id) or _cache_get(_call_key(call_id))
+        if payload is None:
+            raise PersistenceUnavailable(
+                "The database is unavailable and this call is not known locally; try again shortly."
+            )
+        return CallRecord(*decode_call(payload))
+
+    def conversation_member_ids(self, conversation_id) -> set[str] | None:
+        members = _cache_get(_members_key(conversation_id))
+        if members is None:
+            raise PersistenceUnavailable(
+                "The database is unavailable and this conversation is not known locally; try again shortly."
+            )
+        return set(members)
+
+    def live_call_ids(self, conversation_id) -> list[str]:
+        return [
+            payload["call"]["id"]
+            for payload in self.tx.latest_in_conversation(conversation_id)
+            if payload["call"]["status"] in lifecycle.LIVE_STATUSES
+        ]
+
+    def save(self, record: CallRecord, *, created: bool, operation: str) -> None:
+        self.tx.append(
+            call_id=record.call.id,
+            conversation_id=record.call.conversation_id,
+            status=record.call.status,
+            operation=operation,
+            payload=encode_call(record.call, record.participants),
+        )
+        remember_call(record)
+
+
+Mutation = Callable[[CallRecord | None, DatabaseSource | SpoolSource], tuple[CallRecord, lifecycle.Outcome]]
+
+
+def execute_call_write(*, operation: str, call_id, mutate: Mutation) -> WriteResult:
+    """Run one call write where it can be made durable now. See the module docstring."""
+    for _ in range(3):
+        if not state.is_limited():
+            try:
+                return run_in_transaction(lambda: _run(operation, call_id, mutate, DatabaseSource()))
+            except DatabaseError as exc:
+                if isinstance(exc, IntegrityError) or not is_transient(exc):
+                    raise
+                from calls.persistence import supervisor
+
+                supervisor.report_outage(exc)
+        with spool_module.get_spool().write_transaction() as tx:
+            if state.current() == state.OPERATIONAL:
+                continue  # the breaker closed while we waited for the journal: use the database
+            return _run(operation, call_id, mutate, SpoolSource(tx))
+    raise PersistenceUnavailable()
+
+
+def _run(operation, call_id, mutate: Mutation, source) -> WriteResult:
+    record = source.load_call(call_id)
+    new_record, outcome = mutate(record, source)
+    if outcome.changed:
+        source.save(new_record, created=record is None, operation=operation)
+    return WriteResult(new_record, outcome, deferred=source.deferred)
+
+
+def read_call(call_id) -> tuple[CallRecord | None, bool]:
+    """The call for a read, and whether it came from the journal rather than the database."""
+    if not state.is_limited():
+        try:
+            call = Call.objects.filter(pk=call_id).first()
+            if call is None:
+                return None, False
+            return CallRecord(call, list(call.participants.order_by("role", "id"))), False
+        except DatabaseError as exc:
+            if not is_transient(exc):
+                raise
+            from calls.persistence import supervisor
+
+            supervisor.report_outage(exc)
+    payload = spool_module.get_spool().latest(call_id) or _cache_get(_call_key(call_id))
+    if payload is None:
+        raise PersistenceUnavailable(
+            "The database is unavailable and this call is not known locally; try again shortly."
+        )
+    return CallRecord(*decode_call(payload)), True
+
+
+def replay_entry(payload: dict) -> None:
+    """Write one journaled call state into the database, unless the database holds a newer one."""
+    call, participants = decode_call(payload)
+
+    def apply():
+        current = Call.objects.select_for_update().filter(pk=call.pk).values_list("updated_at", flat=True).first()
+        if current is not None and current > call.updated_at:
+            logger.info("Replay skipped call %s: the database holds a newer state", call.pk)
+            return
+        call.save_base(raw=True)
+        for participant in participants:
+            participant.save_base(raw=True)
+
+    run_in_transaction(apply)
+
+
+def guard_available() -> None:
+    """For reads that only the database can answer (history, analytics)."""
+    if state.is_limited():
+        raise PersistenceUnavailable(retry_after=settings.PERSISTENCE_RETRY_AFTER)

@@ -1,0 +1,273 @@
+"""The start-up check, the breaker and the replay: one background thread per serving process.
+
+At start-up it connects with exponential backoff and full jitter (``backoff``), logging the
+lines operators already grep for. When the tries are spent it enters limited mode but does
+not give up: it keeps probing with capped backoff (the breaker is open; each probe is its
+half-open trial). When a probe connects, it replays the spool and only then reports
+``operational`` (the breaker closes). Writes that fail with connection errors at run time
+open the breaker through ``report_outage``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+
+import backoff
+from django.apps import apps
+from django.conf import settings
+from django.db import DatabaseError, connections
+
+from calls.persistence import metrics, state
+from calls.persistence import spool as spool_module
+from calls.persistence.errors import describe, is_permanent, is_transient
+
+logger = logging.getLogger("calls.persistence")
+
+LIMITED_MODE_LINE = "Running in limited mode without call logs persistence"
+PROCESS_STARTED = time.monotonic()
+
+
+class PermanentConnectionError(Exception):
+    """The database answered, and the answer will not change by waiting (password, database)."""
+
+
+def engine_name(alias: str = "default") -> str:
+    engine = settings.DATABASES[alias]["ENGINE"]
+    if "cockroach" in engine:
+        return "CockroachDB"
+    if "postgresql" in engine:
+        return "PostgreSQL"
+    if "sqlite" in engine:
+        return "SQLite"
+    return engine.rsplit(".", 1)[-1]
+
+
+def check_connection(alias: str = "default") -> str:
+    """Open a fresh connection, run one query, close it; the server's version on success."""
+    connection = connections[alias]
+    try:
+        connection.close()
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            if connection.vendor == "sqlite":
+                cursor.execute("SELECT sqlite_version()")
+                return f"SQLite {cursor.fetchone()[0]}"
+            cursor.execute("SELECT version()")
+            full = cursor.fetchone()[0]
+        return " ".join(full.split()[:3]) if "CockroachDB" in full else " ".join(full.split()[:2])
+    finally:
+        connection.close()
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return is_transient(exc) and not is_permanent(exc)
+
+
+def connect_with_backoff(*, max_tries: int, base_delay: float, max_delay: float, quiet: bool = False) -> str:
+    """Connect, retrying errors that can heal; the server version, or the last error raised.
+
+    Raises ``PermanentConnectionError`` at once for errors that cannot heal.
+    """
+    engine = engine_name()
+    attempts = 0
+
+    def on_backoff(details):
+        exc = details["exception"]
+        state.record_attempt(attempts=details["tries"], error=describe(exc))
+        if not quiet:
+            logger.warning(
+                "%s connection attempt %d failed: %s. Retrying in %.1fs...",
+                engine,
+                details["tries"],
+                describe(exc),
+                details["wait"],
+            )
+
+    @backoff.on_exception(
+        backoff.expo,
+        (DatabaseError, sqlite3.Error, OSError),
+        max_tries=max_tries,
+        factor=base_delay,
+        max_value=max_delay,
+        jitter=backoff.full_jitter,
+        giveup=lambda exc: not _is_retryable(exc),
+        on_backoff=on_backoff,
+        logger=None,
+    )
+    def attempt() -> str:
+        nonlocal attempts
+        attempts += 1
+        try:
+            version = check_connection()
+        except (DatabaseError, sqlite3.Error, OSError) as exc:
+            metrics.connection_attempts.labels(result="failure").inc()
+            if is_permanent(exc) or not is_transient(exc):
+                raise PermanentConnectionError(describe(exc)) from exc
+            raise
+        metrics.connection_attempts.labels(result="success").inc()
+        return version
+
+    version = attempt()
+    state.record_attempt(attempts=attempts, server_version=version)
+    metrics.retries_before_success.set(attempts - 1)
+    if not quiet:
+        logger.info("Connected to %s (attempt %d/%d)", engine, attempts, max_tries)
+    return version
+
+
+class Supervisor:
+    def __init__(self):
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._first_connection_recorded = False
+        self._permanent_failures = 0
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="persistence-supervisor", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._thread and self._thread.is_alive())
+
+    def report_outage(self, exc: BaseException) -> None:
+        """A request met a connection error: open the breaker (once) and wake the prober."""
+        if state.current() == state.OPERATIONAL and state.transition(state.LIMITED, error=describe(exc)):
+            logger.error("%s became unreachable: %s", engine_name(), describe(exc))
+            logger.warning(LIMITED_MODE_LINE)
+        self._wake.set()
+
+    # --- the thread ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        self._wait_for_apps()
+        state.set_engine(engine_name())
+        try:
+            self._startup()
+            while not self._stop.is_set():
+                if state.current() == state.LIMITED:
+                    self._probe_until_recovered()
+                else:
+                    self._wake.wait()
+                    self._wake.clear()
+        except Exception:
+            logger.exception("Persistence supervisor stopped unexpectedly")
+        finally:
+            connections.close_all()
+
+    def _wait_for_apps(self) -> None:
+        # Started from AppConfig.ready(): queries wait until every app is loaded.
+        deadline = time.monotonic() + 30
+        while not apps.ready and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _startup(self) -> None:
+        engine = engine_name()
+        try:
+            connect_with_backoff(
+                max_tries=settings.DB_CONNECT_MAX_TRIES,
+                base_delay=settings.DB_CONNECT_BASE_DELAY,
+                max_delay=settings.DB_CONNECT_MAX_DELAY,
+            )
+        except PermanentConnectionError as exc:
+            self._permanent_failures += 1
+            logger.error("%s refused the connection: %s. Not retrying this at start-up.", engine, exc)
+            self._enter_limited(str(exc))
+            return
+        except (DatabaseError, sqlite3.Error, OSError) as exc:
+            logger.error(
+                "Could not connect to %s after %d attempts: %s",
+                engine,
+                settings.DB_CONNECT_MAX_TRIES,
+                describe(exc),
+            )
+            self._enter_limited(describe(exc))
+            return
+        self._record_first_connection()
+        if not self._drain_and_close():
+            self._enter_limited(state.status().last_error or "replay failed")
+
+    def _enter_limited(self, reason: str) -> None:
+        if state.transition(state.LIMITED, error=reason):
+            logger.warning(LIMITED_MODE_LINE)
+            logger.warning("Probing %s in the background; calls are journaled until it is back.", engine_name())
+
+    def _probe_delays(self):
+        for delay in backoff.expo(factor=settings.DB_CONNECT_BASE_DELAY, max_value=settings.DB_PROBE_MAX_DELAY):
+            yield backoff.full_jitter(delay) if delay > 0 else 0
+
+    def _probe_until_recovered(self) -> None:
+        for delay in self._probe_delays():
+            if self._stop.wait(delay):
+                return
+            if self._permanent_failures >= settings.DB_CONNECT_MAX_TRIES:
+                logger.error(
+                    "Giving up on %s after %d permanent failures (%s); fix the configuration and restart.",
+                    engine_name(),
+                    self._permanent_failures,
+                    state.status().last_error,
+                )
+                self._stop.wait()
+                return
+            try:
+                connect_with_backoff(max_tries=1, base_delay=0, max_delay=0, quiet=True)
+            except PermanentConnectionError as exc:
+                self._permanent_failures += 1
+                state.record_attempt(attempts=state.status().attempts + 1, error=str(exc))
+                continue
+            except (DatabaseError, sqlite3.Error, OSError) as exc:
+                state.record_attempt(attempts=state.status().attempts + 1, error=describe(exc))
+                continue
+            self._permanent_failures = 0
+            logger.info("Connected to %s (probe); replaying the call journal", engine_name())
+            self._record_first_connection()
+            if self._drain_and_close():
+                return
+
+    def _record_first_connection(self) -> None:
+        if not self._first_connection_recorded:
+            self._first_connection_recorded = True
+            metrics.time_to_first_connection.set(time.monotonic() - PROCESS_STARTED)
+
+    def _drain_and_close(self) -> bool:
+        """Replay the spool, then close the breaker while holding the journal lock. False on failure."""
+        from calls.persistence.store import replay_entry
+
+        spool = spool_module.get_spool()
+        try:
+            while True:
+                replayed = spool.replay(replay_entry)
+                if replayed:
+                    logger.info("Replayed %d journaled call write(s) into %s", replayed, engine_name())
+                with spool.write_transaction() as tx:
+                    if tx.depth() == 0:
+                        state.transition(state.OPERATIONAL)
+                        return True
+        except (DatabaseError, sqlite3.Error, OSError) as exc:
+            logger.warning("Replay interrupted: %s; staying in limited mode", describe(exc))
+            state.record_attempt(attempts=state.status().attempts, error=describe(exc))
+            return False
+        finally:
+            connections.close_all()
+
+
+supervisor = Supervisor()
+
+
+def report_outage(exc: BaseException) -> None:
+    supervisor.report_outage(exc)

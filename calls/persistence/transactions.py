@@ -1,0 +1,65 @@
+"""CockroachDB's client-side transaction retry protocol, for every write of the service.
+
+CockroachDB runs SERIALIZABLE and answers a conflicting transaction with SQLSTATE 40001,
+expecting the client to run the whole transaction again; django-cockroachdb does not do it.
+``run_in_transaction`` is the one place that does: it retries the whole ``atomic`` block with
+bounded, jittered backoff. Call it outermost (not inside another ``atomic``): a retry inside a
+savepoint cannot recover a transaction the server has already aborted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import backoff
+from django.conf import settings
+from django.db import DatabaseError, transaction
+
+from calls.exceptions import CallError
+from calls.persistence import metrics
+from calls.persistence.errors import is_serialization_failure
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class TransactionConflict(CallError):
+    code = "CONFLICT"
+    default_message = "The call was changed by another request at the same moment; try again."
+
+
+def _log_retry(details) -> None:
+    metrics.transaction_retries.inc()
+    logger.info(
+        "Transaction retry %d after serialization failure (SQLSTATE 40001); waiting %.3fs",
+        details["tries"],
+        details["wait"],
+    )
+
+
+def run_in_transaction(fn: Callable[[], T], *, using: str = "default") -> T:
+    """Run ``fn`` in a transaction, again from the start on SQLSTATE 40001 (bounded)."""
+
+    @backoff.on_exception(
+        backoff.expo,
+        DatabaseError,
+        max_tries=settings.TX_RETRY_MAX_ATTEMPTS,
+        factor=settings.TX_RETRY_BASE_DELAY,
+        max_value=1.0,
+        jitter=backoff.full_jitter,
+        giveup=lambda exc: not is_serialization_failure(exc),
+        on_backoff=_log_retry,
+        logger=None,
+    )
+    def attempt() -> T:
+        with transaction.atomic(using=using):
+            return fn()
+
+    try:
+        return attempt()
+    except DatabaseError as exc:
+        if is_serialization_failure(exc):
+            raise TransactionConflict(details={"attempts": settings.TX_RETRY_MAX_ATTEMPTS}) from exc
+        raise

@@ -1,0 +1,52 @@
+"""How a call and a conversation look on the wire (REST responses, socket and push events)."""
+
+from __future__ import annotations
+
+from calls.models import Call, CallParticipant, Conversation
+
+
+def _iso(value):
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def participant_to_dict(participant: CallParticipant) -> dict:
+    return {
+        "user_id": str(participant.user_id),
+        "role": participant.role,
+        "state": participant.state,
+        "joined_at": _iso(participant.joined_at),
+        "left_at": _iso(participant.left_at),
+        "is_muted": participant.is_muted,
+        "is_video_on": participant.is_video_on,
+    }
+
+
+def call_to_dict(call: Call, participants: list[CallParticipant]) -> dict:
+    ordered = sorted(participants, key=lambda p: (p.role != CallParticipant.Role.CALLER, str(p.user_id)))
+    return {
+        "call_id": str(call.id),
+        "conversation_id": str(call.conversation_id),
+        "caller_id": str(call.caller_id),
+        "call_type": call.call_type,
+        "status": call.status,
+        "end_reason": call.end_reason,
+        "started_at": _iso(call.started_at),
+        "answered_at": _iso(call.answered_at),
+        "ended_at": _iso(call.ended_at),
+        "duration_seconds": call.duration_seconds,
+        "participants": [participant_to_dict(p) for p in ordered],
+    }
+
+
+def conversation_to_dict(conversation: Conversation, members) -> dict:
+    return {
+        "conversation_id": str(conversation.id),
+        "type": conversation.type,
+        "title": conversation.title,
+        "created_by": str(conversation.created_by_id),
+        "created_at": _iso(conversation.created_at),
+        "members": [
+            {"user_id": str(m.user_id), "role": m.role, "joined_at": _iso(m.joined_at)}
+            for m in sorted(members, key=lambda m: (m.joined_at, str(m.user_id)))
+        ],
+    }

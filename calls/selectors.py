@@ -1,0 +1,220 @@
+"""Call reads: one call, a user's history (cursor-paginated), analytics, conversations."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.db.models import Avg, Count, Prefetch, Q, Sum
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from calls.exceptions import CallNotFound, ConversationNotFound, InvalidCallRequest
+from calls.models import Call, CallParticipant, Conversation, ConversationParticipant
+from calls.persistence import store
+from calls.persistence.errors import is_transient
+from calls.persistence.store import CallRecord
+from calls.representation import call_to_dict
+
+
+def _database_read(fn):
+    """Reads only the database can answer: 503 while it is away, and report a new outage."""
+    store.guard_available()
+    try:
+        return fn()
+    except DatabaseError as exc:
+        if not is_transient(exc):
+            raise
+        from calls.persistence import supervisor
+
+        supervisor.report_outage(exc)
+        store.guard_available()
+        raise
+
+
+def call_get_for_user(*, call_id, user_id) -> tuple[CallRecord, bool]:
+    """The call and whether it came from the journal. Strangers get CallNotFound.
+
+    A ringing call past its timeout is expired here too (the sweep's safety net)."""
+    record, deferred = store.read_call(call_id)
+    if record is None or not any(str(p.user_id) == str(user_id) for p in record.participants):
+        raise CallNotFound()
+    deadline = record.call.started_at + timedelta(seconds=settings.CALL_RING_TIMEOUT)
+    if record.call.status == Call.Status.RINGING and deadline <= timezone.now():
+        from calls.services import call_expire
+
+        result = call_expire(call_id=call_id)
+        if result is not None:
+            return result.record, result.deferred
+    return record, deferred
+
+
+# --- history -------------------------------------------------------------------------------------
+
+HISTORY_FILTERS = ("status", "call_type", "conversation_id", "direction", "since", "until")
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    calls: list[dict]
+    next_cursor: str | None
+
+
+def encode_cursor(started_at: datetime, call_id) -> str:
+    raw = f"{started_at.isoformat()}|{call_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        started, call_id = raw.split("|", 1)
+        when = parse_datetime(started)
+        if when is None:
+            raise ValueError
+        return when, str(Call._meta.pk.to_python(call_id))
+    except (ValueError, binascii.Error, UnicodeDecodeError, Exception) as exc:
+        raise InvalidCallRequest("The cursor is not valid.", details={"cursor": ["Invalid cursor."]}) from exc
+
+
+def call_history(
+    *,
+    user_id,
+    limit: int = 20,
+    cursor: str | None = None,
+    status: str | None = None,
+    call_type: str | None = None,
+    conversation_id=None,
+    direction: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> HistoryPage:
+    """Calls where the user is caller or callee, each once, newest first.
+
+    Walks the (user, call_started_at, call) index of participant rows, so a page costs the same
+    whatever the size of the whole table."""
+
+    def read():
+        rows = CallParticipant.objects.filter(user_id=user_id)
+        if direction == "incoming":
+            rows = rows.filter(role=CallParticipant.Role.CALLEE)
+        elif direction == "outgoing":
+            rows = rows.filter(role=CallParticipant.Role.CALLER)
+        if since:
+            rows = rows.filter(call_started_at__gte=since)
+        if until:
+            rows = rows.filter(call_started_at__lt=until)
+        if status:
+            rows = rows.filter(call__status=status)
+        if call_type:
+            rows = rows.filter(call__call_type=call_type)
+        if conversation_id:
+            rows = rows.filter(call__conversation_id=conversation_id)
+        if cursor:
+            started, call_id = decode_cursor(cursor)
+            rows = rows.filter(Q(call_started_at__lt=started) | Q(call_started_at=started, call_id__lt=call_id))
+        page = list(
+            rows.order_by("-call_started_at", "-call_id")
+            .select_related("call")
+            .prefetch_related(Prefetch("call__participants", queryset=CallParticipant.objects.order_by("role", "id")))[
+                : limit + 1
+            ]
+        )
+        more = len(page) > limit
+        page = page[:limit]
+        calls = [call_to_dict(row.call, list(row.call.participants.all())) for row in page]
+        next_cursor = encode_cursor(page[-1].call_started_at, page[-1].call_id) if more and page else None
+        return HistoryPage(calls, next_cursor)
+
+    return _database_read(read)
+
+
+# --- analytics -----------------------------------------------------------------------------------
+
+
+def _percentile(durations, fraction: float, count: int) -> int | None:
+    """Nearest-rank percentile, computed by the database (ORDER BY ... OFFSET), on every engine."""
+    if count == 0:
+        return None
+    offset = max(math.ceil(fraction * count) - 1, 0)
+    return durations.order_by("duration_seconds").values_list("duration_seconds", flat=True)[offset]
+
+
+def call_analytics(*, user_id=None, since: datetime | None = None, until: datetime | None = None) -> dict:
+    """Aggregates over the user's calls (or every call when ``user_id`` is None)."""
+
+    def read():
+        calls = Call.objects.all()
+        if user_id is not None:
+            calls = calls.filter(participants__user_id=user_id)
+        if since:
+            calls = calls.filter(started_at__gte=since)
+        if until:
+            calls = calls.filter(started_at__lt=until)
+        totals = calls.aggregate(
+            total=Count("id"),
+            answered=Count("id", filter=Q(answered_at__isnull=False)),
+            missed=Count("id", filter=Q(status=Call.Status.MISSED)),
+            avg_duration=Avg("duration_seconds", filter=Q(answered_at__isnull=False)),
+            total_talk=Sum("duration_seconds"),
+        )
+        by_status = dict(calls.order_by().values_list("status").annotate(n=Count("id")))
+        by_type = dict(calls.order_by().values_list("call_type").annotate(n=Count("id")))
+        answered_calls = calls.filter(answered_at__isnull=False)
+        total, answered = totals["total"], totals["answered"]
+        return {
+            "total": total,
+            "by_status": {s: by_status.get(s, 0) for s in Call.Status.values},
+            "by_type": {t: by_type.get(t, 0) for t in Call.Type.values},
+            "answered": answered,
+            "missed": totals["missed"],
+            "answer_rate": round(answered / total, 4) if total else 0.0,
+            "avg_duration_seconds": round(float(totals["avg_duration"]), 2)
+            if totals["avg_duration"] is not None
+            else 0.0,
+            "total_talk_seconds": totals["total_talk"] or 0,
+            "p50_duration_seconds": _percentile(answered_calls, 0.50, answered) or 0,
+            "p95_duration_seconds": _percentile(answered_calls, 0.95, answered) or 0,
+        }
+
+    return _database_read(read)
+
+
+# --- conversations -------------------------------------------------------------------------------
+
+
+def conversation_list(*, user_id):
+    def read():
+        return list(
+            Conversation.objects.filter(participants__user_id=user_id)
+            .prefetch_related("participants")
+            .order_by("-created_at")
+        )
+
+    return _database_read(read)
+
+
+def conversation_get_for_user(*, conversation_id, user_id) -> Conversation:
+    """Members only; everyone else gets ConversationNotFound."""
+
+    def read():
+        conversation = (
+            Conversation.objects.filter(pk=conversation_id, participants__user_id=user_id)
+            .prefetch_related("participants")
+            .first()
+        )
+        if conversation is None:
+            raise ConversationNotFound()
+        store.remember_members(conversation.id, [m.user_id for m in conversation.participants.all()])
+        return conversation
+
+    return _database_read(read)
+
+
+def conversation_members(conversation: Conversation) -> list[ConversationParticipant]:
+    return list(conversation.participants.all())

@@ -1,0 +1,296 @@
+"""Call writes. Each service checks who may do what, applies the lifecycle rule, lets the
+persistence layer make it durable (database, or the spool while the database is away), and
+publishes the events clients hear about, after the write is durable.
+
+All take keyword arguments and user ids (not user objects): an access token is enough to
+call them, so they work while the database is away.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
+
+from calls import events, lifecycle
+from calls.events import CallEvent, EventType
+from calls.exceptions import (
+    CallAlreadyLive,
+    CallFull,
+    CallNotFound,
+    ConversationNotFound,
+    InvalidCallRequest,
+    NotAParticipant,
+    PersistenceUnavailable,
+)
+from calls.models import Call, CallParticipant, Conversation, ConversationParticipant
+from calls.persistence import state, store
+from calls.persistence.errors import is_transient
+from calls.persistence.snapshots import decode_call
+from calls.persistence.spool import get_spool
+from calls.persistence.store import CallRecord, WriteResult
+from calls.persistence.transactions import run_in_transaction
+from calls.representation import call_to_dict
+
+Status = Call.Status
+
+
+# --- conversations -------------------------------------------------------------------------------
+
+
+def conversation_create(*, creator_id, type: str, title: str = "", member_ids) -> Conversation:
+    """A conversation with the creator (admin) and the members. Needs the database."""
+    from accounts.models import User
+
+    store.guard_available()
+    members = {str(m) for m in member_ids} - {str(creator_id)}
+    if type == Conversation.Type.DIRECT and len(members) != 1:
+        raise InvalidCallRequest(
+            "A direct conversation has exactly one other member.",
+            details={"member_ids": ["Give exactly one other member."]},
+        )
+    if not members:
+        raise InvalidCallRequest(
+            "A conversation needs at least one other member.",
+            details={"member_ids": ["Give at least one other member."]},
+        )
+
+    def create():
+        found = {str(pk) for pk in User.objects.filter(pk__in=members, is_active=True).values_list("pk", flat=True)}
+        missing = sorted(members - found)
+        if missing:
+            raise InvalidCallRequest("Some members do not exist.", details={"member_ids": missing})
+        conversation = Conversation.objects.create(type=type, title=title, created_by_id=creator_id)
+        ConversationParticipant.objects.bulk_create(
+            [
+                ConversationParticipant(
+                    conversation=conversation, user_id=creator_id, role=ConversationParticipant.Role.ADMIN
+                )
+            ]
+            + [ConversationParticipant(conversation=conversation, user_id=m) for m in sorted(members)]
+        )
+        return conversation
+
+    conversation = _database_write(create)
+    store.remember_members(conversation.id, members | {str(creator_id)})
+    return conversation
+
+
+def _database_write(fn):
+    """A write only the database can take (no spool): report an outage and answer 503."""
+    try:
+        return run_in_transaction(fn)
+    except DatabaseError as exc:
+        if not is_transient(exc):
+            raise
+        from calls.persistence import supervisor
+
+        supervisor.report_outage(exc)
+        store.guard_available()
+        raise PersistenceUnavailable() from exc
+
+
+# --- calls ---------------------------------------------------------------------------------------
+
+
+def call_initiate(*, caller_id, conversation_id, callee_ids, call_type: str) -> WriteResult:
+    """Start ringing ``callee_ids`` in a conversation. Everything is checked before anything is
+    written; a conversation with a call already ringing or active answers CallAlreadyLive with
+    that call's id (two members calling each other at once end up in one call)."""
+    caller = str(caller_id)
+    callees = [str(c) for c in callee_ids]
+    if not callees:
+        raise InvalidCallRequest("Name at least one callee.", details={"callee_ids": ["This list may not be empty."]})
+    if len(set(callees)) != len(callees):
+        raise InvalidCallRequest("Callees must be distinct.", details={"callee_ids": ["Duplicate callee."]})
+    if caller in callees:
+        raise InvalidCallRequest("You cannot call yourself.", details={"callee_ids": ["The caller is not a callee."]})
+    if 1 + len(callees) > settings.MAX_CALL_PARTICIPANTS:
+        raise InvalidCallRequest(
+            f"A call has at most {settings.MAX_CALL_PARTICIPANTS} participants.",
+            details={"callee_ids": [f"At most {settings.MAX_CALL_PARTICIPANTS - 1} callees."]},
+        )
+    call_id = uuid.uuid4()
+    now = timezone.now()
+
+    def mutate(record, source):
+        members = source.conversation_member_ids(conversation_id)
+        if members is None:
+            raise ConversationNotFound()
+        if caller not in members:
+            raise NotAParticipant("You are not a member of this conversation.")
+        outsiders = [c for c in callees if c not in members]
+        if outsiders:
+            raise NotAParticipant(
+                "Every callee must be a member of the conversation.", details={"callee_ids": outsiders}
+            )
+        live = source.live_call_ids(conversation_id)
+        if live:
+            raise CallAlreadyLive(details={"call_id": live[0]})
+        call, participants = lifecycle.new_call(
+            call_id=call_id,
+            conversation_id=conversation_id,
+            caller_id=caller,
+            callee_ids=callees,
+            call_type=call_type,
+            at=now,
+        )
+        return CallRecord(call, participants), lifecycle.Outcome(changed=True)
+
+    result = store.execute_call_write(operation="initiate", call_id=call_id, mutate=mutate)
+    _publish(result, EventType.INCOMING_CALL, actor_id=caller)
+    return result
+
+
+def call_join(*, call_id, user_id) -> WriteResult:
+    """Accept (or rejoin). Idempotent for someone already in the call."""
+
+    def mutate(record, source):
+        record = _require_participant(record, user_id)
+        participant = lifecycle.participant_for(record.participants, user_id)
+        joined = sum(1 for p in record.participants if p.state == CallParticipant.State.JOINED)
+        if participant.state != CallParticipant.State.JOINED and joined >= settings.MAX_CALL_PARTICIPANTS:
+            raise CallFull()
+        return record, lifecycle.accept(record.call, record.participants, user_id=user_id, at=timezone.now())
+
+    result = store.execute_call_write(operation="join", call_id=call_id, mutate=mutate)
+    if result.outcome.changed:
+        _publish(result, EventType.CALL_ACCEPTED, actor_id=user_id)
+    return result
+
+
+def call_decline(*, call_id, user_id) -> WriteResult:
+    def mutate(record, source):
+        record = _require_participant(record, user_id)
+        return record, lifecycle.decline(record.call, record.participants, user_id=user_id, at=timezone.now())
+
+    result = store.execute_call_write(operation="decline", call_id=call_id, mutate=mutate)
+    if result.outcome.changed:
+        _publish(result, EventType.CALL_DECLINED, actor_id=user_id)
+    return result
+
+
+def call_leave(*, call_id, user_id) -> WriteResult:
+    def mutate(record, source):
+        record = _require_participant(record, user_id)
+        return record, lifecycle.leave(record.call, record.participants, user_id=user_id, at=timezone.now())
+
+    result = store.execute_call_write(operation="leave", call_id=call_id, mutate=mutate)
+    if result.outcome.changed:
+        _publish(result, EventType.PARTICIPANT_LEFT, actor_id=user_id)
+    return result
+
+
+def call_end(*, call_id, user_id, reason: str = "") -> WriteResult:
+    """Any participant ends the call for everyone; ending an ended call changes nothing."""
+
+    def mutate(record, source):
+        record = _require_participant(record, user_id)
+        return record, lifecycle.end(
+            record.call, record.participants, user_id=user_id, at=timezone.now(), reason=reason
+        )
+
+    result = store.execute_call_write(operation="end", call_id=call_id, mutate=mutate)
+    if result.outcome.changed:
+        _publish(result, None, actor_id=user_id)
+    return result
+
+
+def call_set_media(*, call_id, user_id, is_muted: bool | None = None, is_video_on: bool | None = None) -> WriteResult:
+    """Record a participant muting or unmuting, so history and the admin show it."""
+
+    def mutate(record, source):
+        record = _require_participant(record, user_id)
+        if lifecycle.is_terminal(record.call.status):
+            raise lifecycle.InvalidTransition("The call has already ended.", details={"status": record.call.status})
+        participant = lifecycle.participant_for(record.participants, user_id)
+        changed = False
+        if is_muted is not None and participant.is_muted != is_muted:
+            participant.is_muted, changed = is_muted, True
+        if is_video_on is not None and participant.is_video_on != is_video_on:
+            participant.is_video_on, changed = is_video_on, True
+        if changed:
+            record.call.updated_at = timezone.now()
+        return record, lifecycle.Outcome(changed=changed)
+
+    result = store.execute_call_write(operation="media", call_id=call_id, mutate=mutate)
+    if result.outcome.changed:
+        _publish(result, EventType.MEDIA_CHANGED, actor_id=user_id)
+    return result
+
+
+def call_expire(*, call_id, now: datetime | None = None) -> WriteResult | None:
+    """The ringing timeout for one call; None when it was not due."""
+    now = now or timezone.now()
+    deadline = timedelta(seconds=settings.CALL_RING_TIMEOUT)
+
+    def mutate(record, source):
+        if record is None:
+            raise CallNotFound()
+        if record.call.status != Status.RINGING or record.call.started_at + deadline > now:
+            return record, lifecycle.Outcome(changed=False)
+        return record, lifecycle.expire(record.call, record.participants, at=record.call.started_at + deadline)
+
+    result = store.execute_call_write(operation="expire", call_id=call_id, mutate=mutate)
+    if not result.outcome.changed:
+        return None
+    _publish(result, None, actor_id=None)
+    return result
+
+
+def call_expire_due(*, now: datetime | None = None) -> int:
+    """Expire every call that has rung longer than CALL_RING_TIMEOUT; how many were."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.CALL_RING_TIMEOUT)
+    if state.is_limited():
+        due = [
+            payload["call"]["id"]
+            for payload in get_spool().latest_with_status(Status.RINGING)
+            if decode_call(payload)[0].started_at <= cutoff
+        ]
+    else:
+        due = list(
+            Call.objects.filter(status=Status.RINGING, started_at__lte=cutoff)
+            .order_by("started_at")
+            .values_list("pk", flat=True)[:500]
+        )
+    return sum(1 for call_id in due if call_expire(call_id=call_id, now=now) is not None)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _require_participant(record: CallRecord | None, user_id) -> CallRecord:
+    """Strangers get CallNotFound, not NotAParticipant, so call ids cannot be probed."""
+    if record is None or not any(str(p.user_id) == str(user_id) for p in record.participants):
+        raise CallNotFound()
+    return record
+
+
+TERMINAL_EVENTS = {
+    Status.CANCELLED: EventType.CALL_CANCELLED,
+    Status.MISSED: EventType.CALL_MISSED,
+    Status.DECLINED: EventType.CALL_DECLINED,
+}
+
+
+def _publish(result: WriteResult, event_type: str | None, *, actor_id) -> None:
+    """The event for what happened, then, when the call is over, call_ended."""
+    call, participants = result.record.call, result.record.participants
+    payload = call_to_dict(call, participants)
+    recipients = tuple(str(p.user_id) for p in participants)
+    stopped = tuple(str(p.user_id) for p in result.outcome.stopped_ringing)
+    actor = str(actor_id) if actor_id else None
+    published = []
+    if result.outcome.call_ended:
+        specific = TERMINAL_EVENTS.get(call.status)
+        if specific and specific != event_type:
+            published.append(CallEvent(specific, payload, recipients, actor, call.end_reason, stopped))
+    if event_type:
+        published.insert(0, CallEvent(event_type, payload, recipients, actor, call.end_reason, stopped))
+    if result.outcome.call_ended:
+        published.append(CallEvent(EventType.CALL_ENDED, payload, recipients, actor, call.end_reason, stopped))
+    events.publish_on_commit(*published)

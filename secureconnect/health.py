@@ -1,0 +1,63 @@
+"""Liveness, readiness and metrics for operators and orchestrators.
+
+``/health`` never touches the database or Redis: a liveness probe that depends on a backend
+turns a backend outage into a restart storm. ``/health/ready`` follows the persistence state.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from calls.persistence import state
+from calls.persistence.spool import get_spool
+
+SERVICE_NAME = "video-service"
+
+
+def _spool_depth() -> int | None:
+    try:
+        return get_spool().depth()
+    except Exception:
+        return None
+
+
+@require_GET
+def health(request):
+    return JsonResponse(
+        {
+            "status": "healthy",
+            "service": SERVICE_NAME,
+            "persistence": state.current(),
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+    )
+
+
+@require_GET
+def ready(request):
+    status = state.status()
+    depth = _spool_depth()
+    body = {
+        "status": "ready" if status.state == state.OPERATIONAL else "not_ready",
+        "service": SERVICE_NAME,
+        **status.as_dict(),
+        "spool_depth": depth,
+    }
+    response = JsonResponse(body, status=200 if status.state == state.OPERATIONAL else 503)
+    if status.state != state.OPERATIONAL:
+        response["Retry-After"] = "5"
+    return response
+
+
+@require_GET
+def metrics(request):
+    from calls.persistence import metrics as persistence_metrics
+
+    depth = _spool_depth()
+    if depth is not None:
+        persistence_metrics.spool_depth.set(depth)
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,46 @@
+"""Fixtures shared by the whole suite: persistence state, the spool, a switchable database."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connections
+
+from calls.persistence import state
+from tests.support.tcp_proxy import TcpProxy
+
+
+@pytest.fixture(autouse=True)
+def operational_persistence():
+    """Each test starts with the database taken as reachable, as a settled server would."""
+    state.reset_for_tests(state.OPERATIONAL)
+    yield
+    state.reset_for_tests(state.OPERATIONAL)
+
+
+@pytest.fixture
+def spool_path(tmp_path, settings):
+    settings.SPOOL_PATH = tmp_path / "spool.sqlite3"
+    return settings.SPOOL_PATH
+
+
+@pytest.fixture
+def db_proxy(transactional_db):
+    """The test database behind a TCP proxy that the test can take down and bring back.
+
+    The default connection is pointed at the proxy for the test, and back afterwards."""
+    connection = connections["default"]
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL")
+    settings_dict = connection.settings_dict
+    original = (settings_dict["HOST"], settings_dict["PORT"])
+    proxy = TcpProxy(target_host=original[0] or "127.0.0.1", target_port=int(original[1] or 5432))
+    proxy.start()
+    connection.close()
+    settings_dict["HOST"], settings_dict["PORT"] = "127.0.0.1", proxy.port
+    try:
+        yield proxy
+    finally:
+        proxy.up()
+        connection.close()
+        settings_dict["HOST"], settings_dict["PORT"] = original
+        proxy.stop()
