@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import connection, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +60,15 @@ def unsubscribe(listener: Listener) -> None:
 
 
 def publish_on_commit(*events: CallEvent) -> None:
-    """Deliver after the current transaction commits (at once when there is none)."""
+    """Deliver after the current transaction commits (at once when there is none).
+
+    Outside a transaction this must not touch the connection: in limited mode there is none."""
+    in_transaction = connection.in_atomic_block
     for event in events:
-        transaction.on_commit(lambda event=event: dispatch(event), robust=True)
+        if in_transaction:
+            transaction.on_commit(lambda event=event: dispatch(event), robust=True)
+        else:
+            dispatch(event)
 
 
 def dispatch(event: CallEvent) -> None:

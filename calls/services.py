@@ -140,7 +140,7 @@ def call_initiate(*, caller_id, conversation_id, callee_ids, call_type: str) -> 
         )
         return CallRecord(call, participants), lifecycle.Outcome(changed=True)
 
-    result = store.execute_call_write(operation="initiate", call_id=call_id, mutate=mutate)
+    result = store.execute_call_write(operation="initiate", call_id=call_id, mutate=mutate, creates=True)
     _publish(result, EventType.INCOMING_CALL, actor_id=caller)
     return result
 

@@ -22,6 +22,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     import psycopg2.extensions
 
+    # One test database per run, so parallel runs on one server never drop each other's.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
+
     # CockroachDB always runs SERIALIZABLE; so does the suite, so 40001 retries are exercised.
     DATABASES["default"]["OPTIONS"] = {
         **DATABASES["default"].get("OPTIONS", {}),

@@ -174,12 +174,14 @@ class SpoolSource:
 Mutation = Callable[[CallRecord | None, DatabaseSource | SpoolSource], tuple[CallRecord, lifecycle.Outcome]]
 
 
-def execute_call_write(*, operation: str, call_id, mutate: Mutation) -> WriteResult:
-    """Run one call write where it can be made durable now. See the module docstring."""
+def execute_call_write(*, operation: str, call_id, mutate: Mutation, creates: bool = False) -> WriteResult:
+    """Run one call write where it can be made durable now. See the module docstring.
+
+    ``creates``: the call is new (its id was just generated), so there is nothing to load."""
     for _ in range(3):
         if not state.is_limited():
             try:
-                return run_in_transaction(lambda: _run(operation, call_id, mutate, DatabaseSource()))
+                return run_in_transaction(lambda: _run(operation, call_id, mutate, DatabaseSource(), creates))
             except DatabaseError as exc:
                 if isinstance(exc, IntegrityError) or not is_transient(exc):
                     raise
@@ -189,12 +191,12 @@ def execute_call_write(*, operation: str, call_id, mutate: Mutation) -> WriteRes
         with spool_module.get_spool().write_transaction() as tx:
             if state.current() == state.OPERATIONAL:
                 continue  # the breaker closed while we waited for the journal: use the database
-            return _run(operation, call_id, mutate, SpoolSource(tx))
+            return _run(operation, call_id, mutate, SpoolSource(tx), creates)
     raise PersistenceUnavailable()
 
 
-def _run(operation, call_id, mutate: Mutation, source) -> WriteResult:
-    record = source.load_call(call_id)
+def _run(operation, call_id, mutate: Mutation, source, creates: bool) -> WriteResult:
+    record = None if creates else source.load_call(call_id)
     new_record, outcome = mutate(record, source)
     if outcome.changed:
         source.save(new_record, created=record is None, operation=operation)

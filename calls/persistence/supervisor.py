@@ -208,8 +208,11 @@ class Supervisor:
             logger.warning("Probing %s in the background; calls are journaled until it is back.", engine_name())
 
     def _probe_delays(self):
-        for delay in backoff.expo(factor=settings.DB_CONNECT_BASE_DELAY, max_value=settings.DB_PROBE_MAX_DELAY):
-            yield backoff.full_jitter(delay) if delay > 0 else 0
+        """Capped exponential backoff with full jitter (backoff's generator yields None first)."""
+        delays = backoff.expo(factor=max(settings.DB_CONNECT_BASE_DELAY, 0.01), max_value=settings.DB_PROBE_MAX_DELAY)
+        for delay in delays:
+            if delay is not None:
+                yield backoff.full_jitter(delay)
 
     def _probe_until_recovered(self) -> None:
         for delay in self._probe_delays():

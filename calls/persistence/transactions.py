@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import backoff
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connections, transaction
 
 from calls.exceptions import CallError
 from calls.persistence import metrics
@@ -39,6 +39,17 @@ def _log_retry(details) -> None:
     )
 
 
+def _discard_broken_connection(using: str) -> None:
+    """Start from a live connection: one cut by an outage is closed so the next use reconnects."""
+    connection = connections[using]
+    if connection.in_atomic_block:
+        return
+    connection.close_if_unusable_or_obsolete()
+    raw = connection.connection
+    if raw is not None and getattr(raw, "closed", False):
+        connection.close()
+
+
 def run_in_transaction(fn: Callable[[], T], *, using: str = "default") -> T:
     """Run ``fn`` in a transaction, again from the start on SQLSTATE 40001 (bounded)."""
 
@@ -54,6 +65,7 @@ def run_in_transaction(fn: Callable[[], T], *, using: str = "default") -> T:
         logger=None,
     )
     def attempt() -> T:
+        _discard_broken_connection(using)
         with transaction.atomic(using=using):
             return fn()
 

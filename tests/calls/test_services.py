@@ -78,7 +78,7 @@ def test_initiate_caps_participants(trio, settings):
 
 
 def test_initiate_requires_membership_of_caller_and_callees(trio):
-    caller, alice, bob, conversation = trio
+    caller, alice, _, conversation = trio
     stranger = make_user()
     with pytest.raises(NotAParticipant):
         initiate(stranger, [alice], conversation)

@@ -1,0 +1,206 @@
+"""Limited mode with a real outage: the database behind a proxy the test takes down."""
+
+import threading
+import uuid
+
+import pytest
+from django.db import connections
+
+from calls import selectors, services
+from calls.exceptions import PersistenceUnavailable
+from calls.models import Call, CallParticipant
+from calls.persistence import state, store
+from calls.persistence.spool import SpoolFull, get_spool
+from calls.persistence.supervisor import Supervisor
+from tests.factories import make_conversation, make_user
+
+
+@pytest.fixture
+def pair(db_proxy, spool_path):
+    caller, callee = make_user(), make_user()
+    conversation = make_conversation(members=[caller, callee])
+    # A settled server has seen the conversation (so its members are in the snapshot cache).
+    selectors.conversation_get_for_user(conversation_id=conversation.id, user_id=caller.id)
+    return caller, callee, conversation
+
+
+def initiate(caller, callee, conversation):
+    return services.call_initiate(
+        caller_id=caller.id, conversation_id=conversation.id, callee_ids=[callee.id], call_type="video"
+    )
+
+
+def recover():
+    """What the supervisor does once a probe connects: replay, then close the breaker."""
+    assert Supervisor()._drain_and_close()
+
+
+def test_write_during_an_outage_is_deferred_not_failed(pair, db_proxy):
+    caller, callee, conversation = pair
+    db_proxy.down()
+    result = initiate(caller, callee, conversation)
+    assert result.deferred
+    assert state.current() == state.LIMITED
+    assert get_spool().depth() == 1
+
+
+def test_calls_made_in_an_outage_reach_the_database_exactly_once(pair, db_proxy):
+    caller, callee, conversation = pair
+    db_proxy.down()
+    call_id = initiate(caller, callee, conversation).record.call.id
+    joined = services.call_join(call_id=call_id, user_id=callee.id)
+    ended = services.call_end(call_id=call_id, user_id=caller.id)
+    assert joined.deferred and ended.deferred
+    db_proxy.up()
+    recover()
+    assert state.current() == state.OPERATIONAL
+    assert get_spool().depth() == 0
+    call = Call.objects.get(pk=call_id)
+    assert (call.status, call.end_reason) == ("ended", "hangup")
+    assert call.started_at == ended.record.call.started_at
+    assert call.answered_at == joined.record.call.answered_at
+    assert call.ended_at == ended.record.call.ended_at
+    assert CallParticipant.objects.filter(call_id=call_id).count() == 2
+    assert dict(CallParticipant.objects.filter(call_id=call_id).values_list("user_id", "state")) == {
+        caller.id: "left",
+        callee.id: "left",
+    }
+
+
+def test_replaying_an_entry_twice_changes_nothing(pair, db_proxy):
+    """A process that dies after the database committed an entry, before deleting it, replays it
+    again on restart: the result must be the same."""
+    caller, callee, conversation = pair
+    db_proxy.down()
+    call_id = initiate(caller, callee, conversation).record.call.id
+    services.call_join(call_id=call_id, user_id=callee.id)
+    db_proxy.up()
+    payload = get_spool().latest(call_id)
+    store.replay_entry(payload)  # committed, but "crashed" before the spool entry was deleted
+    recover()
+    store.replay_entry(payload)
+    assert Call.objects.filter(pk=call_id).count() == 1
+    assert CallParticipant.objects.filter(call_id=call_id).count() == 2
+    assert Call.objects.get(pk=call_id).status == "active"
+
+
+def test_replay_never_overwrites_a_newer_database_state(pair, db_proxy):
+    caller, callee, conversation = pair
+    call_id = initiate(caller, callee, conversation).record.call.id
+    db_proxy.down()
+    services.call_join(call_id=call_id, user_id=callee.id)  # journaled: active
+    stale = get_spool().latest(call_id)
+    db_proxy.up()
+    recover()
+    services.call_end(call_id=call_id, user_id=caller.id)  # database: ended, newer
+    store.replay_entry(stale)
+    assert Call.objects.get(pk=call_id).status == "ended"
+
+
+def test_a_call_begun_before_the_outage_can_still_be_acted_on(pair, db_proxy):
+    caller, callee, conversation = pair
+    call_id = initiate(caller, callee, conversation).record.call.id
+    db_proxy.down()
+    result = services.call_join(call_id=call_id, user_id=callee.id)
+    assert result.deferred and result.record.call.status == "active"
+    record, deferred = selectors.call_get_for_user(call_id=call_id, user_id=caller.id)
+    assert deferred and record.call.status == "active"
+
+
+def test_reading_a_call_that_exists_only_in_the_spool(pair, db_proxy):
+    caller, callee, conversation = pair
+    db_proxy.down()
+    call_id = initiate(caller, callee, conversation).record.call.id
+    record, deferred = selectors.call_get_for_user(call_id=call_id, user_id=callee.id)
+    assert deferred and str(record.call.id) == str(call_id)
+
+
+def test_history_and_analytics_answer_unavailable_while_limited(pair, db_proxy):
+    caller, callee, conversation = pair
+    db_proxy.down()
+    initiate(caller, callee, conversation)
+    with pytest.raises(PersistenceUnavailable):
+        selectors.call_history(user_id=caller.id)
+    with pytest.raises(PersistenceUnavailable):
+        selectors.call_analytics(user_id=caller.id)
+
+
+def test_an_unknown_call_while_limited_is_unavailable_not_missing(pair, db_proxy):
+    caller, *_ = pair
+    db_proxy.down()
+    state.transition(state.LIMITED)
+    with pytest.raises(PersistenceUnavailable):
+        selectors.call_get_for_user(call_id=uuid.uuid4(), user_id=caller.id)
+
+
+def test_a_full_spool_refuses_new_writes_and_keeps_what_it_has(pair, db_proxy, settings):
+    caller, callee, conversation = pair
+    settings.SPOOL_MAX_BYTES = 3000
+    db_proxy.down()
+    call_id = initiate(caller, callee, conversation).record.call.id
+    with pytest.raises(SpoolFull):
+        for _ in range(20):
+            services.call_set_media(call_id=call_id, user_id=caller.id, is_muted=True)
+            services.call_set_media(call_id=call_id, user_id=caller.id, is_muted=False)
+    kept = get_spool().depth()
+    assert kept >= 1
+    db_proxy.up()
+    recover()
+    assert Call.objects.filter(pk=call_id).exists()
+
+
+def test_spool_survives_a_new_process_object(pair, db_proxy):
+    """What a restart sees: a fresh Spool object on the same file holds every entry."""
+    from calls.persistence.spool import Spool
+
+    caller, callee, conversation = pair
+    db_proxy.down()
+    call_id = initiate(caller, callee, conversation).record.call.id
+    reopened = Spool(get_spool().path, max_bytes=10**6, max_age=3600)
+    assert reopened.depth() == 1 and reopened.latest(call_id)["call"]["status"] == "ringing"
+
+
+def test_supervisor_recovers_by_itself(pair, db_proxy, settings):
+    settings.DB_CONNECT_MAX_TRIES = 2
+    settings.DB_CONNECT_BASE_DELAY = 0.05
+    settings.DB_CONNECT_MAX_DELAY = 0.1
+    settings.DB_PROBE_MAX_DELAY = 0.2
+    caller, callee, conversation = pair
+    db_proxy.down()
+    call_id = initiate(caller, callee, conversation).record.call.id
+    supervisor = Supervisor()
+    state.reset_for_tests(state.STARTING)
+    supervisor.start()
+    try:
+        assert state.wait_for(lambda s: s == state.LIMITED, timeout=10)
+        db_proxy.up()
+        assert state.wait_for(lambda s: s == state.OPERATIONAL, timeout=15)
+    finally:
+        supervisor.stop()
+    assert get_spool().depth() == 0
+    assert Call.objects.filter(pk=call_id).count() == 1
+
+
+def test_concurrent_writes_during_the_outage_are_all_journaled(pair, db_proxy):
+    caller, callee, conversation = pair
+    db_proxy.down()
+    call_id = initiate(caller, callee, conversation).record.call.id
+    errors = []
+
+    def toggle(muted):
+        try:
+            services.call_set_media(call_id=call_id, user_id=caller.id, is_muted=muted)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=toggle, args=(i % 2 == 0,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert errors == []
+    db_proxy.up()
+    recover()
+    assert Call.objects.filter(pk=call_id).count() == 1
