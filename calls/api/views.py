@@ -14,7 +14,7 @@ from calls import ice, selectors, services
 from calls.api import serializers as s
 from calls.representation import call_to_dict, conversation_to_dict
 from secureconnect.api.envelope import PERSISTENCE_DEFERRED, PERSISTENCE_HEADER
-from secureconnect.api.throttles import CallInitiateThrottle
+from secureconnect.api.throttles import CallInitiateThrottle, UserThrottle
 
 
 def parse_uuid(value: str, field: str) -> uuid.UUID:
@@ -67,7 +67,7 @@ class ConversationDetailApi(APIView):
 
 
 class CallInitiateApi(APIView):
-    throttle_classes = [CallInitiateThrottle]
+    throttle_classes = [UserThrottle, CallInitiateThrottle]
 
     @extend_schema(request=s.CallInitiateInput, responses={201: s.CallOutput}, summary="Start a call")
     def post(self, request):
