@@ -3,7 +3,10 @@
 Every variable is listed in README.md's configuration table and in .env.example.
 """
 
+import re
 from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
 
 from secureconnect import config
 
@@ -36,12 +39,16 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "rest_framework",
+    "drf_spectacular",
     "accounts",
     "calls",
     "signaling",
 ]
 
 MIDDLEWARE = [
+    "secureconnect.api.middleware.RequestIdMiddleware",  # first: every log line and response has the id
+    "secureconnect.api.middleware.ApiErrorMiddleware",  # then: body cap and JSON errors on API paths
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -97,13 +104,72 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise serves from here on
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "secureconnect.api.request_id.RequestIdLogFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": config.get_str("LOG_LEVEL", "INFO").upper()},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
 # --- REST API, authentication and JWT (accounts/, secureconnect/api/) ----------------------------
+JWT_ACCESS_TTL = config.get_int("JWT_ACCESS_TTL", 15 * 60, minimum=1)  # seconds
+JWT_REFRESH_TTL = config.get_int("JWT_REFRESH_TTL", 30 * 24 * 3600, minimum=1)  # seconds
+# Bodies over this size are refused with 413 (PAYLOAD_TOO_LARGE on the API).
+DATA_UPLOAD_MAX_MEMORY_SIZE = config.get_int("MAX_REQUEST_BODY_BYTES", 64 * 1024, minimum=1024)
+
+# The cache holds rate-limit counters and token revocations: shared by every process with Redis,
+# per process without it.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "secureconnect",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+def _throttle_rate(name: str, default: str) -> str:
+    """A DRF rate such as ``10/min``, checked here so that a typo stops start-up."""
+    rate = config.get_str(name, default)
+    if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", rate):
+        raise ImproperlyConfigured(f"{name} must be a rate such as 10/min (per s, min, hour or day), not {rate!r}")
+    return rate
+
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.JWTAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["secureconnect.api.renderers.EnvelopeJSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "secureconnect.api.renderers.FallbackContentNegotiation",
+    "EXCEPTION_HANDLER": "secureconnect.api.exception_handler.api_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["secureconnect.api.throttles.UserThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": _throttle_rate("THROTTLE_USER", "600/min"),
+        "call_initiate": _throttle_rate("THROTTLE_CALL_INITIATE", "10/min"),
+        "login": _throttle_rate("THROTTLE_LOGIN", "5/min"),
+        "register": _throttle_rate("THROTTLE_REGISTER", "20/hour"),
+    },
+    # Proxies in front of the service; the client address is read from X-Forwarded-For that many
+    # hops from the right (0: the socket's peer, and X-Forwarded-For is ignored).
+    "NUM_PROXIES": config.get_int("NUM_PROXIES", 0, minimum=0),
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "SecureConnect video service API",
+    "DESCRIPTION": "Calls, conversations and accounts. Every answer is in the envelope described in README.md.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "secureconnect.api.schema.wrap_responses_in_envelope",
+    ],
+}
 
 # --- Call rules (calls/) -----------------------------------------------------------------------
 

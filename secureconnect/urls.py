@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 admin.site.site_header = "SecureConnect video service"
 admin.site.site_title = "SecureConnect admin"
@@ -7,7 +8,15 @@ admin.site.index_title = "Call history and users"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("v1/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("v1/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("v1/", include("accounts.urls")),
     path("v1/", include("accounts.push.urls")),
     path("v1/", include("calls.api.urls")),
 ]
+
+# Errors Django raises itself answer in the API's error envelope on /v1 and /health paths.
+handler400 = "secureconnect.api.errors.bad_request"
+handler403 = "secureconnect.api.errors.permission_denied"
+handler404 = "secureconnect.api.errors.not_found"
+handler500 = "secureconnect.api.errors.server_error"
