@@ -1,0 +1,147 @@
+"""The accounts REST API (/v1/auth/..., /v1/users/me): validate, call one service, shape the answer."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import services
+from accounts.exceptions import InvalidCredentials
+from accounts.models import User, username_validator
+from accounts.selectors import user_get_active
+from secureconnect.api.throttles import (
+    LoginAccountThrottle,
+    LoginAddressThrottle,
+    RegisterThrottle,
+    record_login_failure,
+)
+
+PASSWORD_MAX_LENGTH = 128
+TOKEN_MAX_LENGTH = 4096
+
+UNAUTHORIZED = OpenApiResponse(description="UNAUTHORIZED")
+CONFLICT = OpenApiResponse(description="CONFLICT: the email or the username is taken (details name which).")
+RATE_LIMITED = OpenApiResponse(description="RATE_LIMITED: too many attempts; wait Retry-After seconds.")
+
+
+class UserProfileSerializer(serializers.Serializer):
+    """A user as the API shows them; other apps reuse it for the same shape."""
+
+    user_id = serializers.UUIDField(source="id")
+    email = serializers.EmailField()
+    username = serializers.CharField()
+    display_name = serializers.CharField()
+    avatar_url = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_avatar_url(self, user: User) -> str | None:
+        return user.avatar_url or None
+
+
+class RegisterInput(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    username = serializers.CharField(min_length=3, max_length=30, validators=[username_validator])
+    password = serializers.CharField(max_length=PASSWORD_MAX_LENGTH, trim_whitespace=False, write_only=True)
+    display_name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+
+
+class LoginInput(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    password = serializers.CharField(max_length=PASSWORD_MAX_LENGTH, trim_whitespace=False, write_only=True)
+
+
+class LoginOutput(serializers.Serializer):
+    user = UserProfileSerializer()
+    access_token = serializers.CharField()
+    refresh_token = serializers.CharField()
+
+
+class RefreshTokenInput(serializers.Serializer):
+    refresh_token = serializers.CharField(max_length=TOKEN_MAX_LENGTH)
+
+
+class AccessTokenOutput(serializers.Serializer):
+    access_token = serializers.CharField()
+
+
+def validated(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class UserRegisterApi(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = [RegisterThrottle]
+
+    @extend_schema(
+        request=RegisterInput,
+        responses={201: UserProfileSerializer, 409: CONFLICT, 429: RATE_LIMITED},
+        summary="Create an account",
+        tags=["auth"],
+    )
+    def post(self, request):
+        user = services.user_register(**validated(RegisterInput, request.data))
+        return Response(UserProfileSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+class UserLoginApi(APIView):
+    """Failed attempts are counted per account and per client address; over the limit every
+    attempt is refused with 429 until the window has passed."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = [LoginAccountThrottle, LoginAddressThrottle]
+
+    @extend_schema(
+        request=LoginInput,
+        responses={200: LoginOutput, 401: UNAUTHORIZED, 429: RATE_LIMITED},
+        summary="Log in with email and password",
+        tags=["auth"],
+    )
+    def post(self, request):
+        data = validated(LoginInput, request.data)
+        try:
+            result = services.user_login(email=data["email"], password=data["password"])
+        except InvalidCredentials:
+            record_login_failure(request, self)
+            raise
+        return Response(LoginOutput(result).data)
+
+
+class TokenRefreshApi(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        request=RefreshTokenInput,
+        responses={200: AccessTokenOutput, 401: UNAUTHORIZED},
+        summary="A new access token for a refresh token",
+        tags=["auth"],
+    )
+    def post(self, request):
+        access_token = services.token_refresh(**validated(RefreshTokenInput, request.data))
+        return Response({"access_token": access_token})
+
+
+class UserLogoutApi(APIView):
+    @extend_schema(
+        request=RefreshTokenInput,
+        responses={200: None},
+        summary="Revoke my refresh token and the access token of this request",
+        tags=["auth"],
+    )
+    def post(self, request):
+        services.user_logout(access_claims=request.auth, **validated(RefreshTokenInput, request.data))
+        return Response(None)
+
+
+class UserMeApi(APIView):
+    @extend_schema(responses=UserProfileSerializer, summary="My account", tags=["users"])
+    def get(self, request):
+        return Response(UserProfileSerializer(user_get_active(user_id=request.user.id)).data)

@@ -1,0 +1,16 @@
+"""Reads of accounts."""
+
+from __future__ import annotations
+
+import uuid
+
+from accounts.exceptions import AccountUnavailable
+from accounts.models import User
+
+
+def user_get_active(*, user_id: uuid.UUID) -> User:
+    """The active user ``user_id``; ``AccountUnavailable`` when deleted or disabled."""
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    if user is None:
+        raise AccountUnavailable()
+    return user
