@@ -1,0 +1,59 @@
+"""/v1/devices: register, list and remove the current user's push devices.
+
+Project defaults apply: JWT authentication, IsAuthenticated, the envelope, throttling.
+"""
+
+from __future__ import annotations
+
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.push.exceptions import DeviceNotFound
+from accounts.push.models import Device
+from accounts.push.selectors import device_list
+from accounts.push.services import device_delete, device_register
+
+
+class DeviceRegisterSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=Device._meta.get_field("token").max_length)
+    platform = serializers.ChoiceField(choices=Device.Platform.choices)
+
+    def validate_token(self, value: str) -> str:
+        if not value.isprintable() or any(ch.isspace() for ch in value) or "/" in value:
+            raise serializers.ValidationError("A device token has no spaces, slashes or control characters.")
+        return value
+
+
+class DeviceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Device
+        fields = ["id", "token", "platform", "is_active", "created_at", "last_seen_at"]
+        read_only_fields = fields
+
+
+class DeviceListCreateApi(APIView):
+    """GET lists the current user's devices; POST registers or refreshes one (201 new, 200 known)."""
+
+    def get(self, request):
+        return Response(DeviceSerializer(device_list(user_id=request.user.id), many=True).data)
+
+    def post(self, request):
+        serializer = DeviceRegisterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        device, created = device_register(user_id=request.user.id, **serializer.validated_data)
+        return Response(
+            DeviceSerializer(device).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+class DeviceDetailApi(APIView):
+    """DELETE removes one of the current user's devices; someone else's is 404, like a missing one."""
+
+    def delete(self, request, token: str):
+        try:
+            device_delete(user_id=request.user.id, token=token)
+        except DeviceNotFound:
+            raise NotFound("Device not found.") from None
+        return Response(status=status.HTTP_204_NO_CONTENT)
