@@ -178,3 +178,17 @@ SPECTACULAR_SETTINGS = {
 # --- Signaling and channel layer (signaling/) --------------------------------------------------
 
 # --- Push notifications (accounts/push/) --------------------------------------------------------
+FIREBASE_PROJECT_ID = config.get_str("FIREBASE_PROJECT_ID")
+FIREBASE_CREDENTIALS_PATH = config.get_str("FIREBASE_CREDENTIALS_PATH")
+GOOGLE_APPLICATION_CREDENTIALS = config.get_str("GOOGLE_APPLICATION_CREDENTIALS")
+# Firebase is switched on by its variables; without them development logs what it would send.
+PUSH_PROVIDER = config.get_choice(
+    "PUSH_PROVIDER",
+    ("firebase", "log", "none"),
+    "firebase" if FIREBASE_PROJECT_ID or FIREBASE_CREDENTIALS_PATH else ("none" if IS_PRODUCTION else "log"),
+)
+PUSH_WORKERS = config.get_int("PUSH_WORKERS", 4, minimum=1)
+PUSH_QUEUE_LIMIT = config.get_int("PUSH_QUEUE_LIMIT", 1000, minimum=1)
+PUSH_RETRY_ATTEMPTS = config.get_int("PUSH_RETRY_ATTEMPTS", 4, minimum=1)
+PUSH_RETRY_BASE_DELAY = config.get_float("PUSH_RETRY_BASE_DELAY", 0.5, minimum=0)
+PUSH_RETRY_MAX_DELAY = config.get_float("PUSH_RETRY_MAX_DELAY", 8.0, minimum=0)
