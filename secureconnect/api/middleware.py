@@ -9,10 +9,11 @@ a bare 405, a 400 for a body it refused).
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.signals import request_finished
 from django.http import HttpRequest, HttpResponse
 
 from secureconnect.api import envelope
-from secureconnect.api.request_id import HEADER, bind_request_id, request_id_from_header, unbind_request_id
+from secureconnect.api.request_id import HEADER, bind_request_id, clear_request_id, request_id_from_header
 
 API_PATH_PREFIXES = ("/v1/", "/health")
 
@@ -23,16 +24,16 @@ def is_api_path(path: str) -> bool:
 
 
 class RequestIdMiddleware:
+    """Binds the id for the whole request; it is cleared when the response is finished."""
+
     def __init__(self, get_response):
         self.get_response = get_response
+        request_finished.connect(clear_request_id, dispatch_uid="secureconnect.api.request_id")
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request.request_id = request_id_from_header(request.headers.get(HEADER))
-        token = bind_request_id(request.request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            unbind_request_id(token)
+        bind_request_id(request.request_id)
+        response = self.get_response(request)
         response[HEADER] = request.request_id
         return response
 

@@ -34,13 +34,14 @@ def current_request_id() -> str | None:
     return _current.get()
 
 
-def bind_request_id(request_id: str):
-    """Make ``request_id`` the current one; returns the token ``unbind_request_id`` needs."""
-    return _current.set(request_id)
+def bind_request_id(request_id: str) -> None:
+    _current.set(request_id)
 
 
-def unbind_request_id(token) -> None:
-    _current.reset(token)
+def clear_request_id(**signal_kwargs) -> None:
+    """Forget the id; connected to ``request_finished`` so that Django's own log line about the
+    response (``django.request``, written after the middleware returned) still carries it."""
+    _current.set(None)
 
 
 class RequestIdLogFilter(logging.Filter):

@@ -9,9 +9,9 @@ from django.conf import settings as django_settings
 from secureconnect.api.request_id import (
     RequestIdLogFilter,
     bind_request_id,
+    clear_request_id,
     current_request_id,
     request_id_from_header,
-    unbind_request_id,
 )
 from tests.api.helpers import post_json
 
@@ -78,12 +78,26 @@ def test_admin_pages_get_an_id_as_well(client):
 
 def test_log_records_carry_the_current_request_id():
     record = logging.LogRecord("calls", logging.INFO, __file__, 1, "hello", None, None)
-    token = bind_request_id("log-me")
+    bind_request_id("log-me")
     try:
         RequestIdLogFilter().filter(record)
     finally:
-        unbind_request_id(token)
+        clear_request_id()
     assert record.request_id == "log-me"
+
+
+def test_djangos_own_log_line_about_the_response_carries_the_id(client):
+    records = []
+    handler = logging.Handler()
+    handler.addFilter(RequestIdLogFilter())
+    handler.emit = records.append
+    logger = logging.getLogger("django.request")
+    logger.addHandler(handler)
+    try:
+        client.get("/v1/no-such-thing", headers={"X-Request-ID": "logged-404"})
+    finally:
+        logger.removeHandler(handler)
+    assert [record.request_id for record in records] == ["logged-404"]
 
 
 def test_log_records_outside_a_request_show_a_dash():
