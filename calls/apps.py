@@ -13,9 +13,9 @@ def process_serves_requests(argv: list[str] | None = None, environ=None) -> bool
     argv = sys.argv if argv is None else argv
     environ = os.environ if environ is None else environ
     program = os.path.basename(argv[0]) if argv else ""
-    if program in SERVER_PROGRAMS or (
-        program == "python" and len(argv) > 2 and argv[1] == "-m" and argv[2] in SERVER_PROGRAMS
-    ):
+    if program == "__main__.py":  # python -m daphne: argv[0] is .../daphne/__main__.py
+        program = os.path.basename(os.path.dirname(argv[0]))
+    if program in SERVER_PROGRAMS:
         return True
     if len(argv) > 1 and argv[1] in SERVING_COMMANDS:
         # runserver's autoreloader runs us twice; only the child (RUN_MAIN) serves.

@@ -3,6 +3,7 @@
 import os
 import sys
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 from django.core.exceptions import ImproperlyConfigured
 
@@ -13,6 +14,12 @@ try:
 except ImproperlyConfigured as exc:  # one clear line for the operator, not a traceback
     sys.stderr.write(f"Configuration error: {exc}\n")
     sys.exit(2)
+
+if settings.DB_STARTUP_MODE == "blocking":
+    # The operator asked to serve only once the start-up check has settled (connected or limited).
+    from calls.background import wait_until_settled
+
+    wait_until_settled()
 
 from channels.routing import ProtocolTypeRouter
 

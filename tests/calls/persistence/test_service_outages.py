@@ -58,6 +58,7 @@ def services(service_env, tmp_path):
         started.append(process)
         return process.start()
 
+    start.env = service_env
     yield start
     for process in started:
         process.stop()
@@ -195,3 +196,32 @@ def test_health_stays_up_while_the_database_comes_and_goes(proxy, services):
     wait_until(lambda: ready_state(service) == "operational", timeout=30, message="recovered")
     assert_alive(service)
     assert Call.objects.filter(pk=response.json()["data"]["call_id"]).count() == 1
+
+
+def test_blocking_start_up_serves_only_once_the_check_settled(proxy, services, tmp_path):
+    from tests.support.servers import ServiceProcess
+
+    service = ServiceProcess(
+        env={**services.env, "DB_STARTUP_MODE": "blocking", "DB_CONNECT_MAX_TRIES": "40"},
+        log_path=tmp_path / "blocking.log",
+    )
+    try:
+        with pytest.raises(TimeoutError):
+            service.start(wait=3)  # the database is down: the port stays closed
+        proxy.up()
+        service.wait_until_listening(30)
+        assert ready_state(service) == "operational", "the first answer is already operational"
+    finally:
+        service.stop()
+
+
+def test_a_missing_database_is_reported_at_once_and_not_retried(proxy, services, service_env):
+    proxy.up()
+    missing = service_env["DATABASE_URL"].rsplit("/", 1)[0] + "/secureconnect_no_such_database"
+    service = services(DATABASE_URL=missing, DB_CONNECT_BASE_DELAY="5", DB_CONNECT_MAX_TRIES="5")
+    wait_until(lambda: ready_state(service) == "limited", timeout=10, message="limited at once")
+    log = service.log_text()
+    assert re.search(r"PostgreSQL refused the connection: .*does not exist", log)
+    assert "connection attempt 1 failed" not in log, "a permanent error is not retried at start-up"
+    with service.client() as client:
+        assert "does not exist" in client.get("/health/ready").json()["last_error"]

@@ -1,0 +1,92 @@
+"""Liveness, readiness and metrics, and which processes run the start-up check."""
+
+import pytest
+from django.test import Client
+
+from calls import selectors, services
+from calls.apps import process_serves_requests
+from calls.persistence import state
+from tests.factories import make_conversation, make_user
+
+
+@pytest.mark.portable
+@pytest.mark.parametrize(
+    ("argv", "environ", "serves"),
+    [
+        (["/venv/bin/daphne", "-p", "8083", "secureconnect.asgi:application"], {}, True),
+        (["/venv/lib/python3.11/site-packages/daphne/__main__.py", "secureconnect.asgi:application"], {}, True),
+        (["/venv/bin/uvicorn", "secureconnect.asgi:application"], {}, True),
+        (["manage.py", "runserver", "127.0.0.1:8083"], {"RUN_MAIN": "true"}, True),
+        (["manage.py", "runserver", "127.0.0.1:8083"], {}, False),  # the autoreloader's parent
+        (["manage.py", "runserver", "--noreload"], {}, True),
+        (["manage.py", "migrate"], {}, False),
+        (["manage.py", "shell"], {}, False),
+        (["manage.py", "test"], {}, False),
+        (["/venv/bin/pytest"], {}, False),
+    ],
+)
+def test_only_serving_processes_run_the_start_up_check(argv, environ, serves):
+    assert process_serves_requests(argv, environ) is serves
+
+
+@pytest.mark.portable
+def test_liveness_never_needs_a_backend():
+    state.reset_for_tests(state.LIMITED)
+    response = Client().get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["service"], body["persistence"]) == ("healthy", "video-service", "limited")
+
+
+@pytest.mark.portable
+@pytest.mark.parametrize(("current", "code"), [("starting", 503), ("limited", 503), ("operational", 200)])
+def test_readiness_follows_the_state(current, code, spool_path):
+    state.reset_for_tests(current)
+    state.record_attempt(attempts=3, error="connection refused", server_version="PostgreSQL 15.19")
+    response = Client().get("/health/ready")
+    assert response.status_code == code
+    body = response.json()
+    assert body["state"] == current and body["attempts"] == 3 and body["spool_depth"] == 0
+    assert body["last_error"] == "connection refused" and body["server_version"] == "PostgreSQL 15.19"
+    assert body["since"]
+    assert ("Retry-After" in response.headers) is (code == 503)
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_metrics_report_state_spool_depth_and_replays(db_proxy, spool_path):
+    from calls.persistence.supervisor import Supervisor
+
+    caller, callee = make_user(), make_user()
+    conversation = make_conversation(members=[caller, callee])
+    selectors.conversation_get_for_user(conversation_id=conversation.id, user_id=caller.id)
+    before = metric(Client().get("/metrics").content.decode(), "secureconnect_spool_replayed_records_total")
+    limited_before = metric(
+        Client().get("/metrics").content.decode(), "secureconnect_persistence_limited_mode_entries_total"
+    )
+    db_proxy.down()
+    services.call_initiate(
+        caller_id=caller.id, conversation_id=conversation.id, callee_ids=[callee.id], call_type="audio"
+    )
+    text = Client().get("/metrics").content.decode()
+    assert metric(text, "secureconnect_spool_depth") == 1
+    assert 'secureconnect_persistence_state{state="limited"} 1.0' in text
+    assert metric(text, "secureconnect_persistence_limited_mode_entries_total") == limited_before + 1
+    db_proxy.up()
+    assert Supervisor()._drain_and_close()
+    text = Client().get("/metrics").content.decode()
+    assert metric(text, "secureconnect_spool_depth") == 0
+    assert metric(text, "secureconnect_spool_replayed_records_total") == before + 1
+    assert 'secureconnect_persistence_state{state="operational"} 1.0' in text
+    for name in (
+        "secureconnect_db_connection_attempts_total",
+        "secureconnect_transaction_retries_total",
+        "secureconnect_db_retries_before_success",
+        "secureconnect_spool_refused_writes_total",
+    ):
+        assert name in text
