@@ -5,6 +5,7 @@ import re
 
 import pytest
 from django.conf import settings as django_settings
+from django.test import AsyncClient
 
 from secureconnect.api.request_id import (
     RequestIdLogFilter,
@@ -44,6 +45,16 @@ def test_an_insane_incoming_id_is_replaced(client, insane):
     response = post_json(client, "/v1/test/echo", {}, headers={"X-Request-ID": insane})
     assert response["X-Request-ID"] != insane
     assert re.fullmatch(r"[0-9a-f]{32}", response["X-Request-ID"])
+
+
+@pytest.mark.asyncio
+async def test_the_id_is_bound_and_echoed_under_asgi_as_well():
+    response = await AsyncClient().post(
+        "/v1/test/echo", {}, content_type="application/json", headers={"X-Request-ID": "asgi-1"}
+    )
+    assert response["X-Request-ID"] == "asgi-1"
+    assert response.json()["meta"]["request_id"] == "asgi-1"
+    assert response.json()["data"]["request_id"] == "asgi-1"
 
 
 def test_an_id_of_128_characters_is_accepted():
