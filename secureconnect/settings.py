@@ -172,8 +172,30 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Call rules (calls/) -----------------------------------------------------------------------
+MAX_CALL_PARTICIPANTS = config.get_int("MAX_CALL_PARTICIPANTS", 4, minimum=2)
+CALL_RING_TIMEOUT = config.get_int("CALL_RING_TIMEOUT", 60, minimum=1)
+CALL_EXPIRY_INTERVAL = config.get_float("CALL_EXPIRY_INTERVAL", 5.0, minimum=0.1)
+STUN_URLS = config.get_list("STUN_URLS")
+TURN_URLS = config.get_list("TURN_URLS")
+TURN_SECRET = config.get_list("TURN_SECRET")  # several for rotation: the first signs
+TURN_TTL = config.get_int("TURN_TTL", 600, minimum=60)
 
 # --- Persistence: start-up check, limited mode, spool, transaction retries (calls/persistence/) --
+DB_STARTUP_MODE = config.get_choice("DB_STARTUP_MODE", ("background", "blocking", "off"), "background")
+DB_CONNECT_MAX_TRIES = config.get_int("DB_CONNECT_MAX_TRIES", 5, minimum=1)
+DB_CONNECT_BASE_DELAY = config.get_float("DB_CONNECT_BASE_DELAY", 1.0, minimum=0)
+DB_CONNECT_MAX_DELAY = config.get_float("DB_CONNECT_MAX_DELAY", 30.0, minimum=0)
+DB_CONNECT_TIMEOUT = config.get_int("DB_CONNECT_TIMEOUT", 5, minimum=1)
+DB_PROBE_MAX_DELAY = config.get_float("DB_PROBE_MAX_DELAY", 30.0, minimum=0.05)
+SPOOL_PATH = Path(config.get_str("SPOOL_PATH", str(VAR_DIR / "spool.sqlite3")))
+SPOOL_MAX_BYTES = config.get_int("SPOOL_MAX_BYTES", 256 * 1024 * 1024, minimum=1024)
+SPOOL_MAX_AGE = config.get_float("SPOOL_MAX_AGE", 7 * 24 * 3600, minimum=1)
+TX_RETRY_MAX_ATTEMPTS = config.get_int("TX_RETRY_MAX_ATTEMPTS", 6, minimum=1)
+TX_RETRY_BASE_DELAY = config.get_float("TX_RETRY_BASE_DELAY", 0.02, minimum=0)
+PERSISTENCE_RETRY_AFTER = config.get_int("PERSISTENCE_RETRY_AFTER", 5, minimum=1)
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+    # A refused or black-holed database must fail a request in seconds, not hang it.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", DB_CONNECT_TIMEOUT)
 
 # --- Signaling and channel layer (signaling/) --------------------------------------------------
 

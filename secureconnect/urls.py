@@ -2,12 +2,17 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from secureconnect import health
+
 admin.site.site_header = "SecureConnect video service"
 admin.site.site_title = "SecureConnect admin"
 admin.site.index_title = "Call history and users"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("health", health.health, name="health"),
+    path("health/ready", health.ready, name="health-ready"),
+    path("metrics", health.metrics, name="metrics"),
     path("v1/schema", SpectacularAPIView.as_view(), name="schema"),
     path("v1/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("v1/", include("accounts.urls")),
