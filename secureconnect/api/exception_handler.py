@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 import math
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DatabaseError, IntegrityError
 from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -23,6 +25,7 @@ from rest_framework.views import set_rollback
 from accounts.exceptions import AccountError
 from accounts.tokens import InvalidToken
 from calls.exceptions import CallError, PersistenceUnavailable
+from calls.persistence.errors import is_transient
 from secureconnect.api import envelope
 
 logger = logging.getLogger(__name__)
@@ -71,6 +74,23 @@ def describe_exception(exc: Exception, context: dict | None = None) -> tuple[dic
         headers = {"WWW-Authenticate": exc.auth_header} if getattr(exc, "auth_header", None) else {}
         message = str(exc.detail) if isinstance(exc.detail, str) else None
         return envelope.error_body(code, message), envelope.status_for_code(code), headers
+
+    if isinstance(exc, DatabaseError) and is_transient(exc):
+        # The database went away under a request the spool cannot serve (log-in, history, ...):
+        # open the breaker and answer 503, not 500.
+        from calls.persistence.supervisor import report_outage
+
+        report_outage(exc)
+        unavailable = PersistenceUnavailable(retry_after=settings.PERSISTENCE_RETRY_AFTER)
+        return (
+            envelope.error_body(unavailable.code, unavailable.message),
+            503,
+            {"Retry-After": str(unavailable.retry_after)},
+        )
+    if isinstance(exc, IntegrityError):
+        # A write that met a constraint a concurrent request (or a deleted account) broke.
+        logger.warning("Integrity error answered 409: %s", exc)
+        return envelope.error_body("CONFLICT", "The request conflicts with data that changed meanwhile."), 409, {}
 
     view = (context or {}).get("view")
     logger.error("Unhandled %s in %s", type(exc).__name__, type(view).__name__ if view else "API", exc_info=exc)
