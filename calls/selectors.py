@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 from django.db.models import Avg, Count, Prefetch, Q, Sum
 from django.utils import timezone
@@ -78,7 +79,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         if when is None:
             raise ValueError
         return when, str(Call._meta.pk.to_python(call_id))
-    except (ValueError, binascii.Error, UnicodeDecodeError, Exception) as exc:
+    except (ValueError, binascii.Error, UnicodeDecodeError, ValidationError) as exc:
         raise InvalidCallRequest("The cursor is not valid.", details={"cursor": ["Invalid cursor."]}) from exc
 
 

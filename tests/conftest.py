@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
 from django.db import connections
 
 from calls.persistence import state
 from tests.support.tcp_proxy import TcpProxy
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Rate limits, token revocations and call snapshots live in the cache: each test starts empty."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)

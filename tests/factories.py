@@ -5,8 +5,10 @@ import uuid
 from datetime import timedelta
 
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from accounts.models import User
+from accounts.tokens import issue_token_pair
 from calls import lifecycle
 from calls.models import Call, CallParticipant, Conversation, ConversationParticipant
 
@@ -56,3 +58,10 @@ def make_call(
     call.save()
     CallParticipant.objects.bulk_create(participants)
     return call
+
+
+def api_client_for(user) -> APIClient:
+    """A DRF test client that sends the user's real access token."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_token_pair(user)['access_token']}")
+    return client

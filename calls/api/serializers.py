@@ -27,30 +27,29 @@ class CallEndInput(serializers.Serializer):
     )
 
 
-class CallHistoryQuery(serializers.Serializer):
+class TimeWindowQuery(serializers.Serializer):
+    """``since`` / ``until`` bounds shared by history and analytics."""
+
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+
+    def validate(self, attrs):
+        if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
+            raise serializers.ValidationError({"until": ["until must be after since."]})
+        return attrs
+
+
+class CallHistoryQuery(TimeWindowQuery):
     limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
     cursor = serializers.CharField(max_length=200, required=False)
     status = serializers.ChoiceField(choices=Call.Status.choices, required=False)
     call_type = serializers.ChoiceField(choices=Call.Type.choices, required=False)
     conversation_id = serializers.UUIDField(required=False)
     direction = serializers.ChoiceField(choices=["incoming", "outgoing"], required=False)
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
-
-    def validate(self, attrs):
-        if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
-            raise serializers.ValidationError({"until": ["until must be after since."]})
-        return attrs
 
 
-class AnalyticsQuery(serializers.Serializer):
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
-
-    def validate(self, attrs):
-        if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
-            raise serializers.ValidationError({"until": ["until must be after since."]})
-        return attrs
+class AnalyticsQuery(TimeWindowQuery):
+    pass
 
 
 # --- output shapes (documentation of calls.representation) --------------------------------------

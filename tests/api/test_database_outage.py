@@ -1,19 +1,11 @@
 """Endpoints the spool cannot serve answer 503 PERSISTENCE_UNAVAILABLE during an outage, never 500."""
 
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from accounts.tokens import issue_access_token
 from calls.persistence import state
 from tests.factories import DEFAULT_PASSWORD, make_user
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def test_login_while_the_database_is_away_is_503_and_opens_the_breaker(db_proxy):

@@ -10,30 +10,14 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts.tokens import issue_access_token
 from calls.models import Call, CallParticipant
-from tests.factories import make_call, make_conversation, make_user
+from tests.factories import api_client_for, make_call, make_conversation, make_user
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    token = issue_access_token(user_id=user.id, email=user.email, username=user.username, role="user")
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
 
 
 @pytest.fixture
@@ -62,7 +46,7 @@ def error_code(response) -> str:
 
 def test_initiate_answers_201_with_the_call_in_the_envelope(people):
     caller, callee, _, conversation = people
-    response = start_call(client_for(caller), conversation, [callee])
+    response = start_call(api_client_for(caller), conversation, [callee])
     assert response.status_code == 201
     body = response.json()
     assert body["success"] is True and body["meta"]["request_id"] and body["meta"]["timestamp"]
@@ -78,26 +62,26 @@ def test_initiate_answers_201_with_the_call_in_the_envelope(people):
 
 def test_the_whole_lifecycle_over_rest(people):
     caller, callee, _, conversation = people
-    call_id = start_call(client_for(caller), conversation, [callee]).json()["data"]["call_id"]
-    joined = client_for(callee).post(f"/v1/calls/{call_id}/join")
+    call_id = start_call(api_client_for(caller), conversation, [callee]).json()["data"]["call_id"]
+    joined = api_client_for(callee).post(f"/v1/calls/{call_id}/join")
     assert joined.status_code == 200 and joined.json()["data"]["status"] == "active"
-    again = client_for(callee).post(f"/v1/calls/{call_id}/join")
+    again = api_client_for(callee).post(f"/v1/calls/{call_id}/join")
     assert again.status_code == 200 and again.json()["data"] == joined.json()["data"]
-    ended = client_for(caller).post(f"/v1/calls/{call_id}/end", {"reason": "hangup"}, format="json")
+    ended = api_client_for(caller).post(f"/v1/calls/{call_id}/end", {"reason": "hangup"}, format="json")
     assert ended.status_code == 200
     data = ended.json()["data"]
     assert (data["status"], data["end_reason"]) == ("ended", "hangup") and data["ended_at"]
-    assert client_for(callee).post(f"/v1/calls/{call_id}/end").json()["data"] == data
+    assert api_client_for(callee).post(f"/v1/calls/{call_id}/end").json()["data"] == data
 
 
 def test_decline_and_leave(people):
     caller, callee, _, conversation = people
-    call_id = start_call(client_for(caller), conversation, [callee]).json()["data"]["call_id"]
-    declined = client_for(callee).post(f"/v1/calls/{call_id}/decline")
+    call_id = start_call(api_client_for(caller), conversation, [callee]).json()["data"]["call_id"]
+    declined = api_client_for(callee).post(f"/v1/calls/{call_id}/decline")
     assert declined.status_code == 200 and declined.json()["data"]["status"] == "declined"
-    second = start_call(client_for(caller), conversation, [callee]).json()["data"]["call_id"]
-    client_for(callee).post(f"/v1/calls/{second}/join")
-    left = client_for(callee).post(f"/v1/calls/{second}/leave")
+    second = start_call(api_client_for(caller), conversation, [callee]).json()["data"]["call_id"]
+    api_client_for(callee).post(f"/v1/calls/{second}/join")
+    left = api_client_for(callee).post(f"/v1/calls/{second}/leave")
     assert left.status_code == 200 and left.json()["data"]["status"] == "ended"
 
 
@@ -138,23 +122,23 @@ def test_every_endpoint_needs_a_valid_token(people, method, path, authorization)
 def test_a_stranger_cannot_see_or_touch_a_call(people, method, path):
     caller, callee, stranger, conversation = people
     call = make_call(caller=caller, callees=[callee], conversation=conversation)
-    response = getattr(client_for(stranger), method)(path.format(id=call.id))
+    response = getattr(api_client_for(stranger), method)(path.format(id=call.id))
     assert response.status_code == 404 and error_code(response) == "NOT_FOUND"
     assert Call.objects.get(pk=call.id).status == "ringing"
 
 
 def test_a_stranger_cannot_see_a_conversation(people):
     _, _, stranger, conversation = people
-    response = client_for(stranger).get(f"/v1/conversations/{conversation.id}")
+    response = api_client_for(stranger).get(f"/v1/conversations/{conversation.id}")
     assert response.status_code == 404 and error_code(response) == "NOT_FOUND"
-    assert client_for(stranger).get("/v1/conversations").json()["data"]["conversations"] == []
+    assert api_client_for(stranger).get("/v1/conversations").json()["data"]["conversations"] == []
 
 
 def test_a_stranger_cannot_start_a_call_in_someone_elses_conversation(people):
     caller, callee, stranger, conversation = people
-    response = start_call(client_for(stranger), conversation, [callee])
+    response = start_call(api_client_for(stranger), conversation, [callee])
     assert response.status_code == 403 and error_code(response) == "FORBIDDEN"
-    response = start_call(client_for(caller), conversation, [stranger])
+    response = start_call(api_client_for(caller), conversation, [stranger])
     assert response.status_code == 403 and response.json()["error"]["details"]["callee_ids"] == [str(stranger.id)]
     assert Call.objects.count() == 0
 
@@ -162,8 +146,8 @@ def test_a_stranger_cannot_start_a_call_in_someone_elses_conversation(people):
 def test_a_stranger_does_not_see_others_calls_in_history_or_analytics(people):
     caller, callee, stranger, conversation = people
     make_call(caller=caller, callees=[callee], conversation=conversation, talk_seconds=20)
-    assert client_for(stranger).get("/v1/calls").json()["data"] == {"calls": [], "next_cursor": None}
-    assert client_for(stranger).get("/v1/calls/analytics").json()["data"]["total"] == 0
+    assert api_client_for(stranger).get("/v1/calls").json()["data"] == {"calls": [], "next_cursor": None}
+    assert api_client_for(stranger).get("/v1/calls/analytics").json()["data"]["total"] == 0
 
 
 # --- bad input -----------------------------------------------------------------------------------
@@ -193,7 +177,7 @@ def test_initiate_validation_errors_name_the_field(people, body, field):
             return [fill(v) for v in value]
         return value
 
-    response = client_for(caller).post("/v1/calls/initiate", {k: fill(v) for k, v in body.items()}, format="json")
+    response = api_client_for(caller).post("/v1/calls/initiate", {k: fill(v) for k, v in body.items()}, format="json")
     assert response.status_code == 400 and error_code(response) == "VALIDATION_ERROR"
     assert field in response.json()["error"]["details"]
     assert Call.objects.count() == 0
@@ -202,7 +186,7 @@ def test_initiate_validation_errors_name_the_field(people, body, field):
 def test_validation_comes_before_authorization(people):
     """400 before 404/403: a bad body from a non-member is still a validation error."""
     _, _, stranger, conversation = people
-    response = client_for(stranger).post(
+    response = api_client_for(stranger).post(
         "/v1/calls/initiate", {"call_type": "x", "conversation_id": str(conversation.id)}, format="json"
     )
     assert response.status_code == 400
@@ -210,7 +194,7 @@ def test_validation_comes_before_authorization(people):
 
 def test_unknown_fields_are_ignored(people):
     caller, callee, _, conversation = people
-    response = client_for(caller).post(
+    response = api_client_for(caller).post(
         "/v1/calls/initiate",
         {"call_type": "audio", "conversation_id": str(conversation.id), "callee_ids": [str(callee.id)], "x": 1},
         format="json",
@@ -221,20 +205,20 @@ def test_unknown_fields_are_ignored(people):
 @pytest.mark.parametrize("path", ["/v1/calls/not-a-uuid", "/v1/calls/123/join", "/v1/conversations/zzz"])
 def test_bad_ids_in_the_path_are_validation_errors(people, path):
     caller, *_ = people
-    client = client_for(caller)
+    client = api_client_for(caller)
     response = client.post(path) if path.endswith("join") else client.get(path)
     assert response.status_code == 400 and error_code(response) == "VALIDATION_ERROR"
 
 
 def test_malformed_json_is_a_validation_error(people):
     caller, *_ = people
-    response = client_for(caller).post("/v1/calls/initiate", data="{not json", content_type="application/json")
+    response = api_client_for(caller).post("/v1/calls/initiate", data="{not json", content_type="application/json")
     assert response.status_code == 400 and error_code(response) == "VALIDATION_ERROR"
 
 
 def test_unknown_call_is_not_found(people):
     caller, *_ = people
-    response = client_for(caller).get(f"/v1/calls/{uuid.uuid4()}")
+    response = api_client_for(caller).get(f"/v1/calls/{uuid.uuid4()}")
     assert response.status_code == 404
 
 
@@ -243,25 +227,25 @@ def test_unknown_call_is_not_found(people):
 
 def test_a_second_call_in_the_conversation_is_409_with_the_live_calls_id(people):
     caller, callee, _, conversation = people
-    first = start_call(client_for(caller), conversation, [callee]).json()["data"]["call_id"]
-    response = start_call(client_for(callee), conversation, [caller])
+    first = start_call(api_client_for(caller), conversation, [callee]).json()["data"]["call_id"]
+    response = start_call(api_client_for(callee), conversation, [caller])
     assert response.status_code == 409 and error_code(response) == "CONFLICT"
     assert response.json()["error"]["details"]["call_id"] == first
 
 
 def test_joining_an_ended_call_is_409(people):
     caller, callee, _, conversation = people
-    call_id = start_call(client_for(caller), conversation, [callee]).json()["data"]["call_id"]
-    client_for(caller).post(f"/v1/calls/{call_id}/end")
-    response = client_for(callee).post(f"/v1/calls/{call_id}/join")
+    call_id = start_call(api_client_for(caller), conversation, [callee]).json()["data"]["call_id"]
+    api_client_for(caller).post(f"/v1/calls/{call_id}/end")
+    response = api_client_for(callee).post(f"/v1/calls/{call_id}/join")
     assert response.status_code == 409 and error_code(response) == "CONFLICT"
 
 
 def test_joining_a_full_call_is_409(people, settings):
     caller, callee, _, conversation = people
-    call_id = start_call(client_for(caller), conversation, [callee]).json()["data"]["call_id"]
+    call_id = start_call(api_client_for(caller), conversation, [callee]).json()["data"]["call_id"]
     settings.MAX_CALL_PARTICIPANTS = 1  # lowered after the call started
-    response = client_for(callee).post(f"/v1/calls/{call_id}/join")
+    response = api_client_for(callee).post(f"/v1/calls/{call_id}/join")
     assert response.status_code == 409 and error_code(response) == "CONFLICT"
 
 
@@ -271,7 +255,7 @@ def test_initiate_is_rate_limited_per_caller(people, settings):
         "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "call_initiate": "2/min"},
     }
     caller, callee, _, conversation = people
-    client = client_for(caller)
+    client = api_client_for(caller)
     codes = []
     for _ in range(3):
         response = start_call(client, conversation, [callee])
@@ -290,7 +274,7 @@ def test_reading_a_call_past_its_ring_timeout_shows_it_missed(people, settings):
     call = make_call(
         caller=caller, callees=[callee], conversation=conversation, started_at=timezone.now() - timedelta(seconds=11)
     )
-    data = client_for(callee).get(f"/v1/calls/{call.id}").json()["data"]
+    data = api_client_for(callee).get(f"/v1/calls/{call.id}").json()["data"]
     assert (data["status"], data["end_reason"]) == ("missed", "no_answer")
 
 
@@ -310,7 +294,7 @@ def test_history_lists_my_calls_newest_first_each_once_with_a_cursor(people):
         )
         for i in range(5)
     ]
-    client = client_for(caller)
+    client = api_client_for(caller)
     first = client.get("/v1/calls", {"limit": 2}).json()["data"]
     second = client.get("/v1/calls", {"limit": 2, "cursor": first["next_cursor"]}).json()["data"]
     third = client.get("/v1/calls", {"limit": 2, "cursor": second["next_cursor"]}).json()["data"]
@@ -333,7 +317,7 @@ def test_history_filters(people):
     incoming = make_call(
         caller=callee, callees=[caller], conversation=conversation, started_at=now - timedelta(hours=1)
     )
-    client = client_for(caller)
+    client = api_client_for(caller)
 
     def ids(**params):
         return [c["call_id"] for c in client.get("/v1/calls", params).json()["data"]["calls"]]
@@ -361,7 +345,7 @@ def test_history_filters(people):
 )
 def test_history_rejects_bad_parameters(people, params):
     caller, *_ = people
-    response = client_for(caller).get("/v1/calls", params)
+    response = api_client_for(caller).get("/v1/calls", params)
     assert response.status_code == 400 and error_code(response) == "VALIDATION_ERROR"
 
 
@@ -386,7 +370,7 @@ def test_analytics_aggregates_my_calls(people):
     for seconds in (10, 20, 30, 40):
         make_call(caller=caller, callees=[callee], conversation=conversation, talk_seconds=seconds)
     make_call(caller=caller, callees=[callee], conversation=conversation, status="missed")
-    data = client_for(caller).get("/v1/calls/analytics").json()["data"]
+    data = api_client_for(caller).get("/v1/calls/analytics").json()["data"]
     assert data["total"] == 5 and data["answered"] == 4 and data["missed"] == 1
     assert data["answer_rate"] == 0.8
     assert data["by_status"]["ended"] == 4 and data["by_status"]["missed"] == 1
@@ -397,7 +381,7 @@ def test_analytics_aggregates_my_calls(people):
 
 def test_analytics_with_no_calls(people):
     caller, *_ = people
-    data = client_for(caller).get("/v1/calls/analytics").json()["data"]
+    data = api_client_for(caller).get("/v1/calls/analytics").json()["data"]
     assert data["total"] == 0 and data["answer_rate"] == 0.0 and data["p95_duration_seconds"] == 0
 
 
@@ -408,9 +392,9 @@ def test_analytics_since_until_window(people):
         caller=caller, callees=[callee], conversation=conversation, started_at=now - timedelta(days=3), talk_seconds=5
     )
     make_call(caller=caller, callees=[callee], conversation=conversation, talk_seconds=7)
-    data = client_for(caller).get("/v1/calls/analytics", {"since": (now - timedelta(days=1)).isoformat()})
+    data = api_client_for(caller).get("/v1/calls/analytics", {"since": (now - timedelta(days=1)).isoformat()})
     assert data.json()["data"]["total"] == 1
-    bad = client_for(caller).get("/v1/calls/analytics", {"since": now.isoformat(), "until": now.isoformat()})
+    bad = api_client_for(caller).get("/v1/calls/analytics", {"since": now.isoformat(), "until": now.isoformat()})
     assert bad.status_code == 400
 
 
@@ -424,7 +408,7 @@ def test_ice_servers_give_stun_and_ephemeral_turn_credentials(people, settings):
     settings.TURN_TTL = 600
     caller, *_ = people
     before = int(timezone.now().timestamp())
-    data = client_for(caller).get("/v1/calls/ice-servers").json()["data"]
+    data = api_client_for(caller).get("/v1/calls/ice-servers").json()["data"]
     stun, turn = data["ice_servers"]
     assert stun == {"urls": ["stun:stun.example.test:3478"]} and data["ttl"] == 600
     expiry, user_id = turn["username"].split(":")
@@ -437,7 +421,7 @@ def test_ice_servers_without_turn(people, settings):
     settings.STUN_URLS = []
     settings.TURN_URLS = []
     caller, *_ = people
-    assert client_for(caller).get("/v1/calls/ice-servers").json()["data"] == {"ice_servers": [], "ttl": 600}
+    assert api_client_for(caller).get("/v1/calls/ice-servers").json()["data"] == {"ice_servers": [], "ttl": 600}
 
 
 # --- conversations -------------------------------------------------------------------------------
@@ -445,7 +429,7 @@ def test_ice_servers_without_turn(people, settings):
 
 def test_create_and_read_a_conversation(people):
     caller, callee, _, _ = people
-    response = client_for(caller).post(
+    response = api_client_for(caller).post(
         "/v1/conversations", {"type": "direct", "member_ids": [str(callee.id)]}, format="json"
     )
     assert response.status_code == 201
@@ -455,9 +439,9 @@ def test_create_and_read_a_conversation(people):
         (str(caller.id), "admin"),
         (str(callee.id), "member"),
     }
-    listed = client_for(callee).get("/v1/conversations").json()["data"]["conversations"]
+    listed = api_client_for(callee).get("/v1/conversations").json()["data"]["conversations"]
     assert data["conversation_id"] in [c["conversation_id"] for c in listed]
-    one = client_for(callee).get(f"/v1/conversations/{data['conversation_id']}").json()["data"]
+    one = api_client_for(callee).get(f"/v1/conversations/{data['conversation_id']}").json()["data"]
     assert one == data
 
 
@@ -477,5 +461,5 @@ def test_conversation_validation(people, body):
     ids = {"{callee}": str(callee.id), "{caller}": str(caller.id)}
     if "member_ids" in body:
         body = {**body, "member_ids": [ids.get(m, m) for m in body["member_ids"]]}
-    response = client_for(caller).post("/v1/conversations", body, format="json")
+    response = api_client_for(caller).post("/v1/conversations", body, format="json")
     assert response.status_code == 400 and error_code(response) == "VALIDATION_ERROR"

@@ -1,29 +1,13 @@
 """POST/GET /v1/devices and DELETE /v1/devices/{token}, with real JWTs, in the envelope."""
 
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from accounts.push.models import Device
 from accounts.push.services import device_register
-from accounts.tokens import issue_token_pair
-from tests.factories import make_user
+from tests.factories import api_client_for, make_user
 
 pytestmark = [pytest.mark.portable, pytest.mark.django_db]
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    """Rate-limit counters live in the cache."""
-    cache.clear()
-    yield
-    cache.clear()
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_token_pair(user)['access_token']}")
-    return client
 
 
 @pytest.fixture
@@ -32,7 +16,7 @@ def user():
 
 
 def test_registering_a_device_answers_201_with_the_device(user):
-    response = client_for(user).post("/v1/devices", {"token": "fid-abc:123", "platform": "android"}, format="json")
+    response = api_client_for(user).post("/v1/devices", {"token": "fid-abc:123", "platform": "android"}, format="json")
 
     assert response.status_code == 201
     body = response.json()
@@ -44,7 +28,7 @@ def test_registering_a_device_answers_201_with_the_device(user):
 
 
 def test_registering_a_known_device_again_answers_200(user):
-    client = client_for(user)
+    client = api_client_for(user)
     client.post("/v1/devices", {"token": "fid-abc", "platform": "ios"}, format="json")
 
     response = client.post("/v1/devices", {"token": "fid-abc", "platform": "ios"}, format="json")
@@ -57,13 +41,13 @@ def test_registering_someone_elses_token_moves_it_to_me(user):
     previous_owner = make_user()
     device_register(user_id=previous_owner.id, token="handed-down-phone", platform="android")
 
-    response = client_for(user).post(
+    response = api_client_for(user).post(
         "/v1/devices", {"token": "handed-down-phone", "platform": "android"}, format="json"
     )
 
     assert response.status_code == 200
     assert Device.objects.get(token="handed-down-phone").user == user
-    assert client_for(previous_owner).get("/v1/devices").json()["data"] == []
+    assert api_client_for(previous_owner).get("/v1/devices").json()["data"] == []
 
 
 @pytest.mark.parametrize(
@@ -80,7 +64,7 @@ def test_registering_someone_elses_token_moves_it_to_me(user):
     ],
 )
 def test_bad_input_is_a_validation_error_naming_the_field(user, payload, field):
-    response = client_for(user).post("/v1/devices", payload, format="json")
+    response = api_client_for(user).post("/v1/devices", payload, format="json")
 
     assert response.status_code == 400
     error = response.json()["error"]
@@ -94,7 +78,7 @@ def test_listing_shows_only_my_devices(user):
     device_register(user_id=user.id, token="mine-2", platform="web")
     device_register(user_id=make_user().id, token="theirs", platform="ios")
 
-    response = client_for(user).get("/v1/devices")
+    response = api_client_for(user).get("/v1/devices")
 
     assert response.status_code == 200
     assert sorted(d["token"] for d in response.json()["data"]) == ["mine-1", "mine-2"]
@@ -103,7 +87,7 @@ def test_listing_shows_only_my_devices(user):
 def test_removing_my_device(user):
     device_register(user_id=user.id, token="fid:to-remove", platform="android")
 
-    response = client_for(user).delete("/v1/devices/fid:to-remove")
+    response = api_client_for(user).delete("/v1/devices/fid:to-remove")
 
     assert response.status_code == 204
     assert not Device.objects.filter(token="fid:to-remove").exists()
@@ -113,7 +97,7 @@ def test_removing_someone_elses_device_is_not_found_and_leaves_it_alone(user):
     owner = make_user()
     device_register(user_id=owner.id, token="not-yours", platform="ios")
 
-    response = client_for(user).delete("/v1/devices/not-yours")
+    response = api_client_for(user).delete("/v1/devices/not-yours")
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "NOT_FOUND"
@@ -121,7 +105,7 @@ def test_removing_someone_elses_device_is_not_found_and_leaves_it_alone(user):
 
 
 def test_removing_an_unknown_device_is_not_found(user):
-    response = client_for(user).delete("/v1/devices/never-registered")
+    response = api_client_for(user).delete("/v1/devices/never-registered")
 
     assert response.status_code == 404
 

@@ -4,30 +4,14 @@ listener, the worker and firebase-admin."""
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from accounts.push.services import device_register
-from accounts.tokens import issue_token_pair
 from calls import services
-from tests.factories import make_conversation, make_user
+from tests.factories import api_client_for, make_conversation, make_user
 from tests.push.conftest import wait_for_pushes
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_token_pair(user)['access_token']}")
-    return client
 
 
 @pytest.fixture
@@ -38,7 +22,7 @@ def ringing(firebase_provider, fcm_server):
     device_register(user_id=bob.id, token="bob-phone", platform="android")
     device_register(user_id=bob.id, token="bob-tablet", platform="ios")
     conversation = make_conversation(members=[ada, bob])
-    response = client_for(ada).post(
+    response = api_client_for(ada).post(
         "/v1/calls/initiate",
         {"conversation_id": str(conversation.id), "callee_ids": [str(bob.id)], "call_type": "audio"},
         format="json",
@@ -70,8 +54,8 @@ def test_starting_a_call_rings_the_callees_devices(ringing, fcm_server):
 def test_answering_stops_the_ringing_and_hanging_up_tells_the_other_side(ringing, fcm_server):
     _, bob, call_id = ringing
 
-    assert client_for(bob).post(f"/v1/calls/{call_id}/join").status_code == 200
-    assert client_for(bob).post(f"/v1/calls/{call_id}/end").status_code == 200
+    assert api_client_for(bob).post(f"/v1/calls/{call_id}/join").status_code == 200
+    assert api_client_for(bob).post(f"/v1/calls/{call_id}/end").status_code == 200
     wait_for_pushes()
 
     for fid in ("bob-phone", "bob-tablet"):
@@ -82,7 +66,7 @@ def test_answering_stops_the_ringing_and_hanging_up_tells_the_other_side(ringing
 def test_declining_stops_the_other_devices_and_tells_the_caller(ringing, fcm_server):
     _, bob, call_id = ringing
 
-    assert client_for(bob).post(f"/v1/calls/{call_id}/decline").status_code == 200
+    assert api_client_for(bob).post(f"/v1/calls/{call_id}/decline").status_code == 200
     wait_for_pushes()
 
     assert pushes(fcm_server, "bob-tablet") == [("incoming_call", ""), ("call_cancelled", "declined")]
@@ -93,7 +77,7 @@ def test_declining_stops_the_other_devices_and_tells_the_caller(ringing, fcm_ser
 def test_the_caller_hanging_up_before_an_answer_cancels_the_ringing(ringing, fcm_server):
     ada, _, call_id = ringing
 
-    assert client_for(ada).post(f"/v1/calls/{call_id}/end").status_code == 200
+    assert api_client_for(ada).post(f"/v1/calls/{call_id}/end").status_code == 200
     wait_for_pushes()
 
     for fid in ("bob-phone", "bob-tablet"):
