@@ -21,6 +21,10 @@ if settings.DB_STARTUP_MODE == "blocking":
 
     wait_until_settled()
 
-from channels.routing import ProtocolTypeRouter
+from channels.routing import ProtocolTypeRouter, URLRouter
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from signaling.routing import websocket_urlpatterns
+
+# No AllowedHostsOriginValidator or session middleware: the signaling consumers check Origin and
+# the bearer token themselves, so that a refusal reaches a browser as a close code with a reason.
+application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns)})

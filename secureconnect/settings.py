@@ -198,6 +198,45 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", DB_CONNECT_TIMEOUT)
 
 # --- Signaling and channel layer (signaling/) --------------------------------------------------
+WS_MAX_SIGNALING_CONNECTIONS = config.get_int("WS_MAX_SIGNALING_CONNECTIONS", 1000, minimum=1)  # per process
+WS_MAX_EVENTS_CONNECTIONS = config.get_int("WS_MAX_EVENTS_CONNECTIONS", 10000, minimum=1)  # per process
+WS_RATE_LIMIT = config.get_float("WS_RATE_LIMIT", 50.0, minimum=1)  # messages per second per socket
+WS_RATE_BURST = config.get_int("WS_RATE_BURST", 200, minimum=1)
+WS_IDLE_TIMEOUT = config.get_float("WS_IDLE_TIMEOUT", 60.0, minimum=0.1)  # seconds without a client message
+# The core Redis layer keeps ONE queue per process in Redis (every socket's channel of a process
+# shares it), so its capacity bounds the messages waiting for a whole process, not one socket:
+# hundreds of calls each bursting dozens of ICE candidates need thousands. Past it, messages are
+# dropped (counted in /metrics as secureconnect_channel_layer_dropped_messages).
+CHANNEL_LAYER_CAPACITY = config.get_int("CHANNEL_LAYER_CAPACITY", 10000, minimum=100)
+# Seconds a message may wait in Redis; signaling older than this is useless to a peer anyway.
+CHANNEL_LAYER_EXPIRY = config.get_int("CHANNEL_LAYER_EXPIRY", 60, minimum=1)
+CHANNEL_LAYER_PREFIX = config.get_str("CHANNEL_LAYER_PREFIX", "secureconnect")
+if REDIS_URL:
+    # channels_redis's core layer, not RedisPubSubChannelLayer: the core layer queues each
+    # message in Redis (a process that is briefly slow to read still gets it, within expiry) and
+    # its capacity is explicit, so a drop is observable and counted; pub/sub delivers only to
+    # whoever is subscribed at that instant and a message published during a reconnect is gone
+    # without a trace. The core layer also needs one Redis reader per process, not per socket.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "signaling.layers.CountingRedisChannelLayer",
+            "CONFIG": {
+                # Fail in seconds when Redis is away (socket_timeout must exceed the layer's 5 s BZPOPMIN).
+                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 10}],
+                "prefix": CHANNEL_LAYER_PREFIX,
+                "capacity": CHANNEL_LAYER_CAPACITY,
+                "expiry": CHANNEL_LAYER_EXPIRY,
+            },
+        }
+    }
+else:
+    # In memory: one process only (sockets on another process never hear each other).
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "signaling.layers.CountingInMemoryChannelLayer",
+            "CONFIG": {"capacity": CHANNEL_LAYER_CAPACITY, "expiry": CHANNEL_LAYER_EXPIRY},
+        }
+    }
 
 # --- Push notifications (accounts/push/) --------------------------------------------------------
 FIREBASE_PROJECT_ID = config.get_str("FIREBASE_PROJECT_ID")

@@ -1,0 +1,105 @@
+"""Who is at the other end of a socket, from the handshake alone (no database query): the
+access token, the Origin, and what the query string asks for.
+
+Native clients send ``Authorization: Bearer <token>``. Browsers cannot set headers on a
+WebSocket, so they offer the token as a subprotocol pair, ``new WebSocket(url, ["bearer",
+token])``, and the server accepts the ``bearer`` subprotocol (never echoing the token). Tokens
+in the query string are refused: URLs end up in access logs. Nothing here logs a token.
+"""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import parse_qs, urlsplit
+
+from django.conf import settings
+
+from accounts.tokens import AccessClaims, InvalidToken, decode_access_token
+from signaling.protocol import BAD_REQUEST, FORBIDDEN, UNAUTHENTICATED, UNAVAILABLE, Refused
+
+BEARER_SUBPROTOCOL = "bearer"
+QUERY_TOKEN_NAMES = frozenset({"token", "access_token", "jwt", "bearer", "authorization", "auth"})
+LOCAL_HOSTNAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def scope_header(scope, name: str) -> str | None:
+    """The first value of header ``name`` (lower case), decoded as latin-1 like HTTP; None when absent."""
+    wanted = name.encode("latin-1")
+    for key, value in scope.get("headers", ()):
+        if key.lower() == wanted:
+            return value.decode("latin-1")
+    return None
+
+
+def accepted_subprotocol(scope) -> str | None:
+    """``bearer`` when the client offered it (a browser then sees our close code), else none."""
+    return BEARER_SUBPROTOCOL if BEARER_SUBPROTOCOL in scope.get("subprotocols", ()) else None
+
+
+def query_params(scope) -> dict[str, list[str]]:
+    """The query string, refusing any token in it."""
+    raw = scope.get("query_string", b"")
+    params = parse_qs(raw.decode("latin-1") if isinstance(raw, bytes) else raw, keep_blank_values=True)
+    if QUERY_TOKEN_NAMES & {name.lower() for name in params}:
+        raise Refused(
+            BAD_REQUEST, "Tokens are not accepted in the URL; send an Authorization header or the bearer subprotocol."
+        )
+    return params
+
+
+def call_id_from_query(scope) -> str:
+    values = query_params(scope).get("call_id", [])
+    if len(values) != 1:
+        raise Refused(BAD_REQUEST, "Give exactly one call_id in the query string.")
+    try:
+        return str(uuid.UUID(values[0]))
+    except ValueError:
+        raise Refused(BAD_REQUEST, "call_id must be a UUID.") from None
+
+
+def origin_check(scope) -> None:
+    """A browser's Origin must be in CORS_ALLOWED_ORIGINS (or localhost outside production).
+    Clients that send no Origin (native apps, servers) are let through to authentication."""
+    origin = scope_header(scope, "origin")
+    if origin is None:
+        return
+    normalized = origin.strip().rstrip("/").lower()
+    allowed = {o.strip().rstrip("/").lower() for o in settings.CORS_ALLOWED_ORIGINS}
+    if normalized in allowed:
+        return
+    if not settings.IS_PRODUCTION:
+        parts = urlsplit(normalized)
+        if parts.scheme in ("http", "https") and parts.hostname in LOCAL_HOSTNAMES:
+            return
+    raise Refused(FORBIDDEN, "This Origin is not allowed to open signaling sockets.")
+
+
+def bearer_token(scope) -> str:
+    header = scope_header(scope, "authorization")
+    if header is not None:
+        parts = header.split()
+        if len(parts) != 2 or parts[0].lower() != "bearer":
+            raise Refused(UNAUTHENTICATED, "Invalid Authorization header; expected 'Bearer <token>'.")
+        return parts[1]
+    subprotocols = list(scope.get("subprotocols", ()))
+    if BEARER_SUBPROTOCOL in subprotocols:
+        index = subprotocols.index(BEARER_SUBPROTOCOL)
+        if index + 1 < len(subprotocols):
+            return subprotocols[index + 1]
+        raise Refused(UNAUTHENTICATED, "The bearer subprotocol must be followed by the access token.")
+    raise Refused(
+        UNAUTHENTICATED, "Authentication required: an Authorization: Bearer header, or the bearer subprotocol."
+    )
+
+
+def socket_authenticate(scope) -> AccessClaims:
+    """The access token's claims (signature and expiry checked locally; revocation is a cache
+    lookup, so run this off the event loop). Raises ``InvalidToken``, or ``Refused`` (4401 for a
+    missing or malformed credential, 4503 when the cache holding revocations cannot be read)."""
+    token = bearer_token(scope)
+    try:
+        return decode_access_token(token)
+    except InvalidToken:
+        raise
+    except Exception as exc:  # the revocation cache (Redis) is away: refuse clearly, log no token
+        raise Refused(UNAVAILABLE, "Authentication is temporarily unavailable; reconnect shortly.") from exc

@@ -1,0 +1,143 @@
+"""Call events (``calls.events``) relayed to sockets: to each concerned user's events sockets,
+and ``call_ended`` to every signaling socket of the call, which then closes.
+
+``calls.events`` calls the listener after the write is durable (after commit), on whatever
+thread did the write. The listener only hands the sends to an event loop and returns: it never
+waits for Redis, and a failure is logged, never raised into the write's caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import weakref
+
+from channels.layers import get_channel_layer
+
+from calls import events
+from calls.events import CallEvent, EventType
+from signaling.groups import group_name
+from signaling.layers import LayerUnavailable, layer_call
+from signaling.protocol import call_event_message
+
+logger = logging.getLogger(__name__)
+
+# What an events socket hears (participant_left and media_changed reach the call's own sockets
+# as leave and mute messages instead).
+USER_EVENT_TYPES = frozenset(
+    {
+        EventType.INCOMING_CALL,
+        EventType.CALL_ACCEPTED,
+        EventType.CALL_DECLINED,
+        EventType.CALL_CANCELLED,
+        EventType.CALL_MISSED,
+        EventType.CALL_ENDED,
+    }
+)
+
+# Channel-layer message types, handled by the consumers' methods of the same name (dots: underscores).
+CALL_EVENT = "call.event"
+CALL_ENDED = "call.ended"
+SIGNAL_RELAY = "signal.relay"
+
+
+def event_deliveries(event: CallEvent) -> list[tuple[str, dict]]:
+    """The (group, layer message) pairs an event calls for, in order (pure: no I/O)."""
+    deliveries = []
+    call = event.call
+    reason = event.reason or call.get("end_reason") or call.get("status") or ""
+    if event.type in USER_EVENT_TYPES:
+        message = call_event_message(event_type=event.type, call=call, actor_id=event.actor_id, reason=reason)
+        for user_id in _concerned_users(event):
+            deliveries.append((group_name(user_id=user_id), {"type": CALL_EVENT, "event": message}))
+    if event.type == EventType.CALL_ENDED:
+        deliveries.append(
+            (
+                group_name(call_id=call["call_id"]),
+                {"type": CALL_ENDED, "reason": reason, "status": call.get("status", "")},
+            )
+        )
+    return deliveries
+
+
+def _concerned_users(event: CallEvent) -> list[str]:
+    if event.type == EventType.INCOMING_CALL:  # only the phones that should ring
+        return [
+            p["user_id"]
+            for p in event.call.get("participants", [])
+            if p.get("role") == "callee" and p.get("state") == "ringing"
+        ]
+    return list(dict.fromkeys(event.recipient_ids))
+
+
+def on_call_event(event: CallEvent) -> None:
+    """The ``calls.events`` listener: schedule the sends and return at once."""
+    try:
+        deliveries = event_deliveries(event)
+        if deliveries:
+            dispatcher.submit(deliveries)
+    except Exception:
+        logger.exception("Could not relay %s for call %s to sockets", event.type, event.call.get("call_id"))
+
+
+class LayerDispatcher:
+    """Sends channel-layer messages from any thread without blocking it, in submission order.
+
+    The sends run on the event loop the consumers run on (daphne's one loop; recorded by each
+    socket as it connects): the in-memory layer is only safe there, and the Redis layer reuses
+    that loop's connections. Before any socket has connected (or after that loop closed, as in
+    tests) a private loop thread stands in; no socket of this process can be listening then,
+    but sockets of other processes can, through Redis. ``async_to_sync(group_send)`` would
+    instead block the writing request for the Redis round trips (and a new loop each time)."""
+
+    def __init__(self):
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fallback: asyncio.AbstractEventLoop | None = None
+        self._fallback_lock = threading.Lock()
+        self._order_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def submit(self, deliveries: list[tuple[str, dict]]) -> asyncio.Future:
+        future = asyncio.run_coroutine_threadsafe(self._deliver(deliveries), self._target_loop())
+        future.add_done_callback(_log_failure)
+        return future
+
+    def _target_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is not None and loop.is_running() and not loop.is_closed():
+            return loop
+        with self._fallback_lock:
+            if self._fallback is None or self._fallback.is_closed():
+                self._fallback = asyncio.new_event_loop()
+                threading.Thread(target=self._fallback.run_forever, name="signaling-events", daemon=True).start()
+            return self._fallback
+
+    async def _deliver(self, deliveries: list[tuple[str, dict]]) -> None:
+        loop = asyncio.get_running_loop()
+        lock = self._order_locks.setdefault(loop, asyncio.Lock())
+        async with lock:  # asyncio.Lock is FIFO: events leave in the order they were published
+            layer = get_channel_layer()
+            for group, message in deliveries:
+                try:
+                    await layer_call("group_send", layer.group_send(group, message))
+                except LayerUnavailable:
+                    logger.warning("Channel layer unavailable: %s for %s not delivered", message["type"], group)
+
+
+def _log_failure(future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("Relaying a call event failed", exc_info=future.exception())
+
+
+dispatcher = LayerDispatcher()
+
+
+def signaling_start() -> None:
+    """Listen to call events and count channel-layer drops. Called once, from SignalingConfig.ready()."""
+    from signaling.layers import install_drop_counter
+
+    install_drop_counter()
+    events.subscribe(on_call_event)

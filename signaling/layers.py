@@ -1,0 +1,160 @@
+"""The channel layers the service runs on, with every drop counted instead of lost silently,
+and the one wrapper through which signaling talks to the layer (so an unreachable Redis is a
+clear error, not a crashed socket).
+
+channels_redis drops a message in three places: ``send`` refuses with ``ChannelFull`` when the
+receiving process's queue in Redis is at capacity; ``group_send`` skips such a queue and only
+logs ``"%s of %s channels over capacity in group %s"`` at INFO; and a process's local buffer
+for one socket (``BoundedQueue``) discards its oldest message when the socket stops reading.
+The in-memory layer drops in ``send`` only (``group_send`` swallows its ``ChannelFull``).
+Each is counted in ``secureconnect_channel_layer_dropped_messages{where=...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import logging
+import threading
+from datetime import UTC, datetime
+
+from channels.exceptions import ChannelFull
+from channels.layers import InMemoryChannelLayer
+from channels_redis.core import BoundedQueue, RedisChannelLayer
+from redis.exceptions import RedisError
+
+from signaling import metrics
+
+logger = logging.getLogger(__name__)
+
+# channels_redis 4.3.0, core.RedisChannelLayer.group_send: the only trace of a group_send drop.
+GROUP_SEND_DROP_LOG = "%s of %s channels over capacity in group %s"
+CHANNELS_REDIS_LOGGER = "channels_redis.core"
+
+
+def count_drop(where: str, count: int, target: str) -> None:
+    metrics.layer_dropped_messages.labels(where=where).inc(count)
+    logger.warning(
+        "Channel layer dropped %d message(s) for %s (%s): a queue is at CHANNEL_LAYER_CAPACITY", count, target, where
+    )
+
+
+class CountingBoundedQueue(BoundedQueue):
+    """A socket's local buffer in a Redis-layer process; full means the socket stopped reading."""
+
+    def put_nowait(self, item):
+        if self.full():
+            count_drop("receive_buffer", 1, "a local socket buffer")
+        return super().put_nowait(item)
+
+
+class CountingRedisChannelLayer(RedisChannelLayer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.receive_buffer = collections.defaultdict(functools.partial(CountingBoundedQueue, self.capacity))
+
+    async def send(self, channel, message):
+        try:
+            await super().send(channel, message)
+        except ChannelFull:
+            count_drop("send", 1, channel)
+            raise
+
+
+class CountingInMemoryChannelLayer(InMemoryChannelLayer):
+    async def send(self, channel, message):
+        try:
+            await super().send(channel, message)
+        except ChannelFull:
+            count_drop("send", 1, channel)
+            raise
+
+
+class GroupSendDropCounter(logging.Handler):
+    """Counts channels_redis's group_send drops from its log record (it reports them nowhere else)
+    and forwards every other record of that logger as if this handler were not there."""
+
+    def __init__(self, forward_level: int):
+        super().__init__(level=logging.NOTSET)
+        self.forward_level = forward_level
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == GROUP_SEND_DROP_LOG and record.args:
+            # A changed message format must never break the layer.
+            with contextlib.suppress(TypeError, ValueError, IndexError):
+                count_drop("group_send", int(record.args[0]), f"group {record.args[2]}")
+        elif record.levelno >= self.forward_level:
+            parent = logging.getLogger(CHANNELS_REDIS_LOGGER).parent
+            if parent is not None:
+                parent.handle(record)
+
+
+def install_drop_counter() -> None:
+    """Let group_send drops reach the counter whatever LOG_LEVEL is (idempotent).
+
+    The channels_redis.core logger is set to INFO (the drop record's level) and stops
+    propagating; the handler forwards its other records at the level they had before."""
+    core_logger = logging.getLogger(CHANNELS_REDIS_LOGGER)
+    if any(isinstance(handler, GroupSendDropCounter) for handler in core_logger.handlers):
+        return
+    handler = GroupSendDropCounter(forward_level=core_logger.getEffectiveLevel())
+    core_logger.addHandler(handler)
+    core_logger.setLevel(logging.INFO)
+    core_logger.propagate = False
+
+
+# --- reachability --------------------------------------------------------------------------------
+
+
+class LayerUnavailable(Exception):
+    """The channel layer (Redis) cannot be reached; the socket is closed with 4503."""
+
+    def __init__(self, message: str = "Signaling is temporarily unavailable; reconnect shortly."):
+        super().__init__(message)
+        self.message = message
+
+
+# What an unreachable Redis raises through channels_redis (redis-py's errors, or the socket's).
+LAYER_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+
+_status_lock = threading.Lock()
+_status = {"state": "unknown", "last_error": None, "since": None}
+
+
+def _set_status(state: str, error: str | None = None) -> None:
+    with _status_lock:
+        if _status["state"] != state:
+            _status["since"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+            if state == "unavailable":
+                logger.warning("Channel layer unavailable: %s", error)
+            elif _status["state"] == "unavailable":
+                logger.info("Channel layer reachable again")
+        _status["state"] = state
+        if error:
+            _status["last_error"] = error
+
+
+def layer_status() -> dict:
+    """What this process last saw of the channel layer (no I/O: safe for a readiness probe)."""
+    from django.conf import settings
+
+    with _status_lock:
+        return {"backend": "redis" if settings.REDIS_URL else "memory", **_status}
+
+
+def report_layer_failure(operation: str, exc: BaseException) -> None:
+    metrics.layer_failures.labels(operation=operation).inc()
+    _set_status("unavailable", f"{type(exc).__name__}: {exc}"[:300])
+
+
+async def layer_call(operation: str, awaitable):
+    """Await one channel-layer operation; an unreachable layer raises ``LayerUnavailable``."""
+    try:
+        result = await awaitable
+    except LAYER_ERRORS as exc:
+        report_layer_failure(operation, exc)
+        raise LayerUnavailable() from exc
+    _set_status("ok")
+    return result

@@ -1,0 +1,52 @@
+"""May this user signal in this call, now? Read from the database, or from the spool while
+persistence is limited (``calls.persistence.store.read_call``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
+
+from calls import lifecycle
+from calls.exceptions import CallNotFound, InvalidTransition, NotAParticipant, PersistenceUnavailable
+from calls.models import Call
+from calls.persistence import store
+
+
+@dataclass(frozen=True)
+class Participation:
+    call_id: str
+    user_id: str
+    participant_ids: tuple[str, ...]  # caller and every invited callee
+
+
+def participation_check(*, call_id, user_id) -> Participation:
+    """The call's participants when ``user_id`` is one of them and the call is ringing or
+    active. Raises CallNotFound, NotAParticipant, InvalidTransition (the call is over) or
+    PersistenceUnavailable (the database is away and the call is not known locally).
+
+    Unlike the REST API, a stranger learns that the call exists (NotAParticipant): the socket's
+    close codes are specified that way, and the caller already proved who they are."""
+    try:
+        record, _deferred = store.read_call(call_id)
+    except DatabaseError as exc:  # a permanent database error: still a clear refusal, not a crash
+        raise PersistenceUnavailable() from exc
+    if record is None:
+        raise CallNotFound()
+    participant_ids = tuple(str(p.user_id) for p in record.participants)
+    if str(user_id) not in participant_ids:
+        raise NotAParticipant()
+    call = record.call
+    deadline = call.started_at + timedelta(seconds=settings.CALL_RING_TIMEOUT)
+    if call.status == Call.Status.RINGING and deadline <= timezone.now():
+        from calls.services import call_expire  # the sweep's safety net, as calls.selectors does
+
+        result = call_expire(call_id=call_id)
+        if result is not None:
+            call = result.record.call
+    if call.status not in lifecycle.LIVE_STATUSES:
+        raise InvalidTransition("The call has already ended.")
+    return Participation(call_id=str(call_id), user_id=str(user_id), participant_ids=participant_ids)
