@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from calls.persistence import state
 from calls.persistence.spool import get_spool
+from signaling.layers import layer_status
 
 SERVICE_NAME = "video-service"
 
@@ -46,6 +47,9 @@ def ready(request):
         "service": SERVICE_NAME,
         **status.as_dict(),
         "spool_depth": depth,
+        # What signaling last saw of Redis (no I/O here). Informational only: REST works without
+        # Redis, so an outage there must not take the instance out of rotation.
+        "channel_layer": layer_status(),
     }
     response = JsonResponse(body, status=200 if status.state == state.OPERATIONAL else 503)
     if status.state != state.OPERATIONAL:

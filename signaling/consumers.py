@@ -81,7 +81,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
         self.left = False
         self.slot_taken = False
         self.joined_groups: list[str] = []
-        self.layer_failed = False
+        self.layer_down = False
         self.watchdog: asyncio.Task | None = None
         self.last_seen = time.monotonic()
         self.groups_refreshed = time.monotonic()
@@ -102,12 +102,12 @@ class SocketConsumer(AsyncWebsocketConsumer):
             await await_many_dispatch([receive, self._receive_from_layer], self.dispatch)
 
     async def _receive_from_layer(self) -> dict:
-        if self.layer_failed:  # reported once; then wait for the disconnect
+        if self.layer_down:  # reported once; then wait for the disconnect
             await asyncio.Event().wait()
         try:
             return await self.channel_layer.receive(self.channel_name)
         except LAYER_ERRORS as exc:
-            self.layer_failed = True
+            self.layer_down = True
             report_layer_failure("receive", exc)
             return {"type": "layer.failed"}
 
@@ -137,7 +137,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
             claims = await sync_to_async(socket_authenticate, thread_sensitive=False)(self.scope)
             self.user_id = str(claims.user_id)
             await self.authorize()
-            if self.layer_failed:
+            if self.layer_down:
                 raise LayerUnavailable()
             for group in self.subscriptions():
                 await layer_call("group_add", self.channel_layer.group_add(group, self.channel_name))
@@ -246,7 +246,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
         self.left = True
         if self.watchdog is not None and self.watchdog is not asyncio.current_task():
             self.watchdog.cancel()
-        if self.accepted and self.user_id is not None and not self.layer_failed:
+        if self.accepted and self.user_id is not None and not self.layer_down:
             with contextlib.suppress(LayerUnavailable):
                 await self.leaving()
         for group in self.joined_groups:

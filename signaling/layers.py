@@ -23,6 +23,9 @@ from datetime import UTC, datetime
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
 from channels_redis.core import BoundedQueue, RedisChannelLayer
+from redis.asyncio import BlockingConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from signaling import metrics
@@ -51,9 +54,32 @@ class CountingBoundedQueue(BoundedQueue):
 
 
 class CountingRedisChannelLayer(RedisChannelLayer):
+    """channels_redis's core layer, counting its drops, with a pool that waits for a connection.
+
+    channels_redis builds a plain redis-py pool, which allows 100 connections and then raises
+    ``MaxConnectionsError`` at once: a burst of more than 100 concurrent relays in one process
+    (100 calls trading ICE candidates) would fail. A blocking pool makes the burst queue for a
+    connection instead (for at most ``timeout`` seconds).
+
+    Commands are retried once on a connection error: after a Redis outage the pool still holds
+    connections that were cut, and the first use of each fails; the retry reconnects. While
+    Redis is really away the retry is refused at once too, so failing stays fast."""
+
+    POOL_SIZE = 100
+    POOL_WAIT = 5  # seconds
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.receive_buffer = collections.defaultdict(functools.partial(CountingBoundedQueue, self.capacity))
+
+    def create_pool(self, index):
+        host = dict(self.hosts[index])
+        if "address" not in host:  # sentinel or host/port entries: channels_redis's own pool
+            return super().create_pool(index)
+        host.setdefault("max_connections", self.POOL_SIZE)
+        host.setdefault("timeout", self.POOL_WAIT)
+        host.setdefault("retry", Retry(NoBackoff(), 1))
+        return BlockingConnectionPool.from_url(host.pop("address"), **host)
 
     async def send(self, channel, message):
         try:

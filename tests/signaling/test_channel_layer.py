@@ -1,0 +1,210 @@
+"""The channel layer on a real Redis: relaying through it, drops counted instead of lost
+silently, 100 concurrent calls losing nothing, and an unreachable Redis refusing sockets
+clearly while REST goes on."""
+
+import asyncio
+import time
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
+from django.test import Client
+from prometheus_client import REGISTRY
+
+from signaling.layers import CountingBoundedQueue, CountingInMemoryChannelLayer, CountingRedisChannelLayer
+from tests.signaling.conftest import (
+    REDIS_PORT,
+    delete_prefix,
+    expect_refusal,
+    frame,
+    make_call_with,
+    receive_type,
+    redis_layer_settings,
+    unique_prefix,
+)
+from tests.support.tcp_proxy import TcpProxy
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+CANDIDATE = {"candidate": "candidate:1 1 udp 2122260223 192.0.2.1 54400 typ host", "sdpMid": "0", "sdpMLineIndex": 0}
+
+
+def dropped(where: str) -> float:
+    return REGISTRY.get_sample_value("secureconnect_channel_layer_dropped_messages_total", {"where": where}) or 0.0
+
+
+def redis_config(prefix: str, **overrides) -> dict:
+    return {**redis_layer_settings(prefix=prefix)["default"]["CONFIG"], **overrides}
+
+
+async def test_offer_answer_and_candidates_cross_the_redis_layer(sockets, two_party, redis_layer):
+    caller = await sockets.signaling(two_party.id, two_party.caller)
+    callee = await sockets.signaling(two_party.id, two_party.callees[0])
+    await receive_type(caller, "join")
+    await caller.send_to(text_data=frame(type="offer", sdp="v=0 offer"))
+    assert (await receive_type(callee, "offer"))["sdp"] == "v=0 offer"
+    await callee.send_to(text_data=frame(type="answer", sdp="v=0 answer", target_id=two_party.caller.id))
+    assert (await receive_type(caller, "answer"))["sender_id"] == two_party.callees[0].id
+    await callee.send_to(text_data=frame(type="ice_candidate", candidate=CANDIDATE))
+    assert (await receive_type(caller, "ice_candidate"))["candidate"] == CANDIDATE
+
+
+# --- drops are counted ----------------------------------------------------------------------------------
+
+
+async def test_a_group_send_drop_is_counted_in_metrics(redis_layer):
+    layer = CountingRedisChannelLayer(**redis_config(redis_layer, capacity=2))
+    channel = await layer.new_channel()
+    await layer.group_add("call.drop-test", channel)
+    before = dropped("group_send")
+    for n in range(3):  # nobody reads: the third finds the queue full
+        await layer.group_send("call.drop-test", {"type": "signal.relay", "n": n})
+    assert dropped("group_send") == before + 1
+    await layer.close_pools()
+    metrics_text = (await database_sync_to_async(Client().get)("/metrics")).content.decode()
+    assert 'secureconnect_channel_layer_dropped_messages_total{where="group_send"}' in metrics_text
+
+
+async def test_a_send_drop_is_counted(redis_layer):
+    layer = CountingRedisChannelLayer(**redis_config(redis_layer, capacity=1))
+    before = dropped("send")
+    await layer.send("signaling.test", {"type": "x"})
+    with pytest.raises(ChannelFull):
+        await layer.send("signaling.test", {"type": "x"})
+    assert dropped("send") == before + 1
+    await layer.close_pools()
+
+
+async def test_a_socket_buffer_overflow_is_counted():
+    queue = CountingBoundedQueue(2)
+    before = dropped("receive_buffer")
+    for n in range(3):
+        queue.put_nowait(n)
+    assert dropped("receive_buffer") == before + 1
+    assert [queue.get_nowait(), queue.get_nowait()] == [1, 2]  # the oldest went
+
+
+async def test_an_in_memory_drop_is_counted():
+    layer = CountingInMemoryChannelLayer(capacity=1)
+    channel = await layer.new_channel()
+    await layer.group_add("call.memory", channel)
+    before = dropped("send")
+    await layer.group_send("call.memory", {"type": "x"})
+    await layer.group_send("call.memory", {"type": "x"})  # swallowed by the layer, counted by us
+    assert dropped("send") == before + 1
+
+
+# --- 100 calls at once lose nothing ---------------------------------------------------------------------
+
+PAIRS = 100
+CANDIDATES_EACH = 25
+
+
+@pytest.fixture
+def hundred_calls(transactional_db):
+    return [make_call_with() for _ in range(PAIRS)]
+
+
+async def test_100_concurrent_pairs_exchanging_candidates_lose_nothing(sockets, redis_layer, hundred_calls):
+    calls = hundred_calls
+    before = sum(dropped(where) for where in ("group_send", "send", "receive_buffer"))
+    pairs = []
+    for call in calls:
+        caller = await sockets.signaling(call.id, call.caller)
+        callee = await sockets.signaling(call.id, call.callees[0])
+        await receive_type(caller, "join")
+        pairs.append((caller, callee))
+
+    async def send_burst(socket, tag):
+        for n in range(CANDIDATES_EACH):
+            await socket.send_to(text_data=frame(type="ice_candidate", candidate={**CANDIDATE, "sdpMid": f"{tag}-{n}"}))
+
+    async def receive_burst(socket, tag):
+        got = []
+        for _ in range(CANDIDATES_EACH):
+            got.append((await receive_type(socket, "ice_candidate", timeout=30))["candidate"]["sdpMid"])
+        assert got == [f"{tag}-{n}" for n in range(CANDIDATES_EACH)]  # all of them, in order
+        return len(got)
+
+    started = time.monotonic()
+    work = []
+    for i, (caller, callee) in enumerate(pairs):
+        work += [send_burst(caller, f"a{i}"), send_burst(callee, f"b{i}")]
+        work += [receive_burst(callee, f"a{i}"), receive_burst(caller, f"b{i}")]
+    results = await asyncio.gather(*work)
+    elapsed = time.monotonic() - started
+
+    received = sum(r for r in results if r)
+    assert received == PAIRS * 2 * CANDIDATES_EACH
+    assert sum(dropped(where) for where in ("group_send", "send", "receive_buffer")) == before
+    for caller, callee in pairs:
+        assert await caller.receive_nothing(timeout=0.01) and await callee.receive_nothing(timeout=0.01)
+    print(f"\n{PAIRS} pairs, {received} candidates relayed over Redis in {elapsed:.2f} s, 0 dropped")
+
+
+# --- Redis away ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_proxy(settings, redis_layer):
+    """The channel layer reaches Redis through a proxy the test can take down."""
+    proxy = TcpProxy(target_host="127.0.0.1", target_port=REDIS_PORT).start()
+    prefix = unique_prefix()
+    settings.CHANNEL_LAYERS = redis_layer_settings(port=proxy.port, prefix=prefix)
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+        delete_prefix(prefix)
+
+
+@pytest.fixture
+def two_calls(transactional_db):
+    return make_call_with(), make_call_with()
+
+
+async def test_without_redis_sockets_are_refused_clearly_rest_goes_on_and_recovery_needs_no_restart(
+    sockets, redis_proxy, two_calls
+):
+    first_call, second_call = two_calls
+    caller = await sockets.signaling(first_call.id, first_call.caller)
+    callee = await sockets.signaling(first_call.id, first_call.callees[0])
+    await receive_type(caller, "join")
+
+    redis_proxy.down()
+    # Open sockets can no longer relay: they are told and closed, not left silently deaf.
+    for socket in (caller, callee):
+        error = await expect_refusal(socket, 4503)
+        assert error["code"] == "unavailable"
+    # New sockets are refused with the same clear reason.
+    refused = await sockets.connect_signaling(second_call.id, second_call.caller)
+    assert "unavailable" in (await expect_refusal(refused, 4503))["message"]
+
+    client = Client()
+    assert (await database_sync_to_async(client.get)("/health")).status_code == 200
+    ready = (await database_sync_to_async(client.get)("/health/ready")).json()
+    assert ready["channel_layer"]["state"] == "unavailable"
+    ended = await database_sync_to_async(client.post)(
+        f"/v1/calls/{first_call.id}/end",
+        data="{}",
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {first_call.caller.token}",
+    )
+    assert ended.status_code == 200  # REST does not need Redis (its event is logged as undelivered)
+
+    redis_proxy.up()
+    deadline = time.monotonic() + 10
+    while True:  # no restart: the next socket simply works
+        again = await sockets.connect_signaling(second_call.id, second_call.caller)
+        first = await again.receive_json_from(timeout=5)
+        if first["type"] == "participants" or time.monotonic() > deadline:
+            break
+        await again.disconnect()
+        await asyncio.sleep(0.2)
+    assert first["type"] == "participants"
+    peer = await sockets.signaling(second_call.id, second_call.callees[0])
+    await receive_type(again, "join")
+    await peer.send_to(text_data=frame(type="offer", sdp="v=0"))
+    await receive_type(again, "offer")
+    ready = (await database_sync_to_async(client.get)("/health/ready")).json()
+    assert ready["channel_layer"]["state"] == "ok"
