@@ -1,0 +1,45 @@
+"""README.md tells an operator how to deploy and which commands there are."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.portable
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def section(title: str) -> str:
+    assert f"\n## {title}\n" in README, f'README.md has no "## {title}" section'
+    return README.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_every_management_command_is_in_the_operations_list():
+    commands = {p.stem for p in (ROOT / "calls" / "management" / "commands").glob("*.py") if p.stem != "__init__"}
+    listed = set(re.findall(r"^\| `([a-z_]+)[` ]", section("Operations commands"), flags=re.MULTILINE))
+    assert listed == commands
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "deploy/make-secrets.sh",
+        "docker compose up -d --build",
+        "deploy/docker-compose.single-node.yml",
+        "--scale video-service=3",
+        "/admin/",
+        "Connected to CockroachDB",
+        "docker compose logs",
+        "secureconnect_poc",
+        "has not been run",
+    ],
+)
+def test_the_deployment_section_covers(topic):
+    assert topic in section("Deploying with CockroachDB")
+
+
+def test_the_deployment_section_names_the_pinned_cockroachdb_image():
+    image = re.search(r"image: (cockroachdb/cockroach:\S+)", (ROOT / "docker-compose.yml").read_text()).group(1)
+    assert f"`{image}`" in section("Deploying with CockroachDB")
