@@ -5,6 +5,7 @@ Project defaults apply: JWT authentication, IsAuthenticated, the envelope, throt
 
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
@@ -36,9 +37,21 @@ class DeviceSerializer(serializers.ModelSerializer):
 class DeviceListCreateApi(APIView):
     """GET lists the current user's devices; POST registers or refreshes one (201 new, 200 known)."""
 
+    @extend_schema(
+        responses=DeviceSerializer(many=True),
+        summary="My devices, most recently seen first",
+        tags=["devices"],
+        operation_id="devices_list",
+    )
     def get(self, request):
         return Response(DeviceSerializer(device_list(user_id=request.user.id), many=True).data)
 
+    @extend_schema(
+        request=DeviceRegisterSerializer,
+        responses={200: DeviceSerializer, 201: DeviceSerializer},
+        summary="Register a device, or refresh a known one",
+        tags=["devices"],
+    )
     def post(self, request):
         serializer = DeviceRegisterSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -51,6 +64,12 @@ class DeviceListCreateApi(APIView):
 class DeviceDetailApi(APIView):
     """DELETE removes one of the current user's devices; someone else's is 404, like a missing one."""
 
+    @extend_schema(
+        parameters=[OpenApiParameter("token", str, OpenApiParameter.PATH, description="The device token.")],
+        responses={204: None},
+        summary="Remove one of my devices",
+        tags=["devices"],
+    )
     def delete(self, request, token: str):
         try:
             device_delete(user_id=request.user.id, token=token)

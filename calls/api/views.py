@@ -35,7 +35,7 @@ CALL_ID = OpenApiParameter("call_id", str, OpenApiParameter.PATH, description="T
 
 
 class ConversationListCreateApi(APIView):
-    @extend_schema(responses=s.ConversationListOutput, summary="My conversations")
+    @extend_schema(responses=s.ConversationListOutput, summary="My conversations", operation_id="conversations_list")
     def get(self, request):
         conversations = selectors.conversation_list(user_id=request.user.id)
         return Response(
@@ -134,7 +134,12 @@ class CallEndApi(_CallActionApi):
 
 
 class CallHistoryApi(APIView):
-    @extend_schema(parameters=[s.CallHistoryQuery], responses=s.CallHistoryOutput, summary="My call history")
+    @extend_schema(
+        parameters=[s.CallHistoryQuery],
+        responses=s.CallHistoryOutput,
+        summary="My call history",
+        operation_id="calls_list",
+    )
     def get(self, request):
         query = s.CallHistoryQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
