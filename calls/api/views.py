@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -69,7 +69,11 @@ class ConversationDetailApi(APIView):
 class CallInitiateApi(APIView):
     throttle_classes = [UserThrottle, CallInitiateThrottle]
 
-    @extend_schema(request=s.CallInitiateInput, responses={201: s.CallOutput}, summary="Start a call")
+    @extend_schema(
+        request=s.CallInitiateInput,
+        responses={201: s.CallOutput, 404: OpenApiResponse(description="NOT_FOUND: no such conversation.")},
+        summary="Start a call",
+    )
     def post(self, request):
         data = s.CallInitiateInput(data=request.data)
         data.is_valid(raise_exception=True)

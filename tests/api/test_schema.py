@@ -1,5 +1,7 @@
 """The OpenAPI schema at /v1/schema: valid OpenAPI 3, and true to what the endpoints answer."""
 
+import uuid
+
 import pytest
 from django.core.management import call_command
 from django.test import Client
@@ -142,3 +144,13 @@ def test_a_rate_limited_answer_matches_the_schema(client, spec):
         response = post_json(client, "/v1/auth/login", {"email": f"n{n}@example.test", "password": "x"})
     assert response.status_code == 429
     assert_matches_schema(spec, "/v1/auth/login", "post", response)
+
+
+@pytest.mark.django_db
+def test_starting_a_call_in_an_unknown_conversation_answers_a_documented_404(client, spec):
+    caller = make_user()
+    login = post_json(client, "/v1/auth/login", {"email": caller.email, "password": DEFAULT_PASSWORD})
+    body = {"call_type": "audio", "conversation_id": str(uuid.uuid4()), "callee_ids": [str(uuid.uuid4())]}
+    response = post_json(client, "/v1/calls/initiate", body, headers=bearer(login.json()["data"]["access_token"]))
+    assert response.status_code == 404
+    assert_matches_schema(spec, "/v1/calls/initiate", "post", response)
