@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
@@ -31,7 +32,10 @@ def call_response(record, *, deferred: bool, status_code: int = status.HTTP_200_
     return response
 
 
-CALL_ID = OpenApiParameter("call_id", str, OpenApiParameter.PATH, description="The call id (UUID).")
+CALL_ID = OpenApiParameter("call_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The call id.")
+CONVERSATION_ID = OpenApiParameter(
+    "conversation_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The conversation id."
+)
 
 
 class ConversationListCreateApi(APIView):
@@ -55,7 +59,7 @@ class ConversationListCreateApi(APIView):
 
 class ConversationDetailApi(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("conversation_id", str, OpenApiParameter.PATH)],
+        parameters=[CONVERSATION_ID],
         responses=s.ConversationOutput,
         summary="One of my conversations",
     )

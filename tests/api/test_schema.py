@@ -89,6 +89,18 @@ def test_operations_with_a_body_document_400_and_413(spec):
             assert {"400", "413"} <= set(operation["responses"]), (path, method)
 
 
+def test_call_and_conversation_ids_in_paths_are_documented_as_uuids(spec):
+    """The views answer 400 for an id that is not a UUID, so the schema must not promise any string."""
+    ids = {
+        (path, method): parameter["schema"]
+        for path, method, operation in operations(spec)
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "path" and parameter["name"] in ("call_id", "conversation_id")
+    }
+    assert len(ids) == 6
+    assert all(schema == {"type": "string", "format": "uuid"} for schema in ids.values()), ids
+
+
 def test_throttled_responses_document_retry_after(spec):
     login_429 = spec["paths"]["/v1/auth/login"]["post"]["responses"]["429"]
     assert "Retry-After" in login_429["headers"]
