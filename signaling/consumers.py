@@ -76,7 +76,8 @@ class SocketConsumer(AsyncWebsocketConsumer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.user_id: str | None = None
-        self.accepted = False
+        self.accepted = False  # the handshake was accepted (refusals accept it too)
+        self.joined = False  # the socket passed every check and is in its groups
         self.closed = False
         self.left = False
         self.slot_taken = False
@@ -146,7 +147,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
             await self.refuse(refusal_for(exc))
             return
         await self.accept(accepted_subprotocol(self.scope))
-        self.accepted = True
+        self.accepted = self.joined = True
         self.last_seen = time.monotonic()
         self.watchdog = asyncio.create_task(self._watch())
         try:
@@ -173,7 +174,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
     # --- frames ---------------------------------------------------------------------------------
 
     async def receive(self, text_data=None, bytes_data=None):
-        if self.closed or not self.accepted:
+        if self.closed or not self.joined:
             return
         self.last_seen = time.monotonic()
         if not self.rate.take():
@@ -246,7 +247,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
         self.left = True
         if self.watchdog is not None and self.watchdog is not asyncio.current_task():
             self.watchdog.cancel()
-        if self.accepted and self.user_id is not None and not self.layer_down:
+        if self.joined and not self.layer_down:
             with contextlib.suppress(LayerUnavailable):
                 await self.leaving()
         for group in self.joined_groups:

@@ -112,6 +112,15 @@ async def test_someone_outside_the_call_is_4403(sockets, two_party):
     assert error["code"] == "forbidden"
 
 
+async def test_a_refused_socket_is_never_announced_to_the_call(sockets, two_party):
+    caller = await sockets.signaling(two_party.id, two_party.caller)
+    stranger = await database_sync_to_async(make_person)()
+    socket = await sockets.connect_signaling(two_party.id, stranger)
+    await expect_refusal(socket, 4403)
+    await socket.disconnect()
+    assert await caller.receive_nothing(timeout=0.2)  # neither join nor leave
+
+
 async def test_an_unknown_call_is_4404(sockets, two_party):
     socket = await sockets.connect_signaling(uuid.uuid4(), two_party.caller)
     error = await expect_refusal(socket, 4404)

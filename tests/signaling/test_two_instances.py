@@ -1,0 +1,208 @@
+"""Two real daphne processes on one Redis: a caller on one and a callee on the other hear each
+other (offer, answer, candidates) and both hear the call end through REST."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.signaling.conftest import (
+    REDIS_HOST,
+    REDIS_PORT,
+    SIGNALING_PATH,
+    delete_prefix,
+    make_call_with,
+    make_person,
+    redis_reachable,
+    unique_prefix,
+)
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+STARTUP_TIMEOUT = 40
+WAIT = 10  # seconds any one message may take
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class DaphneProcess:
+    """``daphne secureconnect.asgi:application`` on a free loopback port, on the test database."""
+
+    def __init__(self, name: str, env: dict, log_dir: Path):
+        self.name = name
+        self.port = free_port()
+        self.log_path = log_dir / f"daphne-{name}.log"
+        self._log = self.log_path.open("wb")
+        daphne = Path(sys.executable).parent / "daphne"
+        self.process = subprocess.Popen(
+            [str(daphne), "-b", "127.0.0.1", "-p", str(self.port), "secureconnect.asgi:application"],
+            cwd=django_settings.BASE_DIR,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne {self.name} exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.http}/health/ready", timeout=1, trust_env=False).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"daphne {self.name} not ready in {STARTUP_TIMEOUT} s: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+@pytest.fixture
+def two_daphnes(transactional_db, tmp_path):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL")
+    if not redis_reachable():
+        pytest.skip(f"needs Redis on {REDIS_HOST}:{REDIS_PORT}")
+    db = connection.settings_dict
+    credentials = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    database_url = f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    prefix = unique_prefix()
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "TEST_DATABASE"))}
+    processes = []
+    try:
+        for name in ("a", "b"):
+            env = {
+                **base_env,
+                "DJANGO_SETTINGS_MODULE": "secureconnect.settings",
+                "DATABASE_URL": database_url,
+                "REDIS_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/0",
+                "CHANNEL_LAYER_PREFIX": prefix,
+                "SPOOL_PATH": str(tmp_path / f"spool-{name}.sqlite3"),
+                "DB_STARTUP_MODE": "background",
+                "JWT_SECRET": django_settings.JWT_SECRET,
+                "ENV": "development",
+                "PUSH_PROVIDER": "none",
+                "LOG_LEVEL": "WARNING",
+            }
+            processes.append(DaphneProcess(name, env, tmp_path))
+        for process in processes:
+            process.wait_ready()
+        yield processes
+    finally:
+        for process in processes:
+            process.stop()
+        delete_prefix(prefix)
+
+
+@pytest.fixture
+def call_and_stranger(transactional_db):
+    return make_call_with(), make_person()
+
+
+async def next_message(ws) -> dict:
+    return json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+
+
+async def next_of_type(ws, message_type: str) -> dict:
+    message = await next_message(ws)
+    assert message["type"] == message_type, message
+    return message
+
+
+async def test_caller_and_callee_on_different_processes_hear_each_other(two_daphnes, call_and_stranger):
+    a, b = two_daphnes
+    call, stranger = call_and_stranger
+    path = f"{SIGNALING_PATH}?call_id={call.id}"
+    caller_ws = await connect(
+        a.ws + path, additional_headers={"Authorization": f"Bearer {call.caller.token}"}, proxy=None, open_timeout=WAIT
+    )
+    # The callee is a browser: token as the bearer subprotocol pair, and an Origin.
+    callee_ws = await connect(
+        b.ws + path,
+        subprotocols=["bearer", call.callees[0].token],
+        origin="http://localhost:5173",
+        proxy=None,
+        open_timeout=WAIT,
+    )
+    try:
+        assert callee_ws.subprotocol == "bearer"
+        assert (await next_of_type(caller_ws, "participants"))["participants"] == []
+        assert (await next_of_type(callee_ws, "participants"))["participants"] == [call.caller.id]
+        assert (await next_of_type(caller_ws, "join"))["sender_id"] == call.callees[0].id
+
+        await caller_ws.send(json.dumps({"type": "offer", "sdp": "v=0 offer from a", "sender_id": "forged"}))
+        offer = await next_of_type(callee_ws, "offer")
+        assert offer["sdp"] == "v=0 offer from a" and offer["sender_id"] == call.caller.id
+
+        await callee_ws.send(json.dumps({"type": "answer", "sdp": "v=0 answer from b", "target_id": call.caller.id}))
+        answer = await next_of_type(caller_ws, "answer")
+        assert answer["sdp"] == "v=0 answer from b" and answer["sender_id"] == call.callees[0].id
+
+        for n in range(5):
+            candidate = {"candidate": f"candidate:{n} 1 udp 1 192.0.2.1 {5000 + n} typ host", "sdpMLineIndex": 0}
+            await caller_ws.send(json.dumps({"type": "ice_candidate", "candidate": candidate}))
+            await callee_ws.send(json.dumps({"type": "ice_candidate", "candidate": candidate}))
+        for ws in (caller_ws, callee_ws):
+            got = [(await next_of_type(ws, "ice_candidate"))["candidate"]["candidate"] for _ in range(5)]
+            assert got == [f"candidate:{n} 1 udp 1 192.0.2.1 {5000 + n} typ host" for n in range(5)]
+
+        # A refusal through daphne: the close code arrives (daphne 4.2 drops the reason text,
+        # which is why the error message before it carries the reason).
+        stranger_ws = await connect(
+            b.ws + path, additional_headers={"Authorization": f"Bearer {stranger.token}"}, proxy=None
+        )
+        error = await next_of_type(stranger_ws, "error")
+        assert error["close_code"] == 4403
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(stranger_ws.recv(), WAIT)
+        assert stranger_ws.close_code == 4403
+
+        # The call ends through REST on process a; both processes' sockets hear it and close.
+        async with httpx.AsyncClient(base_url=a.http, trust_env=False, timeout=WAIT) as client:
+            response = await client.post(
+                f"/v1/calls/{call.id}/end", json={}, headers={"Authorization": f"Bearer {call.callees[0].token}"}
+            )
+        assert response.status_code == 200, response.text
+        for ws in (caller_ws, callee_ws):
+            ended = await next_of_type(ws, "call_ended")
+            assert ended["call_id"] == call.id and ended["reason"] in ("cancelled", "declined")
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), WAIT)
+            assert ws.close_code == 1000
+    finally:
+        await caller_ws.close()
+        await callee_ws.close()
