@@ -17,12 +17,17 @@ from accounts.push.selectors import device_list
 from accounts.push.services import device_delete, device_register
 
 
+def is_well_formed_token(value: str) -> bool:
+    """What a device token can be: printable, without spaces or slashes (FCM ids are)."""
+    return value.isprintable() and not any(ch.isspace() for ch in value) and "/" not in value
+
+
 class DeviceRegisterSerializer(serializers.Serializer):
     token = serializers.CharField(max_length=Device._meta.get_field("token").max_length)
     platform = serializers.ChoiceField(choices=Device.Platform.choices)
 
     def validate_token(self, value: str) -> str:
-        if not value.isprintable() or any(ch.isspace() for ch in value) or "/" in value:
+        if not is_well_formed_token(value):
             raise serializers.ValidationError("A device token has no spaces, slashes or control characters.")
         return value
 
@@ -71,6 +76,10 @@ class DeviceDetailApi(APIView):
         tags=["devices"],
     )
     def delete(self, request, token: str):
+        # A token that could never be registered is nobody's device; and PostgreSQL refuses a
+        # query holding a NUL character, which a path may carry (%00).
+        if not is_well_formed_token(token):
+            raise NotFound("Device not found.")
         try:
             device_delete(user_id=request.user.id, token=token)
         except DeviceNotFound:

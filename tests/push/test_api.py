@@ -110,6 +110,14 @@ def test_removing_an_unknown_device_is_not_found(user):
     assert response.status_code == 404
 
 
+@pytest.mark.parametrize("token", ["%00", "fid%00abc", "has%20a%20space", "%E2%80%8B%07"])
+def test_removing_a_token_that_could_never_be_registered_is_not_found(user, token):
+    response = api_client_for(user).delete(f"/v1/devices/{token}")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "NOT_FOUND"
+
+
 @pytest.mark.parametrize(
     ("method", "path"), [("get", "/v1/devices"), ("post", "/v1/devices"), ("delete", "/v1/devices/x")]
 )
