@@ -216,6 +216,28 @@ def test_malformed_json_is_a_validation_error(people):
     assert response.status_code == 400 and error_code(response) == "VALIDATION_ERROR"
 
 
+@pytest.mark.parametrize("body", ["[]", '["hangup"]', '"hangup"', "null", "1"])
+def test_ending_with_a_body_that_is_not_an_object_is_a_validation_error(people, body):
+    caller, callee, _, conversation = people
+    client = api_client_for(caller)
+    call_id = start_call(client, conversation, [callee]).json()["data"]["call_id"]
+
+    response = client.post(f"/v1/calls/{call_id}/end", data=body, content_type="application/json")
+
+    assert response.status_code == 400 and error_code(response) == "VALIDATION_ERROR"
+    assert Call.objects.get(pk=call_id).status == Call.Status.RINGING
+
+
+def test_ending_without_a_body_is_fine(people):
+    caller, callee, _, conversation = people
+    client = api_client_for(caller)
+    call_id = start_call(client, conversation, [callee]).json()["data"]["call_id"]
+
+    response = client.post(f"/v1/calls/{call_id}/end")
+
+    assert response.status_code == 200 and response.json()["data"]["status"] == "cancelled"
+
+
 def test_unknown_call_is_not_found(people):
     caller, *_ = people
     response = api_client_for(caller).get(f"/v1/calls/{uuid.uuid4()}")
