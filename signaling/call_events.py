@@ -46,7 +46,7 @@ def event_deliveries(event: CallEvent) -> list[tuple[str, dict]]:
     """The (group, layer message) pairs an event calls for, in order (pure: no I/O)."""
     deliveries = []
     call = event.call
-    reason = event.reason or call.get("end_reason") or call.get("status") or ""
+    reason = event.reason or call.get("end_reason") or ""
     if event.type in USER_EVENT_TYPES:
         message = call_event_message(event_type=event.type, call=call, actor_id=event.actor_id, reason=reason)
         for user_id in _concerned_users(event):
@@ -55,7 +55,7 @@ def event_deliveries(event: CallEvent) -> list[tuple[str, dict]]:
         deliveries.append(
             (
                 group_name(call_id=call["call_id"]),
-                {"type": CALL_ENDED, "reason": reason, "status": call.get("status", "")},
+                {"type": CALL_ENDED, "reason": reason or call.get("status", ""), "status": call.get("status", "")},
             )
         )
     return deliveries

@@ -128,7 +128,7 @@ def parse_client_frame(
     fields = {}
     for spec in CLIENT_MESSAGES[message_type]:
         if spec.name not in data or data[spec.name] is None:
-            raise ProtocolError(ErrorCode.MISSING_FIELD, f"A {message_type} message needs {spec.name}.")
+            raise ProtocolError(ErrorCode.MISSING_FIELD, f"{message_type} needs {spec.name}.")
         if not spec.accepts(data[spec.name]):
             raise ProtocolError(ErrorCode.INVALID_FIELD, f"{spec.name} must be {spec.expected}.")
         fields[spec.name] = data[spec.name]
