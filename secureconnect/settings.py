@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "accounts",
     "calls",
     "signaling",
+    "webclient",  # the browser call client at /app/ (static files under webclient/static/)
 ]
 
 MIDDLEWARE = [

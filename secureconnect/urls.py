@@ -18,6 +18,7 @@ urlpatterns = [
     path("v1/", include("accounts.urls")),
     path("v1/", include("accounts.push.urls")),
     path("v1/", include("calls.api.urls")),
+    path("app/", include("webclient.urls")),
 ]
 
 # Errors Django raises itself answer in the API's error envelope on /v1 and /health paths.

@@ -1,0 +1,190 @@
+// The in-call screen: remote tiles, the local preview, the controls, status and timer.
+// It listens to a CallSession and calls its controls; it holds no call logic of its own.
+
+import { describeOutcome, formatDuration } from "./call.js";
+import { $, h, initials, toast } from "./dom.js";
+import { nameOf } from "./session.js";
+
+const ENDED_LINGER_MS = 3000; // how long the outcome stays on screen before the call view closes
+
+export class CallView {
+  constructor({ onClosed, onRingback }) {
+    this.onClosed = onClosed;
+    this.onRingback = onRingback;
+    this.session = null;
+    this.timer = null;
+    this.root = $("#call-view");
+    $("#toggle-audio").addEventListener("click", () => this.toggleAudio());
+    $("#toggle-video").addEventListener("click", () => this.toggleVideo());
+    $("#hangup").addEventListener("click", () => this.session?.hangup());
+  }
+
+  /** Show the view for a call being set up (before a session exists). */
+  preparing(title, status) {
+    this.reset();
+    this.session = null;
+    $("#call-peer").textContent = title;
+    $("#call-placeholder .avatar").textContent = initials(title);
+    this.status(status);
+    this.root.hidden = false;
+    document.body.dataset.callState = "starting";
+  }
+
+  reset() {
+    clearInterval(this.timer);
+    clearTimeout(this.closeTimer);
+    $("#remote-grid").replaceChildren();
+    this.updateGrid();
+    $("#call-timer").textContent = "";
+    $("#local-video").srcObject = null;
+    this.root.classList.remove("ended", "audio-only");
+    for (const id of ["#toggle-audio", "#toggle-video"]) $(id).setAttribute("aria-pressed", "false");
+    $("#local-audio-badge").hidden = true;
+    $("#local-tile").dataset.videoMuted = "false";
+  }
+
+  attach(session) {
+    this.session = session;
+    const others = session.call.participants.map((p) => p.user_id).filter((id) => id !== session.selfId);
+    $("#call-peer").textContent = others.map(nameOf).join(", ") || "Call";
+    $("#call-placeholder .avatar").textContent = initials($("#call-peer").textContent);
+    $("#local-video").srcObject = session.localStream;
+    this.root.classList.toggle("audio-only", !session.hasVideo);
+    $("#toggle-video").disabled = !session.hasVideo;
+    this.root.hidden = false;
+    this.onState(session.state, session.role === "caller" ? `Calling ${$("#call-peer").textContent}…` : "Connecting…");
+
+    // A session that is no longer on screen (hung up to answer another call) is not heard.
+    const on = (type, handler) =>
+      session.addEventListener(type, (e) => {
+        if (this.session === session) handler(e.detail);
+      });
+    on("state", (d) => this.onState(d.state, d.message));
+    on("peer-added", (d) => this.addTile(d.userId));
+    on("peer-stream", (d) => this.setStream(d.userId, d.stream));
+    on("peer-state", (d) => this.setPeerState(d.userId, d.state));
+    on("peer-media", (d) => this.setPeerMedia(d));
+    on("peer-removed", (d) => {
+      this.tile(d.userId)?.remove();
+      this.updateGrid();
+    });
+    on("notice", (d) => toast(d.message, { kind: "info" }));
+    on("ended", (d) => this.onEnded(d));
+    on("outcome", (d) => this.status(this.outcomeText(d.call)));
+  }
+
+  status(text) {
+    $("#call-status").textContent = text;
+  }
+
+  onState(state, message) {
+    document.body.dataset.callState = state;
+    this.root.dataset.state = state;
+    if (message) this.status(message);
+    this.onRingback(state === "outgoing");
+    if (state === "connected" && !this.timer) {
+      const tick = () => {
+        $("#call-timer").textContent = formatDuration((Date.now() - this.session.connectedAt) / 1000);
+      };
+      tick();
+      this.timer = setInterval(tick, 1000);
+    }
+  }
+
+  tile(userId) {
+    return $(`#remote-grid [data-user-id="${CSS.escape(userId)}"]`);
+  }
+
+  addTile(userId) {
+    if (this.tile(userId)) return;
+    const name = nameOf(userId);
+    const tile = h(
+      "div",
+      { class: "remote-tile", dataset: { userId, audioMuted: "false", videoMuted: "false", state: "new" } },
+      h("video", { autoplay: true, playsinline: true }),
+      h("div", { class: "avatar", "aria-hidden": "true" }, initials(name)),
+      h("span", { class: "tile-label" }, name),
+      h("span", { class: "badge mic-badge" }, "Muted"),
+      h("span", { class: "badge cam-badge" }, "Camera off"),
+      h("span", { class: "peer-state" }, "Connecting…"),
+    );
+    $("#remote-grid").append(tile);
+    this.updateGrid();
+  }
+
+  /** The grid's size drives its layout; with nobody yet, a placeholder shows who is called. */
+  updateGrid() {
+    const count = $("#remote-grid").children.length;
+    $("#remote-grid").dataset.count = String(count);
+    $("#call-placeholder").hidden = count > 0;
+  }
+
+  setStream(userId, stream) {
+    this.addTile(userId);
+    const video = this.tile(userId).querySelector("video");
+    if (video.srcObject !== stream) video.srcObject = stream;
+    video.play().catch(() => {});
+  }
+
+  setPeerState(userId, state) {
+    const tile = this.tile(userId);
+    if (!tile) return;
+    tile.dataset.state = state;
+    const labels = { new: "Connecting…", connecting: "Connecting…", disconnected: "Reconnecting…", failed: "Lost" };
+    tile.querySelector(".peer-state").textContent = labels[state] || "";
+  }
+
+  setPeerMedia({ userId, audioMuted, videoMuted }) {
+    const tile = this.tile(userId);
+    if (!tile) return;
+    const changed = tile.dataset.audioMuted !== String(audioMuted);
+    tile.dataset.audioMuted = String(audioMuted);
+    tile.dataset.videoMuted = String(videoMuted);
+    if (changed) toast(`${nameOf(userId)} ${audioMuted ? "muted" : "unmuted"} their microphone`, { timeout: 3000 });
+  }
+
+  toggleAudio() {
+    if (!this.session) return;
+    const muted = !this.session.audioMuted;
+    this.session.setAudioMuted(muted);
+    $("#toggle-audio").setAttribute("aria-pressed", String(muted));
+    $("#toggle-audio .label").textContent = muted ? "Unmute" : "Mute";
+    $("#local-audio-badge").hidden = !muted;
+  }
+
+  toggleVideo() {
+    if (!this.session) return;
+    const muted = !this.session.videoMuted;
+    this.session.setVideoMuted(muted);
+    $("#toggle-video").setAttribute("aria-pressed", String(muted));
+    $("#local-tile").dataset.videoMuted = String(muted);
+  }
+
+  outcomeText(call) {
+    return describeOutcome(call, { selfId: this.session?.selfId, nameOf });
+  }
+
+  onEnded({ call, message }) {
+    clearInterval(this.timer);
+    this.timer = null;
+    this.onRingback(false);
+    const text = message || this.outcomeText(call);
+    this.status(text);
+    this.root.classList.add("ended");
+    this.root.dataset.state = "ended";
+    document.body.dataset.callState = "ended";
+    this.closeTimer = setTimeout(() => this.close(), ENDED_LINGER_MS);
+    toast(text, { kind: call.status === "ended" ? "info" : "warning", timeout: 8000 });
+  }
+
+  /** Leave the view (after an outcome, or when setting up a call failed). */
+  close() {
+    clearTimeout(this.closeTimer);
+    this.reset();
+    this.root.hidden = true;
+    this.root.dataset.state = "idle";
+    this.session = null;
+    document.body.dataset.callState = "idle";
+    this.onClosed();
+  }
+}

@@ -1,0 +1,234 @@
+// The home screen's two panels: conversations (start a call, create a conversation) and call
+// history with the analytics summary. Data comes from the REST API only.
+
+import { formatDuration } from "./call.js";
+import { $, formatWhen, h, initials, toast } from "./dom.js";
+import { nameOf, resolveUser } from "./session.js";
+
+const STATUS_LABELS = {
+  ringing: "Ringing",
+  active: "In progress",
+  ended: "Answered",
+  missed: "Missed",
+  declined: "Declined",
+  cancelled: "Cancelled",
+  failed: "Failed",
+};
+
+export function otherMembers(conversation, selfId) {
+  return conversation.members.map((m) => m.user_id).filter((id) => id !== selfId);
+}
+
+export function conversationTitle(conversation, selfId) {
+  return conversation.title || otherMembers(conversation, selfId).map(nameOf).join(", ") || "Just you";
+}
+
+export class Home {
+  constructor({ api, session, onCall }) {
+    this.api = api;
+    this.session = session;
+    this.onCall = onCall;
+    this.cursor = null;
+    $("#tab-conversations").addEventListener("click", () => this.showPanel("conversations"));
+    $("#tab-history").addEventListener("click", () => this.showPanel("history"));
+    $("#history-more").addEventListener("click", () => this.loadHistory({ more: true }));
+    $("#conversation-form").addEventListener("submit", (e) => this.createConversation(e));
+    $("#copy-user-id").addEventListener("click", () => {
+      navigator.clipboard?.writeText(this.session.userId).then(
+        () => toast("User id copied.", { timeout: 2000 }),
+        () => toast("Copy it by hand: select the id.", { timeout: 3000 }),
+      );
+    });
+  }
+
+  get panel() {
+    return $("#panel-history").hidden ? "conversations" : "history";
+  }
+
+  showPanel(name) {
+    $("#panel-conversations").hidden = name !== "conversations";
+    $("#panel-history").hidden = name !== "history";
+    $("#tab-conversations").setAttribute("aria-selected", String(name === "conversations"));
+    $("#tab-history").setAttribute("aria-selected", String(name === "history"));
+    if (name === "history") this.loadHistory();
+    else this.loadConversations();
+  }
+
+  refresh() {
+    if (this.panel === "history") this.loadHistory();
+    else this.loadConversations();
+  }
+
+  // --- conversations ------------------------------------------------------------------------
+
+  async loadConversations() {
+    $("#my-user-id").textContent = this.session.userId;
+    const list = $("#conversation-list");
+    list.setAttribute("aria-busy", "true");
+    try {
+      const conversations = await this.api.conversations();
+      list.replaceChildren(
+        ...(conversations.length
+          ? conversations.map((c) => this.conversationCard(c))
+          : [h("p", { class: "empty" }, "No conversations yet. Create one below with another person's user id.")]),
+      );
+    } catch (error) {
+      list.replaceChildren(this.errorRow(`Could not load conversations: ${error.message}`, () => this.loadConversations()));
+    } finally {
+      list.removeAttribute("aria-busy");
+    }
+  }
+
+  conversationCard(conversation) {
+    const selfId = this.session.userId;
+    const title = conversationTitle(conversation, selfId);
+    const others = otherMembers(conversation, selfId);
+    const callButton = (callType, label) =>
+      h(
+        "button",
+        {
+          class: `button ${callType === "video" ? "primary" : "secondary"}`,
+          type: "button",
+          dataset: { callType },
+          disabled: others.length === 0,
+          onclick: () => this.onCall(conversation, callType),
+        },
+        label,
+      );
+    return h(
+      "article",
+      { class: "row conversation", dataset: { conversationId: conversation.conversation_id } },
+      h("div", { class: "avatar small", "aria-hidden": "true" }, initials(title)),
+      h(
+        "div",
+        { class: "row-main" },
+        h("div", { class: "row-title" }, title),
+        h(
+          "div",
+          { class: "row-sub" },
+          conversation.type === "group" ? `Group · ${conversation.members.length} people` : "Direct",
+        ),
+      ),
+      h("div", { class: "row-actions" }, callButton("audio", "Audio"), callButton("video", "Video")),
+    );
+  }
+
+  async createConversation(event) {
+    event.preventDefault();
+    const form = event.target;
+    const error = form.querySelector(".form-error");
+    error.textContent = "";
+    const wanted = form.who.value.split(",").map((s) => s.trim()).filter(Boolean);
+    const ids = [];
+    for (const text of wanted) {
+      const id = resolveUser(text);
+      if (!id) {
+        error.textContent =
+          `Unknown person "${text}": the service finds people by user id only. Ask them for the id shown ` +
+          "under New conversation, or have them log in once in this browser.";
+        return;
+      }
+      if (id === this.session.userId) {
+        error.textContent = "That is you; name someone else.";
+        return;
+      }
+      ids.push(id);
+    }
+    try {
+      await this.api.createConversation({
+        type: ids.length > 1 || form.title.value.trim() ? "group" : "direct",
+        memberIds: ids,
+        title: form.title.value.trim(),
+      });
+      form.reset();
+      form.closest("details").open = false;
+      toast("Conversation created.", { kind: "success", timeout: 3000 });
+      this.loadConversations();
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  }
+
+  // --- history ------------------------------------------------------------------------------
+
+  async loadHistory({ more = false } = {}) {
+    const list = $("#history-list");
+    if (!more) this.cursor = null;
+    list.setAttribute("aria-busy", "true");
+    try {
+      const [page, analytics] = await Promise.all([
+        this.api.history({ cursor: more ? this.cursor : undefined }),
+        more ? null : this.api.analytics(),
+      ]);
+      const rows = page.calls.map((c) => this.historyRow(c));
+      if (more) list.append(...rows);
+      else
+        list.replaceChildren(...(rows.length ? rows : [h("p", { class: "empty" }, "No calls yet.")]));
+      this.cursor = page.next_cursor;
+      $("#history-more").hidden = !this.cursor;
+      if (analytics) this.renderAnalytics(analytics);
+    } catch (error) {
+      list.replaceChildren(this.errorRow(`Could not load the history: ${error.message}`, () => this.loadHistory()));
+    } finally {
+      list.removeAttribute("aria-busy");
+    }
+  }
+
+  historyRow(call) {
+    const selfId = this.session.userId;
+    const outgoing = call.caller_id === selfId;
+    const others = call.participants.map((p) => p.user_id).filter((id) => id !== selfId);
+    let label = STATUS_LABELS[call.status] || call.status;
+    if (call.status === "missed" && outgoing) label = "No answer";
+    return h(
+      "article",
+      {
+        class: "row call-row",
+        dataset: { callId: call.call_id, status: call.status, direction: outgoing ? "outgoing" : "incoming" },
+      },
+      h(
+        "div",
+        { class: `direction ${outgoing ? "out" : "in"}`, title: outgoing ? "Outgoing" : "Incoming" },
+        outgoing ? "↗" : "↙",
+      ),
+      h(
+        "div",
+        { class: "row-main" },
+        h("div", { class: "row-title" }, others.map(nameOf).join(", ") || "Call"),
+        h(
+          "div",
+          { class: "row-sub" },
+          `${outgoing ? "Outgoing" : "Incoming"} ${call.call_type} · ${formatWhen(call.started_at)}`,
+        ),
+      ),
+      h(
+        "div",
+        { class: "row-end" },
+        h("span", { class: `status status-${call.status}` }, label),
+        h("span", { class: "duration" }, call.duration_seconds ? formatDuration(call.duration_seconds) : "—"),
+      ),
+    );
+  }
+
+  renderAnalytics(a) {
+    const stat = (label, value, key) =>
+      h("div", { class: "stat", dataset: { stat: key } }, h("div", { class: "stat-value" }, value), h("div", { class: "stat-label" }, label));
+    $("#analytics").replaceChildren(
+      stat("Calls", a.total, "total"),
+      stat("Answered", a.answered, "answered"),
+      stat("Missed", a.missed, "missed"),
+      stat("Answer rate", `${Math.round((a.answer_rate || 0) * 100)}%`, "answer_rate"),
+      stat("Average", formatDuration(a.avg_duration_seconds || 0), "avg_duration"),
+      stat("Talk time", formatDuration(a.total_talk_seconds || 0), "talk_time"),
+    );
+  }
+
+  errorRow(message, retry) {
+    return h(
+      "div",
+      { class: "error-row", role: "alert" },
+      message,
+      h("button", { class: "button ghost small", type: "button", onclick: retry }, "Retry"),
+    );
+  }
+}

@@ -1,0 +1,361 @@
+// The SecureConnect browser client: logging in, the events socket (ringing), starting and
+// answering calls. Screens live in home.js and callview.js, a call's WebRTC in call.js.
+
+import { Api } from "./api.js";
+import { CallSession, MediaError, describeOutcome, openLocalMedia } from "./call.js";
+import { CallView } from "./callview.js";
+import { $, hideBanner, showBanner, toast } from "./dom.js";
+import { Home, otherMembers } from "./home.js";
+import { Ringer } from "./ringer.js";
+import { Session, nameOf } from "./session.js";
+import { EventsSocket } from "./sockets.js";
+
+const TERMINAL = new Set(["ended", "missed", "declined", "cancelled", "failed"]);
+
+class App {
+  constructor() {
+    this.session = new Session();
+    this.api = new Api(this.session, {
+      base: document.body.dataset.apiBase,
+      onLoggedOut: (message) => this.loggedOut(message),
+    });
+    this.events = null;
+    this.call = null; // the CallSession on screen
+    this.busy = false; // a call is being set up
+    this.incoming = new Map(); // call_id -> the incoming_call event, while it rings here
+    this.ringer = new Ringer();
+    this.home = new Home({ api: this.api, session: this.session, onCall: (c, type) => this.startCall(c, type) });
+    this.callView = new CallView({
+      onClosed: () => {
+        this.call = null;
+        this.home.refresh();
+        this.renderIncoming();
+      },
+      onRingback: (on) => (on ? this.ringer.start("ringback") : this.ringer.kind === "ringback" && this.ringer.stop()),
+    });
+    this.bindForms();
+    // For tests and troubleshooting (the end-to-end tests read WebRTC stats through it).
+    window.secureconnect = { app: this, stats: () => this.call?.stats() ?? Promise.resolve([]) };
+  }
+
+  async boot() {
+    if (!this.session.loggedIn) return this.showLogin();
+    try {
+      this.session.store({ user: await this.api.me() });
+      this.afterLogin();
+    } catch (error) {
+      if (this.session.loggedIn) {
+        // The service is unreachable, not a bad token: stay logged in and let the socket retry.
+        toast(error.message, { kind: "error" });
+        this.afterLogin();
+      } else {
+        this.showLogin();
+      }
+    }
+  }
+
+  showScreen(name) {
+    document.body.dataset.screen = name;
+    for (const screen of document.querySelectorAll(".screen")) screen.hidden = screen.id !== `screen-${name}`;
+  }
+
+  // --- logging in ---------------------------------------------------------------------------
+
+  bindForms() {
+    const switchTab = (register) => {
+      $("#login-form").hidden = register;
+      $("#register-form").hidden = !register;
+      $("#tab-login").setAttribute("aria-selected", String(!register));
+      $("#tab-register").setAttribute("aria-selected", String(register));
+    };
+    $("#tab-login").addEventListener("click", () => switchTab(false));
+    $("#tab-register").addEventListener("click", () => switchTab(true));
+    $("#login-form").addEventListener("submit", (e) => this.submit(e, (f) => this.api.login(f.email.value, f.password.value)));
+    $("#register-form").addEventListener("submit", (e) =>
+      this.submit(e, async (f) => {
+        await this.api.register({
+          email: f.email.value,
+          username: f.username.value,
+          display_name: f.display_name.value,
+          password: f.password.value,
+        });
+        return this.api.login(f.email.value, f.password.value);
+      }),
+    );
+    $("#logout").addEventListener("click", () => this.logout());
+    $("#accept-call").addEventListener("click", () => this.acceptCall(this.ringingCallId()));
+    $("#decline-call").addEventListener("click", () => this.declineCall(this.ringingCallId()));
+  }
+
+  async submit(event, action) {
+    event.preventDefault();
+    const form = event.target;
+    const error = form.querySelector(".form-error");
+    const button = form.querySelector("button[type=submit]");
+    error.textContent = "";
+    button.disabled = true;
+    try {
+      await action(form);
+      form.reset();
+      this.afterLogin();
+    } catch (err) {
+      error.textContent = err.message;
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  showLogin() {
+    this.showScreen("login");
+    $("#logout").hidden = true;
+    $("#me-name").textContent = "";
+    this.setConnection("offline", "offline");
+  }
+
+  afterLogin() {
+    const user = this.session.user;
+    $("#me-name").textContent = user.display_name || user.username;
+    $("#logout").hidden = false;
+    this.showScreen("home");
+    this.home.showPanel("conversations");
+    this.startEvents();
+  }
+
+  async logout() {
+    await this.call?.hangup();
+    this.stopEvents();
+    try {
+      await this.api.logout();
+    } catch {
+      // logged out locally all the same
+    }
+    this.showLogin();
+  }
+
+  loggedOut(message) {
+    this.stopEvents();
+    this.call?.finish({ status: "failed" }, { message });
+    this.showLogin();
+    toast(message, { kind: "error" });
+  }
+
+  // --- the events socket ----------------------------------------------------------------------
+
+  setConnection(state, label) {
+    const el = $("#connection");
+    el.dataset.state = state;
+    el.textContent = label;
+  }
+
+  startEvents() {
+    this.stopEvents();
+    const events = new EventsSocket(this.api);
+    this.events = events;
+    let countdown = null;
+    events.addEventListener("status", (e) => {
+      clearInterval(countdown);
+      const { state, reason, delay, reconnected } = e.detail;
+      if (state === "connecting") this.setConnection("connecting", "connecting…");
+      if (state === "online") {
+        this.setConnection("online", "live");
+        hideBanner();
+        if (reconnected) toast("Reconnected.", { kind: "success", timeout: 2500 });
+        this.recoverRinging();
+      }
+      if (state === "retrying") {
+        const until = Date.now() + delay;
+        const tick = () => {
+          const seconds = Math.max(0, Math.ceil((until - Date.now()) / 1000));
+          this.setConnection("retrying", seconds ? `retrying in ${seconds} s` : "reconnecting…");
+          showBanner(`Connection lost: ${reason} Retrying${seconds ? ` in ${seconds} s` : "…"}`);
+        };
+        tick();
+        countdown = setInterval(tick, 1000);
+      }
+    });
+    events.addEventListener("message", (e) => this.onEvent(e.detail));
+    events.addEventListener("unauthorized", () => this.loggedOut("Your session has expired. Please log in again."));
+    events.start();
+  }
+
+  stopEvents() {
+    this.events?.stop();
+    this.events = null;
+    this.incoming.clear();
+    this.renderIncoming();
+    hideBanner();
+  }
+
+  /** After (re)connecting: calls that started ringing while the socket was down. */
+  async recoverRinging() {
+    try {
+      const page = await this.api.history({ status: "ringing", direction: "incoming", limit: 5 });
+      for (const call of page.calls) {
+        const me = call.participants.find((p) => p.user_id === this.session.userId);
+        if (me?.state === "ringing" && !this.incoming.has(call.call_id) && this.call?.callId !== call.call_id) {
+          this.incoming.set(call.call_id, { type: "incoming_call", call_id: call.call_id, caller_id: call.caller_id, call_type: call.call_type, call });
+        }
+      }
+      this.renderIncoming();
+    } catch {
+      // the socket's events are enough
+    }
+  }
+
+  onEvent(event) {
+    const call = event.call || {};
+    if (event.type === "incoming_call") {
+      if (this.call?.callId !== event.call_id) {
+        this.incoming.set(event.call_id, event);
+        this.renderIncoming();
+      }
+      return;
+    }
+    if (this.incoming.has(event.call_id)) this.stopRingingIfDone(event);
+    if (this.call?.callId === event.call_id) {
+      this.call.onCallEvent({ ...event, actorName: event.actor_id ? nameOf(event.actor_id) : undefined });
+    }
+    if (TERMINAL.has(call.status) && !this.call) this.home.refresh();
+  }
+
+  /** Ringing stops here once this user no longer rings in the call (answered or declined on
+   * another device, cancelled by the caller, missed, or over). */
+  stopRingingIfDone(event) {
+    const call = event.call || {};
+    const me = (call.participants || []).find((p) => p.user_id === this.session.userId);
+    if (call.status === "ringing" && me?.state === "ringing") return;
+    if (call.status === "active" && me?.state === "ringing") return; // a group call: still invited
+    this.incoming.delete(event.call_id);
+    this.renderIncoming();
+    const self = event.actor_id === this.session.userId;
+    let message;
+    if (event.type === "call_accepted" && self) message = "Answered on another device.";
+    else if (event.type === "call_declined" && self) message = "Declined on another device.";
+    else message = describeOutcome(call, { selfId: this.session.userId, nameOf });
+    toast(message, { kind: "warning", timeout: 8000 });
+  }
+
+  ringingCallId() {
+    return this.incoming.keys().next().value;
+  }
+
+  renderIncoming() {
+    const callId = this.ringingCallId();
+    const panel = $("#incoming-call");
+    if (!callId) {
+      panel.hidden = true;
+      document.body.dataset.ringing = "false";
+      if (this.ringer.kind === "incoming") this.ringer.stop();
+      return;
+    }
+    const event = this.incoming.get(callId);
+    panel.dataset.callId = callId;
+    $("#incoming-title").textContent = `${nameOf(event.caller_id)} is calling`;
+    $("#incoming-kind").textContent = event.call_type === "video" ? "Incoming video call" : "Incoming audio call";
+    $("#accept-call").textContent = this.call && !this.call.finished ? "End current and accept" : "Accept";
+    panel.hidden = false;
+    document.body.dataset.ringing = "true";
+    this.ringer.start("incoming");
+  }
+
+  // --- calls ----------------------------------------------------------------------------------
+
+  async prepareMedia(callType) {
+    const media = await openLocalMedia(callType);
+    let iceServers = [];
+    try {
+      iceServers = (await this.api.iceServers()).ice_servers;
+    } catch (error) {
+      toast(`No STUN/TURN servers (${error.message}); connecting directly.`, { kind: "warning" });
+    }
+    if (media.notice) toast(media.notice, { kind: "warning" });
+    return { localStream: media.stream, iceServers };
+  }
+
+  async startCall(conversation, callType) {
+    if ((this.call && !this.call.finished) || this.busy) {
+      toast("You are already in a call.", { kind: "warning" });
+      return;
+    }
+    this.busy = true;
+    const calleeIds = otherMembers(conversation, this.session.userId);
+    this.callView.preparing(calleeIds.map(nameOf).join(", "), "Starting…");
+    let media = null;
+    try {
+      media = await this.prepareMedia(callType);
+      let role = "caller";
+      let call;
+      try {
+        call = await this.api.initiateCall({ conversationId: conversation.conversation_id, calleeIds, callType });
+      } catch (error) {
+        if (error.code !== "CONFLICT" || !error.details?.call_id) throw error;
+        // A call is already going on in this conversation (maybe they are calling us): join it.
+        call = await this.api.joinCall(error.details.call_id);
+        role = "callee";
+        this.incoming.delete(call.call_id);
+        this.renderIncoming();
+        toast("Joined the call already going on in this conversation.");
+      }
+      this.openSession({ call, role, ...media });
+    } catch (error) {
+      media?.localStream.getTracks().forEach((t) => t.stop());
+      this.callView.close();
+      toast(this.callError(error), { kind: "error", timeout: 10000 });
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  async acceptCall(callId) {
+    if (!callId || this.busy) return;
+    const event = this.incoming.get(callId);
+    this.busy = true;
+    this.incoming.delete(callId);
+    this.renderIncoming();
+    await this.call?.hangup();
+    this.callView.preparing(nameOf(event.caller_id), "Answering…");
+    let media = null;
+    try {
+      media = await this.prepareMedia(event.call_type);
+      const call = await this.api.joinCall(callId);
+      this.openSession({ call, role: "callee", ...media });
+    } catch (error) {
+      media?.localStream.getTracks().forEach((t) => t.stop());
+      this.callView.close();
+      toast(this.callError(error), { kind: "error", timeout: 10000 });
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  async declineCall(callId) {
+    if (!callId) return;
+    this.incoming.delete(callId);
+    this.renderIncoming();
+    try {
+      await this.api.declineCall(callId);
+      toast("Call declined.", { timeout: 3000 });
+    } catch (error) {
+      toast(this.callError(error), { kind: "error" });
+    }
+    this.home.refresh();
+  }
+
+  callError(error) {
+    if (error instanceof MediaError) return error.message;
+    if (error.code === "CONFLICT") return `The call is over or full: ${error.message}`;
+    if (error.code === "FORBIDDEN") return `Not allowed: ${error.message}`;
+    if (error.code === "NOT_FOUND") return "That call no longer exists.";
+    return `Could not start the call: ${error.message}`;
+  }
+
+  openSession({ call, role, localStream, iceServers }) {
+    const session = new CallSession({ api: this.api, selfId: this.session.userId, call, role, localStream, iceServers });
+    this.call = session;
+    this.callView.attach(session);
+    session.start();
+  }
+}
+
+const app = new App();
+app.boot();
