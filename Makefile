@@ -7,7 +7,7 @@ PORT ?= 8083
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/secureconnect
 export TEST_DATABASE_URL
 
-.PHONY: run test lint migrate venv clean
+.PHONY: run test e2e lint migrate venv clean
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: lint
 	$(PY) manage.py check
 	$(PY) -m pytest
 	TEST_DATABASE_URL=sqlite:///$(CURDIR)/var/test-portable.sqlite3 $(PY) -m pytest -m portable -q
+
+## Only the browser end-to-end tests (headless Chromium from `apt-get install chromium`); screenshots in test-artifacts/e2e/.
+e2e: $(VENV)/.test
+	$(PY) -m pytest tests/e2e
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,230 @@
+"""Two people, two browser contexts, the real service: a call rings, connects with real WebRTC
+media through the service's signaling, and lands in history and in the admin; a declined call
+and an unanswered one say so on both sides."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import PHONE, poll
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+
+def log_in(page, account):
+    page.goto("/app/")
+    form = page.locator("#login-form")
+    form.locator("input[name=email]").fill(account.email)
+    form.locator("input[name=password]").fill(account.password)
+    form.locator("button[type=submit]").click()
+    expect(page.locator("body")).to_have_attribute("data-screen", "home")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "online")
+
+
+def call_button(page, conversation_id, call_type):
+    return page.locator(f'[data-conversation-id="{conversation_id}"] button[data-call-type="{call_type}"]')
+
+
+def call_state(page):
+    return expect(page.locator("body"))
+
+
+def peer_stats(page) -> list[dict]:
+    return page.evaluate("() => window.secureconnect.stats()")
+
+
+def media_flowing(page, *, video: bool) -> list[dict]:
+    """Every peer connection of the page is connected (and decoding video frames)."""
+
+    def check():
+        stats = peer_stats(page)
+        ok = stats and all(
+            s["connectionState"] == "connected" and (s["framesDecoded"] > 0 if video else True) for s in stats
+        )
+        return stats if ok else None
+
+    return poll(check, timeout=20, message="media flowing")
+
+
+def calls_of(client) -> list[dict]:
+    response = client.get("/v1/calls")
+    assert response.status_code == 200, response.text
+    return response.json()["data"]["calls"]
+
+
+def the_call(client, call_id) -> dict:
+    return next(c for c in calls_of(client) if c["call_id"] == call_id)
+
+
+def test_video_call_rings_connects_mutes_hangs_up_and_is_in_history_and_admin(browser, cast, api, shots):
+    alice = browser.person()
+    bob = browser.person(viewport=PHONE)
+    log_in(alice, cast.alice)
+    log_in(bob, cast.bob)
+    shots.take(alice, "alice-conversations")
+    shots.take(bob, "bob-conversations-phone")
+
+    call_button(alice, cast.conversation_id, "video").click()
+    call_state(alice).to_have_attribute("data-call-state", "outgoing")
+    expect(alice.locator("#call-status")).to_contain_text("Calling")
+    expect(bob.locator("#incoming-call")).to_be_visible()
+    call_state(bob).to_have_attribute("data-ringing", "true")
+    expect(bob.locator("#incoming-title")).to_contain_text("is calling")
+    expect(bob.locator("#incoming-kind")).to_have_text("Incoming video call")
+    call_id = bob.locator("#incoming-call").get_attribute("data-call-id")
+    shots.take(alice, "alice-calling")
+    shots.take(bob, "bob-ringing")
+
+    bob.locator("#accept-call").click()
+    expect(bob.locator("#incoming-call")).to_be_hidden()
+    call_state(bob).to_have_attribute("data-ringing", "false")
+    call_state(alice).to_have_attribute("data-call-state", "connected")
+    call_state(bob).to_have_attribute("data-call-state", "connected")
+    bob_stats = media_flowing(bob, video=True)
+    alice_stats = media_flowing(alice, video=True)
+    assert [s["userId"] for s in bob_stats] == [cast.alice.user_id]
+    assert [s["userId"] for s in alice_stats] == [cast.bob.user_id]
+    assert bob_stats[0]["framesDecoded"] > 0
+    shots.take(alice, "alice-in-call")
+    shots.take(bob, "bob-in-call")
+
+    alice.locator("#toggle-audio").click()
+    expect(alice.locator("#toggle-audio")).to_have_attribute("aria-pressed", "true")
+    alice_tile = bob.locator(f'.remote-tile[data-user-id="{cast.alice.user_id}"]')
+    expect(alice_tile).to_have_attribute("data-audio-muted", "true")
+    expect(alice_tile.locator(".mic-badge")).to_be_visible()
+    shots.take(bob, "bob-sees-alice-muted")
+    # the server recorded it on the call too
+    poll(
+        lambda: any(
+            p["user_id"] == cast.alice.user_id and p["is_muted"]
+            for p in api(cast.bob).get(f"/v1/calls/{call_id}").json()["data"]["participants"]
+        ),
+        timeout=10,
+        message="Alice's mute recorded on the call",
+    )
+
+    bob.wait_for_timeout(1200)  # at least a second of talk, so the duration is not zero
+    bob.locator("#hangup").click()
+    for page in (alice, bob):
+        expect(page.locator("#call-status")).to_contain_text("Call ended")
+    shots.take(alice, "alice-call-ended")
+    for page in (alice, bob):
+        call_state(page).to_have_attribute("data-call-state", "idle", timeout=10_000)
+        expect(page.locator("#call-view")).to_be_hidden()
+    shots.take(bob, "bob-idle-again")
+
+    for account in (cast.alice, cast.bob):
+        call = poll(
+            lambda account=account: (c := the_call(api(account), call_id))["status"] == "ended" and c,
+            timeout=10,
+            message="the call ended in history",
+        )
+        assert call["duration_seconds"] >= 1 and call["end_reason"] == "hangup"
+
+    bob.locator("#tab-history").click()
+    row = bob.locator(f'.call-row[data-call-id="{call_id}"]')
+    expect(row).to_have_attribute("data-status", "ended")
+    expect(row).to_have_attribute("data-direction", "incoming")
+    expect(row.locator(".status")).to_have_text("Answered")
+    expect(bob.locator('#analytics [data-stat="answered"] .stat-value')).to_have_text("1")
+    shots.take(bob, "bob-history")
+
+    admin = browser.person()
+    admin.goto("/admin/login/?next=/admin/calls/call/")
+    admin.locator("#id_username").fill(cast.staff.email)
+    admin.locator("#id_password").fill(cast.staff.password)
+    admin.locator("input[type=submit]").click()
+    admin.goto(f"/admin/calls/call/?q={call_id}")
+    result = admin.locator("#result_list tbody tr")
+    expect(result).to_have_count(1)
+    expect(result).to_contain_text(call_id[:8])
+    expect(result).to_contain_text("Ended")
+    expect(result).to_contain_text("Hang-up")
+    shots.take(admin, "admin-changelist")
+
+
+def test_declined_call_says_declined_to_the_caller_and_in_history(browser, cast, api, shots):
+    alice = browser.person()
+    bob = browser.person()
+    log_in(alice, cast.alice)
+    log_in(bob, cast.bob)
+
+    call_button(alice, cast.conversation_id, "audio").click()
+    expect(bob.locator("#incoming-kind")).to_have_text("Incoming audio call")
+    call_id = bob.locator("#incoming-call").get_attribute("data-call-id")
+    shots.take(bob, "bob-ringing-audio")
+    bob.locator("#decline-call").click()
+
+    expect(alice.locator("#call-status")).to_contain_text("declined")
+    call_state(alice).to_have_attribute("data-call-state", "ended")
+    shots.take(alice, "alice-sees-declined")
+    expect(bob.locator("#incoming-call")).to_be_hidden()
+    call_state(bob).to_have_attribute("data-ringing", "false")
+    call_state(alice).to_have_attribute("data-call-state", "idle", timeout=10_000)
+
+    for account in (cast.alice, cast.bob):
+        call = the_call(api(account), call_id)
+        assert call["status"] == "declined" and call["duration_seconds"] == 0
+    alice.locator("#tab-history").click()
+    row = alice.locator(f'.call-row[data-call-id="{call_id}"]')
+    expect(row).to_have_attribute("data-status", "declined")
+    expect(row.locator(".status")).to_have_text("Declined")
+    shots.take(alice, "alice-history-declined")
+
+
+@pytest.mark.service_env(CALL_RING_TIMEOUT="4")
+def test_unanswered_call_says_no_answer_stops_ringing_and_is_missed(browser, cast, api, shots):
+    alice = browser.person()
+    bob = browser.person(viewport=PHONE)
+    log_in(alice, cast.alice)
+    log_in(bob, cast.bob)
+
+    call_button(alice, cast.conversation_id, "video").click()
+    expect(bob.locator("#incoming-call")).to_be_visible()
+    call_id = bob.locator("#incoming-call").get_attribute("data-call-id")
+    shots.take(bob, "bob-ringing")
+
+    # Nobody answers: after the 4 s ring timeout the server's sweep marks the call missed.
+    expect(alice.locator("#call-status")).to_have_text("No answer", timeout=20_000)
+    shots.take(alice, "alice-no-answer")
+    expect(bob.locator("#incoming-call")).to_be_hidden()
+    call_state(bob).to_have_attribute("data-ringing", "false")
+    expect(bob.locator(".toast").filter(has_text="Missed call from")).to_have_count(1)
+    shots.take(bob, "bob-missed")
+    call_state(alice).to_have_attribute("data-call-state", "idle", timeout=10_000)
+
+    for account in (cast.alice, cast.bob):
+        call = the_call(api(account), call_id)
+        assert call["status"] == "missed" and call["end_reason"] == "no_answer"
+    bob.locator("#tab-history").click()
+    row = bob.locator(f'.call-row[data-call-id="{call_id}"]')
+    expect(row).to_have_attribute("data-status", "missed")
+    expect(row.locator(".status")).to_have_text("Missed")
+    shots.take(bob, "bob-history-missed")
+
+
+def test_events_socket_reconnects_after_the_service_restarts_and_rings_again(browser, cast, service, shots):
+    alice = browser.person()
+    bob = browser.person()
+    log_in(alice, cast.alice)
+    log_in(bob, cast.bob)
+
+    service.stop()
+    expect(alice.locator("#connection")).to_have_attribute("data-state", "retrying")
+    expect(alice.locator("#banner")).to_contain_text("Retrying")
+    shots.take(alice, "alice-connection-lost")
+
+    service.start()  # the same port: the pages reconnect by themselves, with backoff
+    for page in (alice, bob):
+        expect(page.locator("#connection")).to_have_attribute("data-state", "online", timeout=30_000)
+    expect(alice.locator("#banner")).to_be_hidden()
+    shots.take(alice, "alice-reconnected")
+
+    call_button(bob, cast.conversation_id, "audio").click()
+    expect(alice.locator("#incoming-call")).to_be_visible()
+    shots.take(alice, "alice-rings-after-reconnect")
+    bob.locator("#hangup").click()  # the caller gives up: Alice stops ringing
+    expect(alice.locator("#incoming-call")).to_be_hidden()
+    expect(alice.locator(".toast").filter(has_text="cancelled the call")).to_have_count(1)
