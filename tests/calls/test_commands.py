@@ -157,6 +157,7 @@ def test_db_status_exits_1_when_limited_and_says_why(manage, db_proxy, spool_pat
     assert report["state"] == "limited"
     assert report["error"]  # the driver's first line, e.g. "connection ... refused"
     assert "\n" not in report["error"]
+    assert result.reason == f"PostgreSQL is unavailable (limited): {report['error']}"
 
 
 # --- replay_spool --------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 import json
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from calls.persistence import state
@@ -38,7 +38,7 @@ class Command(BaseCommand):
             for key in ("state", "engine", "server_version", "error", "spool_depth", "spool_bytes", "spool_path"):
                 self.stdout.write(f"{key:15} {report[key] if report[key] is not None else '-'}")
         if report["state"] != state.OPERATIONAL:
-            raise SystemExit(1)
+            raise CommandError(f"{report['engine']} is unavailable (limited): {report['error']}")
 
 
 def _json_dumps(data) -> str:
