@@ -321,13 +321,17 @@ class SignalingConsumer(SocketConsumer):
         return self.participation.participant_ids if self.participation else ()
 
     async def opened(self) -> None:
-        """Register, tell the newcomer who is here, then tell the others (in that order, so that
-        two sockets connecting at once each learn of the other at least once)."""
+        """Register, see who is here, tell the others, then tell the newcomer who is here.
+
+        Registering before looking means two sockets connecting at once each learn of the other
+        at least once (by ``participants`` or ``join``). Sending ``participants`` last means that
+        once a client has it, its ``join`` is out: a socket that connects after that point
+        learns of it from ``participants`` only."""
         await presence_enter(call_id=self.call_id, user_id=self.user_id, channel_name=self.channel_name)
         others = [p for p in self.participant_ids() if p != self.user_id]
         connected = await presence_connected(call_id=self.call_id, user_ids=others)
-        await self.send_message(protocol.participants_message(call_id=self.call_id, connected_ids=connected))
         await self._broadcast(protocol.presence_message(MessageType.JOIN, call_id=self.call_id, user_id=self.user_id))
+        await self.send_message(protocol.participants_message(call_id=self.call_id, connected_ids=connected))
 
     async def leaving(self) -> None:
         await presence_leave(call_id=self.call_id, user_id=self.user_id, channel_name=self.channel_name)
