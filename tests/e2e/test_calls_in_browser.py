@@ -60,8 +60,10 @@ def the_call(client, call_id) -> dict:
 def test_video_call_rings_connects_mutes_hangs_up_and_is_in_history_and_admin(browser, cast, api, shots):
     alice = browser.person()
     bob = browser.person(viewport=PHONE)
+    bob_laptop = browser.person()  # Bob's second device rings too, and stops when he answers on the phone
     log_in(alice, cast.alice)
     log_in(bob, cast.bob)
+    log_in(bob_laptop, cast.bob)
     shots.take(alice, "alice-conversations")
     shots.take(bob, "bob-conversations-phone")
 
@@ -76,9 +78,15 @@ def test_video_call_rings_connects_mutes_hangs_up_and_is_in_history_and_admin(br
     shots.take(alice, "alice-calling")
     shots.take(bob, "bob-ringing")
 
+    expect(bob_laptop.locator("#incoming-call")).to_be_visible()
+
     bob.locator("#accept-call").click()
     expect(bob.locator("#incoming-call")).to_be_hidden()
     call_state(bob).to_have_attribute("data-ringing", "false")
+    expect(bob_laptop.locator("#incoming-call")).to_be_hidden()
+    call_state(bob_laptop).to_have_attribute("data-ringing", "false")
+    expect(bob_laptop.locator(".toast").filter(has_text="Answered on another device")).to_have_count(1)
+    shots.take(bob_laptop, "bob-laptop-answered-elsewhere")
     call_state(alice).to_have_attribute("data-call-state", "connected")
     call_state(bob).to_have_attribute("data-call-state", "connected")
     bob_stats = media_flowing(bob, video=True)
@@ -228,3 +236,33 @@ def test_events_socket_reconnects_after_the_service_restarts_and_rings_again(bro
     bob.locator("#hangup").click()  # the caller gives up: Alice stops ringing
     expect(alice.locator("#incoming-call")).to_be_hidden()
     expect(alice.locator(".toast").filter(has_text="cancelled the call")).to_have_count(1)
+
+
+def test_a_new_user_registers_and_starts_a_conversation_by_user_id(browser, cast, shots):
+    carol = browser.person(viewport=PHONE)
+    carol.goto("/app/")
+    carol.locator("#tab-register").click()
+    form = carol.locator("#register-form")
+    form.locator("input[name=email]").fill("carol@example.test")
+    form.locator("input[name=username]").fill("carol")
+    form.locator("input[name=display_name]").fill("Carol")
+    form.locator("input[name=password]").fill("short")
+    form.locator("button[type=submit]").click()
+    expect(form.locator(".form-error")).to_contain_text("password")  # the API's validation, readable
+    shots.take(carol, "carol-register-refused")
+    form.locator("input[name=password]").fill("a-long-passphrase-carol")
+    form.locator("button[type=submit]").click()
+    expect(carol.locator("#me-name")).to_have_text("Carol")
+    expect(carol.locator("#conversation-list .empty")).to_be_visible()
+
+    carol.locator(".new-conversation summary").click()
+    conversation_form = carol.locator("#conversation-form")
+    conversation_form.locator("input[name=who]").fill("alice@nowhere.test")
+    conversation_form.locator("button[type=submit]").click()
+    expect(conversation_form.locator(".form-error")).to_contain_text("finds people by user id only")
+    conversation_form.locator("input[name=who]").fill(cast.alice.user_id)
+    conversation_form.locator("button[type=submit]").click()
+    card = carol.locator("#conversation-list .conversation")
+    expect(card).to_have_count(1)
+    expect(card.locator("button[data-call-type=video]")).to_be_enabled()
+    shots.take(carol, "carol-first-conversation")

@@ -232,7 +232,7 @@ class App {
     if (event.type === "call_accepted" && self) message = "Answered on another device.";
     else if (event.type === "call_declined" && self) message = "Declined on another device.";
     else message = describeOutcome(call, { selfId: this.session.userId, nameOf });
-    toast(message, { kind: "warning", timeout: 8000 });
+    toast(message, { kind: self ? "info" : "warning", timeout: 8000 });
   }
 
   ringingCallId() {
