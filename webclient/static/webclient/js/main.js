@@ -23,6 +23,7 @@ class App {
     this.call = null; // the CallSession on screen
     this.busy = false; // a call is being set up
     this.incoming = new Map(); // call_id -> the incoming_call event, while it rings here
+    this.settled = new Set(); // call ids that rang here and were answered, declined or stopped
     this.ringer = new Ringer();
     this.home = new Home({ api: this.api, session: this.session, onCall: (c, type) => this.startCall(c, type) });
     this.callView = new CallView({
@@ -192,7 +193,8 @@ class App {
       const page = await this.api.history({ status: "ringing", direction: "incoming", limit: 5 });
       for (const call of page.calls) {
         const me = call.participants.find((p) => p.user_id === this.session.userId);
-        if (me?.state === "ringing" && !this.incoming.has(call.call_id) && this.call?.callId !== call.call_id) {
+        const known = this.incoming.has(call.call_id) || this.settled.has(call.call_id);
+        if (me?.state === "ringing" && !known && this.call?.callId !== call.call_id) {
           this.incoming.set(call.call_id, { type: "incoming_call", call_id: call.call_id, caller_id: call.caller_id, call_type: call.call_type, call });
         }
       }
@@ -205,7 +207,7 @@ class App {
   onEvent(event) {
     const call = event.call || {};
     if (event.type === "incoming_call") {
-      if (this.call?.callId !== event.call_id) {
+      if (this.call?.callId !== event.call_id && !this.settled.has(event.call_id)) {
         this.incoming.set(event.call_id, event);
         this.renderIncoming();
       }
@@ -225,14 +227,20 @@ class App {
     const me = (call.participants || []).find((p) => p.user_id === this.session.userId);
     if (call.status === "ringing" && me?.state === "ringing") return;
     if (call.status === "active" && me?.state === "ringing") return; // a group call: still invited
-    this.incoming.delete(event.call_id);
-    this.renderIncoming();
+    this.settle(event.call_id);
     const self = event.actor_id === this.session.userId;
     let message;
     if (event.type === "call_accepted" && self) message = "Answered on another device.";
     else if (event.type === "call_declined" && self) message = "Declined on another device.";
     else message = describeOutcome(call, { selfId: this.session.userId, nameOf });
     toast(message, { kind: self ? "info" : "warning", timeout: 8000 });
+  }
+
+  /** Stop ringing for a call, for good (a late history read must not bring it back). */
+  settle(callId) {
+    this.settled.add(callId);
+    this.incoming.delete(callId);
+    this.renderIncoming();
   }
 
   ringingCallId() {
@@ -292,8 +300,7 @@ class App {
         // A call is already going on in this conversation (maybe they are calling us): join it.
         call = await this.api.joinCall(error.details.call_id);
         role = "callee";
-        this.incoming.delete(call.call_id);
-        this.renderIncoming();
+        this.settle(call.call_id);
         toast("Joined the call already going on in this conversation.");
       }
       this.openSession({ call, role, ...media });
@@ -310,8 +317,7 @@ class App {
     if (!callId || this.busy) return;
     const event = this.incoming.get(callId);
     this.busy = true;
-    this.incoming.delete(callId);
-    this.renderIncoming();
+    this.settle(callId);
     await this.call?.hangup();
     this.callView.preparing(nameOf(event.caller_id), "Answering…");
     let media = null;
@@ -330,8 +336,7 @@ class App {
 
   async declineCall(callId) {
     if (!callId) return;
-    this.incoming.delete(callId);
-    this.renderIncoming();
+    this.settle(callId);
     try {
       await this.api.declineCall(callId);
       toast("Call declined.", { timeout: 3000 });
