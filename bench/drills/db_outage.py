@@ -1,0 +1,139 @@
+"""Drill (a): the database goes away for 30 s in the middle of a steady call load.
+
+The service reaches PostgreSQL through a loopback proxy (tests/support/tcp_proxy.py) that the
+drill takes down and brings back. Clients keep making calls throughout (initiate, join, end).
+Afterwards every call a client was told about (201/200, deferred or not) must be in the
+database exactly once, in a state at least as far as the client was told; /health must have
+answered 200 throughout; the drill reports how long /health/ready took to answer 200 again
+after the database returned and how many requests failed (and how).
+
+    .venv/bin/python -m bench.drills.db_outage                 # 30 s outage, production backoff
+    .venv/bin/python -m bench.drills.db_outage --outage 10
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench.common import REDIS_URL, arg_parser, write_results
+from bench.drills.common import CallLoad, HealthWatch, check_calls, prime_members, seconds_until_ready, verdict
+from bench.services import BenchDatabase, Server, redis_flush
+from tests.support.tcp_proxy import TcpProxy
+
+
+async def drill(server: Server, proxy: TcpProxy, pairs, *, before: float, outage: float, after: float, ready_timeout):
+    await prime_members(server, pairs)
+    watch = HealthWatch(server)
+    watch.start()
+    load = CallLoad(server, pairs)
+    load.start()
+    await asyncio.sleep(before)
+    proxy.down()
+    print(f"  database down at {time.strftime('%X')} for {outage:g} s", flush=True)
+    await asyncio.sleep(outage)
+    proxy.up()
+    returned = time.monotonic()
+    print(f"  database back at {time.strftime('%X')}", flush=True)
+    ready_after = await seconds_until_ready(server, returned, ready_timeout)
+    await asyncio.sleep(max(after - (time.monotonic() - returned), 0))
+    await load.stop()
+    # Writes journaled at the very end replay too before the verdict.
+    await seconds_until_ready(server, time.monotonic(), ready_timeout)
+    await watch.stop()
+    return load.ledger, watch, ready_after
+
+
+def run(args, log_dir: Path) -> dict:
+    from bench.data import close_connections, make_pairs, setup_django
+
+    database = BenchDatabase("drill_db").create()
+    proxy = TcpProxy(target_host=database.host, target_port=database.port).start()
+    try:
+        setup_django(database.url)
+        pairs = make_pairs(args.clients, label="drilldb")
+        close_connections()
+        env = {
+            "DATABASE_URL": database.url_via(proxy.port),
+            "REDIS_URL": REDIS_URL,
+            "CHANNEL_LAYER_PREFIX": f"bench-drill-db-{uuid.uuid4().hex[:8]}",
+            "SPOOL_PATH": str(log_dir / "spool.sqlite3"),
+            "DB_STARTUP_MODE": "blocking",
+            **dict(args.env),
+        }
+        server = Server(env=env, log_path=log_dir / "daphne.log").start()
+        try:
+            ledger, watch, ready_after = asyncio.run(
+                drill(
+                    server,
+                    proxy,
+                    pairs,
+                    before=args.before,
+                    outage=args.outage,
+                    after=args.after,
+                    ready_timeout=args.ready_timeout,
+                )
+            )
+            log = server.log_tail(200_000)
+        finally:
+            server.stop()
+        calls = check_calls(ledger)
+        close_connections()
+    finally:
+        proxy.stop()
+        close_connections()
+        database.drop()
+        redis_flush()
+    counts = {
+        "outage_s": args.outage,
+        "requests": ledger.requests,
+        "failed_requests": ledger.failed_requests,
+        "failures_by_endpoint_and_status": dict(ledger.failures),
+        "failure_samples": ledger.samples,
+        "deferred_writes": ledger.deferred,
+        **calls,
+        "ready_again_after_s": ready_after,
+        "health_polls": watch.polls,
+        "health_not_200": len(watch.not_ok),
+        "limited_mode_entered": "Running in limited mode" in log,
+        "replayed_log_lines": log.count("Replayed "),
+    }
+    passed = (
+        calls["missing"] == 0
+        and calls["state_behind_acknowledged"] == 0
+        and calls["wrong_participant_count"] == 0
+        and calls["calls_acknowledged"] > 0
+        and ready_after is not None
+        and not watch.not_ok
+        and ledger.server_errors == 0
+        and ledger.deferred > 0
+    )
+    return {"passed": passed, "counts": counts}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arg_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--outage", type=float, default=30.0, help="seconds the database is away")
+    parser.add_argument("--before", type=float, default=5.0, help="seconds of load before the outage")
+    parser.add_argument("--after", type=float, default=10.0, help="seconds of load after the database returns")
+    parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--ready-timeout", type=float, default=120.0)
+    args = parser.parse_args(argv)
+    args.env = []
+    if args.smoke:
+        args.outage, args.before, args.after, args.clients = 2.0, 1.0, 1.0, 3
+        args.env = [("DB_CONNECT_BASE_DELAY", "0.2"), ("DB_PROBE_MAX_DELAY", "0.5"), ("DB_CONNECT_TIMEOUT", "2")]
+    with tempfile.TemporaryDirectory(prefix="bench-drill-db-") as tmp:
+        result = run(args, Path(tmp))
+    verdict("Drill (a) database outage", result["passed"], result["counts"])
+    config = {"outage_s": args.outage, "clients": args.clients, "smoke": args.smoke}
+    write_results("drill_db_outage", {"config": config, **result}, args.out)
+    return 0 if result["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

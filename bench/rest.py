@@ -1,0 +1,206 @@
+"""Benchmark 2: the call lifecycle over REST, on PostgreSQL.
+
+C concurrent clients (asyncio, in this process; the service is another process), each with a
+conversation of its own (a conversation holds one live call at a time), loop for a fixed time:
+the caller ``POST /v1/calls/initiate``, the callee ``POST /v1/calls/{id}/join``, the caller
+``POST /v1/calls/{id}/end``. Then the same clients do the same against the floor: plain Django
+views that write the same rows with no framework layers on top (bench/floor_views.py), served
+by the same daphne process through a bench-only URLconf (bench/floor_settings.py).
+
+    .venv/bin/python -m bench.rest                   # 10 and 50 clients, 15 s each
+    .venv/bin/python -m bench.rest --clients 10 --duration 5
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+from bench.common import REDIS_URL, Deadline, arg_parser, latency_summary, print_table, ratio, write_results
+from bench.http import HttpConnection
+from bench.services import BenchDatabase, Server, raise_open_files_limit, redis_flush
+
+ENDPOINTS = ("initiate", "join", "end")
+WARMUP = 1.0
+
+
+def product_steps(pair):
+    """(endpoint, method, path or path template, who, body, expected status)."""
+    initiate = {"call_type": "video", "conversation_id": pair.conversation_id, "callee_ids": [pair.callee.id]}
+    return [
+        ("initiate", "/v1/calls/initiate", pair.caller.token, initiate, 201),
+        ("join", "/v1/calls/{id}/join", pair.callee.token, None, 200),
+        ("end", "/v1/calls/{id}/end", pair.caller.token, None, 200),
+    ]
+
+
+def floor_steps(pair):
+    initiate = {"call_type": "video", "conversation_id": pair.conversation_id, "callee_ids": [pair.callee.id]}
+    return [
+        ("initiate", "/bench/floor/initiate", pair.caller.token, initiate, 201),
+        ("join", "/bench/floor/{id}/join", pair.callee.token, None, 200),
+        ("end", "/bench/floor/{id}/end", pair.caller.token, None, 200),
+    ]
+
+
+def call_id_of(body: bytes) -> str:
+    data = json.loads(body)
+    return data["data"]["call_id"] if "data" in data else data["call_id"]
+
+
+async def client(server: Server, steps, deadline: Deadline, record_after: float, stats: dict) -> None:
+    """One client: initiate, join, end, again, until the deadline (a cycle once begun is finished)."""
+    connection = HttpConnection("127.0.0.1", server.port)
+    try:
+        while deadline:
+            call_id = None
+            for endpoint, path, token, body, expected in steps:
+                if "{id}" in path and call_id is None:
+                    break
+                started = time.perf_counter()
+                try:
+                    status, payload = await connection.request(
+                        "POST", path.format(id=call_id), json_body=body if body is not None else {}, token=token
+                    )
+                except (ConnectionError, TimeoutError) as exc:
+                    status, payload = 0, str(exc).encode()
+                elapsed = time.perf_counter() - started
+                if started >= record_after:
+                    stats[endpoint]["latencies"].append(elapsed)
+                if status != expected:
+                    stats[endpoint]["errors"] += 1
+                    stats[endpoint]["samples"].append(f"{status} {payload[:200]!r}")
+                    break
+                if endpoint == "initiate":
+                    call_id = call_id_of(payload)
+                    stats["calls"].append(call_id)
+    finally:
+        await connection.close()
+
+
+async def load(server: Server, pairs, steps_for, duration: float) -> dict:
+    stats = defaultdict(lambda: {"latencies": [], "errors": 0, "samples": []})
+    stats["calls"] = []
+    started = time.perf_counter()
+    deadline = Deadline(WARMUP + duration)
+    await asyncio.gather(*[client(server, steps_for(p), deadline, started + WARMUP, stats) for p in pairs])
+    measured = time.perf_counter() - started - WARMUP
+    endpoints = {}
+    for endpoint in ENDPOINTS:
+        summary = latency_summary(stats[endpoint]["latencies"])
+        endpoints[endpoint] = {
+            "requests": summary["count"],
+            "rps": round(summary["count"] / measured, 1),
+            "p50_ms": summary["p50_ms"],
+            "p99_ms": summary["p99_ms"],
+            "max_ms": summary["max_ms"],
+            "errors": stats[endpoint]["errors"],
+            "error_samples": stats[endpoint]["samples"][:3],
+        }
+    total = sum(e["requests"] for e in endpoints.values())
+    return {
+        "duration_s": round(measured, 2),
+        "requests_per_s": round(total / measured, 1),
+        "errors": sum(e["errors"] for e in endpoints.values()),
+        "endpoints": endpoints,
+        "call_ids": stats["calls"],
+    }
+
+
+def run(client_counts: list[int], duration: float, log_dir: Path) -> dict:
+    from bench.data import close_connections, make_pairs, setup_django
+
+    database = BenchDatabase("rest").create()
+    runs = []
+    try:
+        setup_django(database.url)
+        pairs = make_pairs(max(client_counts), label="rest")
+        from calls.models import Call
+
+        close_connections()
+        server = Server(
+            env={
+                "DJANGO_SETTINGS_MODULE": "bench.floor_settings",
+                "DATABASE_URL": database.url,
+                "REDIS_URL": REDIS_URL,
+                "CHANNEL_LAYER_PREFIX": f"bench-rest-{uuid.uuid4().hex[:8]}",
+                "SPOOL_PATH": str(log_dir / "spool.sqlite3"),
+                "DB_STARTUP_MODE": "blocking",
+            },
+            log_path=log_dir / "daphne.log",
+        ).start()
+        try:
+            for clients in client_counts:
+                for variant, steps_for in (("product", product_steps), ("floor", floor_steps)):
+                    result = asyncio.run(load(server, pairs[:clients], steps_for, duration))
+                    call_ids = result.pop("call_ids")
+                    stored = Call.objects.filter(pk__in=call_ids).count()
+                    close_connections()
+                    result = {"variant": variant, "clients": clients, **result, "calls_initiated": len(call_ids)}
+                    result["calls_missing_in_db"] = len(set(call_ids)) - stored
+                    runs.append(result)
+                    e = result["endpoints"]
+                    print(
+                        f"  {variant:8} C={clients:3}: {result['requests_per_s']:7.1f} req/s  "
+                        + "  ".join(f"{n} p50 {e[n]['p50_ms']:.1f}/p99 {e[n]['p99_ms']:.1f} ms" for n in ENDPOINTS)
+                        + f"  errors {result['errors']}",
+                        flush=True,
+                    )
+        finally:
+            server.stop()
+    finally:
+        close_connections()
+        database.drop()
+        redis_flush()
+    return {"runs": runs, "ratios": ratios(runs, client_counts)}
+
+
+def ratios(runs, client_counts) -> list[dict]:
+    by = {(r["variant"], r["clients"]): r for r in runs}
+    out = []
+    for clients in client_counts:
+        product, floor = by[("product", clients)], by[("floor", clients)]
+        row = {"clients": clients, "throughput_vs_floor": ratio(product["requests_per_s"], floor["requests_per_s"])}
+        for endpoint in ENDPOINTS:
+            row[f"{endpoint}_p50_vs_floor"] = ratio(
+                product["endpoints"][endpoint]["p50_ms"], floor["endpoints"][endpoint]["p50_ms"]
+            )
+        out.append(row)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arg_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[10, 50])
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds measured per variant and client count")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.clients, args.duration = [2], 1.0
+    raise_open_files_limit()
+    with tempfile.TemporaryDirectory(prefix="bench-rest-") as tmp:
+        data = run(args.clients, args.duration, Path(tmp))
+    by_ratio = {r["clients"]: r for r in data["ratios"]}
+    rows = []
+    for r in data["runs"]:
+        for endpoint in ENDPOINTS:
+            e = r["endpoints"][endpoint]
+            rows.append([r["variant"], r["clients"], endpoint, e["rps"], e["p50_ms"], e["p99_ms"], e["errors"], ""])
+        rows[-1][-1] = f"{by_ratio[r['clients']]['throughput_vs_floor']}x" if r["variant"] == "product" else "1.0x"
+    print_table(
+        "Call lifecycle over REST (PostgreSQL): requests per second and latency per endpoint",
+        ["variant", "clients", "endpoint", "req/s", "p50 ms", "p99 ms", "errors", "all req/s vs floor"],
+        rows,
+    )
+    config = {"clients": args.clients, "duration_s": args.duration, "smoke": args.smoke}
+    write_results("rest", {"config": config, **data}, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""The processes and databases a benchmark runs against, all on loopback, all stopped by PID:
+a dedicated PostgreSQL database (created, migrated, dropped), the service under daphne or
+uvicorn, and the Redis database the benchmarks own."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+import redis
+
+from bench.common import JWT_SECRET, PG_SERVER_URL, REDIS_URL, ROOT, VENV_BIN
+
+NOFILE_TARGET = 20000
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def raise_open_files_limit(target: int = NOFILE_TARGET) -> int:
+    """Raise this process's soft open-files limit as far as the hard limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = target if hard == resource.RLIM_INFINITY else min(target, hard)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+
+class BenchDatabase:
+    """A database of the benchmark's own on the PostgreSQL server, migrated by ``create`` and
+    dropped by ``drop`` (unless kept)."""
+
+    def __init__(self, label: str, server_url: str = PG_SERVER_URL):
+        self.name = f"bench_{label}_{os.getpid()}"
+        self.server_url = server_url
+        parts = urlsplit(server_url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 5432
+        self.url = urlunsplit((parts.scheme, parts.netloc, f"/{self.name}", "", ""))
+
+    def url_via(self, port: int) -> str:
+        """The database's URL through a proxy listening on ``port`` of loopback."""
+        parts = urlsplit(self.url)
+        user = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+        return urlunsplit((parts.scheme, f"{user}127.0.0.1:{port}", parts.path, "", ""))
+
+    def _admin(self):
+        conn = psycopg2.connect(self.server_url)
+        conn.autocommit = True
+        return conn
+
+    def create(self) -> BenchDatabase:
+        with contextlib.closing(self._admin()) as conn, conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{self.name}"')
+            cur.execute(f'CREATE DATABASE "{self.name}"')
+        subprocess.run(
+            [str(VENV_BIN / "python"), "manage.py", "migrate", "--no-input", "-v", "0"],
+            cwd=ROOT,
+            env=service_environment({"DATABASE_URL": self.url, "DB_STARTUP_MODE": "off"}),
+            check=True,
+            timeout=300,
+        )
+        return self
+
+    def connect(self):
+        conn = psycopg2.connect(self.url)
+        conn.autocommit = True
+        return conn
+
+    def drop(self) -> None:
+        with contextlib.closing(self._admin()) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (self.name,),
+            )
+            cur.execute(f'DROP DATABASE IF EXISTS "{self.name}"')
+
+
+# --- Redis --------------------------------------------------------------------------------------
+
+
+def redis_client(url: str = REDIS_URL) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=2)
+
+
+def redis_url_via(port: int, url: str = REDIS_URL) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, f"127.0.0.1:{port}", parts.path, "", ""))
+
+
+def redis_flush(url: str = REDIS_URL) -> None:
+    """Empty the benchmarks' own Redis database (never another one)."""
+    client = redis_client(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+# --- the service --------------------------------------------------------------------------------
+
+# What every benchmark's service needs: limits raised out of the way, pushes off, quiet logs.
+BENCH_ENVIRONMENT = {
+    "ENV": "development",
+    "DJANGO_SETTINGS_MODULE": "secureconnect.settings",
+    "JWT_SECRET": JWT_SECRET,
+    "PUSH_PROVIDER": "none",
+    "LOG_LEVEL": "WARNING",
+    "THROTTLE_USER": "1000000/min",
+    "THROTTLE_CALL_INITIATE": "1000000/min",
+    "WS_RATE_LIMIT": "1000000",
+    "WS_RATE_BURST": "1000000",
+    "WS_IDLE_TIMEOUT": "3600",
+    "WS_MAX_SIGNALING_CONNECTIONS": "20000",
+    "WS_MAX_EVENTS_CONNECTIONS": "20000",
+    "CALL_RING_TIMEOUT": "3600",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def service_environment(overrides: dict[str, str]) -> dict[str, str]:
+    """The environment of a service process: this one's, minus anything that would point it
+    at another database or settings module, plus the benchmark's settings."""
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "DATABASE_", "TEST_DATABASE", "REDIS_", "PYTEST_", "DB_", "SPOOL_"))
+    }
+    return {**inherited, **BENCH_ENVIRONMENT, **overrides}
+
+
+class Server:
+    """One ASGI server process (``daphne`` as production runs it, or ``uvicorn``) on a free
+    loopback port, with its open-files limit raised (``ulimit -n``)."""
+
+    def __init__(
+        self,
+        *,
+        env: dict[str, str],
+        log_path: Path,
+        kind: str = "daphne",
+        app: str = "secureconnect.asgi:application",
+        port: int | None = None,
+        argv: list[str] | None = None,
+    ):
+        self.kind = kind
+        self.app = app
+        self.port = port or free_port()
+        self.env = service_environment(env)
+        self.log_path = log_path
+        self.argv = argv
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        if self.argv:
+            return [*self.argv, "--port", str(self.port)]
+        if self.kind == "daphne":
+            return [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), self.app]
+        if self.kind == "uvicorn":
+            return [
+                str(VENV_BIN / "uvicorn"),
+                self.app,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--lifespan",
+                "off",
+                "--log-level",
+                "warning",
+            ]
+        raise ValueError(f"unknown server kind {self.kind!r}")
+
+    def start(self, *, wait: float = 60.0, health_path: str | None = "/health") -> Server:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.command(),
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=raise_open_files_limit,  # only setrlimit, before exec (ulimit -n)
+            )
+        self.wait_until_serving(wait, health_path)
+        return self
+
+    def wait_until_serving(self, timeout: float, health_path: str | None) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if health_path is None:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                        return
+                elif self.get(health_path, timeout=1)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.kind} did not serve on {self.port} within {timeout}s:\n{self.log_tail()}")
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        """A GET on loopback; (status, body), never an exception for an HTTP error status."""
+        try:
+            with urllib.request.urlopen(f"{self.url}{path}", timeout=timeout) as response:  # noqa: S310 - loopback
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def open_files_limit(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/limits").read_text().splitlines():
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+        return 0
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout)
+
+    def kill(self) -> None:
+        """kill -9: no shutdown code runs."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
