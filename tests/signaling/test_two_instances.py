@@ -19,7 +19,9 @@ from django.db import connection
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.factories import make_conversation
 from tests.signaling.conftest import (
+    EVENTS_PATH,
     REDIS_HOST,
     REDIS_PORT,
     SIGNALING_PATH,
@@ -206,3 +208,52 @@ async def test_caller_and_callee_on_different_processes_hear_each_other(two_daph
     finally:
         await caller_ws.close()
         await callee_ws.close()
+
+
+@pytest.fixture
+def caller_callee_conversation(transactional_db):
+    caller, callee = make_person(), make_person()
+    return caller, callee, make_conversation(members=[caller.user, callee.user])
+
+
+async def test_events_reach_a_users_devices_on_every_process(two_daphnes, caller_callee_conversation):
+    a, b = two_daphnes
+    caller, callee, conversation = caller_callee_conversation
+
+    def events_socket(process, person):
+        headers = {"Authorization": f"Bearer {person.token}"}
+        return connect(process.ws + EVENTS_PATH, additional_headers=headers, proxy=None, open_timeout=WAIT)
+
+    phone, laptop, caller_events = await events_socket(a, callee), await events_socket(b, callee), None
+    try:
+        caller_events = await events_socket(b, caller)
+        async with httpx.AsyncClient(trust_env=False, timeout=WAIT) as client:
+            started = await client.post(
+                f"{a.http}/v1/calls/initiate",
+                json={"call_type": "audio", "conversation_id": str(conversation.id), "callee_ids": [callee.id]},
+                headers={"Authorization": f"Bearer {caller.token}"},
+            )
+            assert started.status_code == 201, started.text
+            call_id = started.json()["data"]["call_id"]
+            for device in (phone, laptop):
+                incoming = await next_of_type(device, "incoming_call")
+                assert incoming["call_id"] == call_id and incoming["caller_id"] == caller.id
+
+            answered = await client.post(
+                f"{b.http}/v1/calls/{call_id}/join", json={}, headers={"Authorization": f"Bearer {callee.token}"}
+            )
+            assert answered.status_code == 200, answered.text
+            for device in (phone, laptop, caller_events):  # the laptop stops ringing; the caller learns of it
+                accepted = await next_of_type(device, "call_accepted")
+                assert accepted["call_id"] == call_id and accepted["actor_id"] == callee.id
+
+            ended = await client.post(
+                f"{a.http}/v1/calls/{call_id}/end", json={}, headers={"Authorization": f"Bearer {caller.token}"}
+            )
+            assert ended.status_code == 200, ended.text
+            for device in (phone, laptop, caller_events):
+                assert (await next_of_type(device, "call_ended"))["reason"] == "hangup"
+    finally:
+        for ws in (phone, laptop, caller_events):
+            if ws is not None:
+                await ws.close()
