@@ -166,8 +166,9 @@ def layer_status() -> dict:
     """What this process last saw of the channel layer (no I/O: safe for a readiness probe)."""
     from django.conf import settings
 
+    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
     with _status_lock:
-        return {"backend": "redis" if settings.REDIS_URL else "memory", **_status}
+        return {"backend": "redis" if "Redis" in backend else "memory", **_status}
 
 
 def report_layer_failure(operation: str, exc: BaseException) -> None:

@@ -1,5 +1,6 @@
 """Opening a signaling socket: authentication, Origin, participation, call state, the cap."""
 
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -10,10 +11,19 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from accounts import tokens
+from calls import services
 from calls.models import Call
 from calls.persistence import state
 from signaling.limits import signaling_slots
-from tests.signaling.conftest import SIGNALING_PATH, expect_refusal, make_call_with, make_person
+from tests.factories import make_conversation
+from tests.signaling.conftest import (
+    EVENTS_PATH,
+    SIGNALING_PATH,
+    CallFixture,
+    expect_refusal,
+    make_call_with,
+    make_person,
+)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -154,6 +164,17 @@ async def test_an_unknown_call_while_the_database_is_away_is_4503(sockets, two_p
     assert error["code"] == "unavailable"
 
 
+@pytest.fixture
+def spool_call(transactional_db, spool_path) -> CallFixture:
+    """A call started through the service, so its snapshot is cached as a settled server's is."""
+    caller, callee = make_person(), make_person()
+    conversation = make_conversation(members=[caller.user, callee.user])
+    result = services.call_initiate(
+        caller_id=caller.user.id, conversation_id=conversation.id, callee_ids=[callee.user.id], call_type="video"
+    )
+    return CallFixture(result.record.call, caller, [callee])
+
+
 # --- Origin --------------------------------------------------------------------------------------
 
 
@@ -213,3 +234,40 @@ async def test_refused_sockets_give_their_slot_back(sockets, two_party):
         await expect_refusal(socket, 4403)
         await socket.disconnect()
     assert signaling_slots.in_use == 0
+
+
+async def test_a_call_known_from_the_spool_accepts_its_participants_while_the_database_is_away(
+    sockets, spool_call, spool_path
+):
+    state.transition(state.LIMITED)  # reads now come from the spool and the snapshot cache
+    caller = await sockets.signaling(spool_call.id, spool_call.caller)
+    callee = await sockets.signaling(spool_call.id, spool_call.callees[0])
+    assert callee.participants == [spool_call.caller.id]
+    await caller.receive_json_from(timeout=5)  # the callee's join
+
+
+async def test_the_events_socket_has_its_own_cap(sockets, two_party, settings):
+    settings.WS_MAX_EVENTS_CONNECTIONS = 1
+    await sockets.events(two_party.caller)
+    refused = sockets.communicator(EVENTS_PATH, token=two_party.callees[0].token)
+    await refused.connect(timeout=5)
+    await expect_refusal(refused, 4429)
+    await sockets.signaling(two_party.id, two_party.caller)  # signaling counts separately
+
+
+async def test_tokens_never_reach_the_logs(sockets, two_party, caplog):
+    caplog.set_level(logging.DEBUG)
+    await sockets.signaling(two_party.id, two_party.caller)
+    browser = sockets.communicator(
+        f"{SIGNALING_PATH}?call_id={two_party.id}", subprotocols=["bearer", two_party.callees[0].token]
+    )
+    await browser.connect(timeout=5)
+    bad = await sockets.connect_signaling(two_party.id, token=two_party.caller.token + "x")
+    await expect_refusal(bad, 4401)
+    query = sockets.communicator(f"{SIGNALING_PATH}?call_id={two_party.id}&access_token={two_party.caller.token}")
+    await query.connect(timeout=5)
+    await expect_refusal(query, 4400)
+    await sockets.close_all()
+    for token in (two_party.caller.token, two_party.callees[0].token):
+        assert token not in caplog.text
+        assert token.split(".")[2] not in caplog.text  # not even the signature

@@ -118,7 +118,7 @@ def two_daphnes(transactional_db, tmp_path):
                 "JWT_SECRET": django_settings.JWT_SECRET,
                 "ENV": "development",
                 "PUSH_PROVIDER": "none",
-                "LOG_LEVEL": "WARNING",
+                "LOG_LEVEL": "DEBUG",  # everything any logger says, to show no token is in it
             }
             processes.append(DaphneProcess(name, env, tmp_path))
         for process in processes:
@@ -208,6 +208,10 @@ async def test_caller_and_callee_on_different_processes_hear_each_other(two_daph
     finally:
         await caller_ws.close()
         await callee_ws.close()
+    logs = a.log_path.read_text() + b.log_path.read_text()
+    assert "WSCONNECT /v1/calls/ws/signaling" in logs  # the access log is there...
+    for person in (call.caller, call.callees[0], stranger):
+        assert person.token.split(".")[2] not in logs  # ...and no token (not even its signature)
 
 
 @pytest.fixture
