@@ -20,7 +20,7 @@ VENV_BIN = Path(sys.executable).parent
 # The PostgreSQL server the benchmarks create their own databases on (they never touch others),
 # and the Redis database they use (emptied at the end of every run).
 PG_SERVER_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
 JWT_SECRET = "bench-jwt-secret-0123456789abcdef0123456789"  # noqa: S105 - loopback benchmarks only
 
 

@@ -26,7 +26,7 @@ from bench.common import JWT_SECRET, REDIS_URL, arg_parser, print_table, ratio, 
 from bench.services import BenchDatabase, Server, raise_open_files_limit, redis_flush
 
 OPEN_CONCURRENCY = 100
-SETTLE = 2.0  # seconds for the server to finish the handshakes' work before RSS is read
+SETTLE = 2.0  # seconds for the server to finish the handshakes' work before RSS is read (0.3 in a smoke run)
 
 
 def tokens(count: int) -> list[str]:
@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--counts", type=int, nargs="+", default=[1000, 5000])
     args = parser.parse_args(argv)
     if args.smoke:
-        args.counts = [20, 50]
+        global SETTLE
+        args.counts, SETTLE = [20, 50], 0.3
     limit = raise_open_files_limit()
     if limit < max(args.counts) + 100:
         parser.error(f"the open-files limit is {limit}; {max(args.counts)} connections need more (ulimit -Hn)")

@@ -185,7 +185,7 @@ async def measure(server: Server, pairs, duration: float, uses_redis: bool) -> d
     window = Window()
     endpoints = [Endpoint(ws) for ws in sockets]
     readers = [asyncio.create_task(reader(e, window)) for e in endpoints]
-    await asyncio.sleep(0.5)  # participants and join messages go by
+    await asyncio.sleep(min(WARMUP, 0.5))  # participants and join messages go by
     drivers = []
     for n in range(len(pairs)):
         caller, callee = endpoints[2 * n], endpoints[2 * n + 1]
@@ -311,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     args = parser.parse_args(argv)
     if args.smoke:
-        args.pairs, args.duration = [2], 1.0
+        global WARMUP
+        args.pairs, args.duration, WARMUP = [2], 0.5, 0.2
     raise_open_files_limit()
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
         data = run(args.pairs, args.duration, args.variants, Path(tmp))

@@ -24,6 +24,12 @@ class Ledger:
     requests: int = 0
     failures: Counter = field(default_factory=Counter)  # "<endpoint> <status>" -> count
     samples: list[str] = field(default_factory=list)
+    slowest_s: float = 0.0
+    slower_than_1s: int = 0
+
+    def timed(self, seconds: float) -> None:
+        self.slowest_s = max(self.slowest_s, round(seconds, 2))
+        self.slower_than_1s += seconds > 1
 
     def ok(self, call_id: str, operation: str, deferred: bool) -> None:
         self.acknowledged.setdefault(call_id, []).append(operation)
@@ -40,8 +46,13 @@ class Ledger:
 
     @property
     def server_errors(self) -> int:
-        """Answers that are neither a success nor a clean refusal (503 with Retry-After)."""
-        return sum(n for key, n in self.failures.items() if key.split(" ", 1)[1] not in ("503", "409"))
+        """5xx answers other than the clean refusal (503 PERSISTENCE_UNAVAILABLE)."""
+        return sum(n for key, n in self.failures.items() if key.rsplit(" ", 1)[1].startswith("5") and "503" not in key)
+
+    @property
+    def unanswered(self) -> int:
+        """Requests with no answer: the connection dropped, or none came within the client's timeout."""
+        return sum(n for key, n in self.failures.items() if key.endswith("no answer"))
 
 
 class CallLoad:
@@ -66,10 +77,12 @@ class CallLoad:
 
     async def _post(self, connection, endpoint, path, token, body, expected, call_id=None):
         self.ledger.requests += 1
+        started = time.monotonic()
         try:
             status, payload = await connection.request("POST", path, json_body=body, token=token)
         except (ConnectionError, TimeoutError) as exc:
-            status, payload = 0, str(exc).encode()
+            status, payload = 0, f"{type(exc).__name__}: {exc}".encode()
+        self.ledger.timed(time.monotonic() - started)
         if status == expected:
             data = json.loads(payload)
             call_id = call_id or data["data"]["call_id"]
@@ -131,16 +144,20 @@ def check_calls(ledger: Ledger) -> dict:
 
 
 class HealthWatch:
-    """Polls /health (and /health/ready) every ``interval`` seconds while the drill runs."""
+    """Polls /health every ``interval`` seconds while the drill runs, and /health/ready too:
+    the persistence state and spool depth over time (``timeline``)."""
 
     def __init__(self, server: Server, interval: float = 0.5):
         self.server = server
         self.interval = interval
         self.polls = 0
         self.not_ok: list[str] = []
+        self.timeline: list[tuple[float, str, int | None]] = []
         self.task: asyncio.Task | None = None
+        self.started = time.monotonic()
 
     def start(self) -> None:
+        self.started = time.monotonic()
         self.task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
@@ -154,9 +171,25 @@ class HealthWatch:
                     status, body = 0, str(exc).encode()
                 if status != 200:
                     self.not_ok.append(f"{status} {body[:100]!r}")
+                try:
+                    _, body = await connection.request("GET", "/health/ready")
+                    ready = json.loads(body)
+                    self.timeline.append(
+                        (round(time.monotonic() - self.started, 1), ready.get("state"), ready.get("spool_depth"))
+                    )
+                except (ConnectionError, TimeoutError, ValueError):
+                    self.timeline.append((round(time.monotonic() - self.started, 1), "no answer", None))
                 await asyncio.sleep(self.interval)
         finally:
             await connection.close()
+
+    @property
+    def states_seen(self) -> list[str]:
+        return list(dict.fromkeys(state for _, state, _ in self.timeline))
+
+    @property
+    def max_spool_depth(self) -> int:
+        return max((depth or 0 for _, _, depth in self.timeline), default=0)
 
     async def stop(self) -> None:
         if self.task:

@@ -63,6 +63,7 @@ def run(args, log_dir: Path) -> dict:
             "CHANNEL_LAYER_PREFIX": f"bench-drill-db-{uuid.uuid4().hex[:8]}",
             "SPOOL_PATH": str(log_dir / "spool.sqlite3"),
             "DB_STARTUP_MODE": "blocking",
+            "LOG_LEVEL": "INFO",
             **dict(args.env),
         }
         server = Server(env=env, log_path=log_dir / "daphne.log").start()
@@ -78,7 +79,7 @@ def run(args, log_dir: Path) -> dict:
                     ready_timeout=args.ready_timeout,
                 )
             )
-            log = server.log_tail(200_000)
+            log = server.log_text()
         finally:
             server.stop()
         calls = check_calls(ledger)
@@ -94,13 +95,19 @@ def run(args, log_dir: Path) -> dict:
         "failed_requests": ledger.failed_requests,
         "failures_by_endpoint_and_status": dict(ledger.failures),
         "failure_samples": ledger.samples,
+        "unanswered_requests": ledger.unanswered,
+        "server_errors_5xx_not_503": ledger.server_errors,
+        "slowest_request_s": ledger.slowest_s,
+        "requests_slower_than_1s": ledger.slower_than_1s,
         "deferred_writes": ledger.deferred,
         **calls,
         "ready_again_after_s": ready_after,
         "health_polls": watch.polls,
         "health_not_200": len(watch.not_ok),
-        "limited_mode_entered": "Running in limited mode" in log,
-        "replayed_log_lines": log.count("Replayed "),
+        "persistence_states_seen": watch.states_seen,
+        "max_spool_depth": watch.max_spool_depth,
+        "spool_depth_timeline": [(t, d) for t, _, d in watch.timeline if d][::4],
+        "replayed_log_lines": [line.split("] ", 1)[-1] for line in log.splitlines() if "Replayed" in line][:5],
     }
     passed = (
         calls["missing"] == 0
@@ -111,6 +118,7 @@ def run(args, log_dir: Path) -> dict:
         and not watch.not_ok
         and ledger.server_errors == 0
         and ledger.deferred > 0
+        and "limited" in watch.states_seen
     )
     return {"passed": passed, "counts": counts}
 
@@ -122,13 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--after", type=float, default=10.0, help="seconds of load after the database returns")
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--ready-timeout", type=float, default=120.0)
+    parser.add_argument("--logs", type=Path, help="keep the service's logs in this folder")
     args = parser.parse_args(argv)
     args.env = []
     if args.smoke:
-        args.outage, args.before, args.after, args.clients = 2.0, 1.0, 1.0, 3
+        args.outage, args.before, args.after, args.clients = 2.0, 1.0, 1.0, 2
         args.env = [("DB_CONNECT_BASE_DELAY", "0.2"), ("DB_PROBE_MAX_DELAY", "0.5"), ("DB_CONNECT_TIMEOUT", "2")]
     with tempfile.TemporaryDirectory(prefix="bench-drill-db-") as tmp:
-        result = run(args, Path(tmp))
+        result = run(args, args.logs or Path(tmp))
     verdict("Drill (a) database outage", result["passed"], result["counts"])
     config = {"outage_s": args.outage, "clients": args.clients, "smoke": args.smoke}
     write_results("drill_db_outage", {"config": config, **result}, args.out)

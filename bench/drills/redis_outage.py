@@ -227,11 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--recovery-limit", type=float, default=10.0, help="seconds allowed to relay again (PASS)")
     parser.add_argument("--recovery-timeout", type=float, default=60.0)
+    parser.add_argument("--logs", type=Path, help="keep the service's logs in this folder")
     args = parser.parse_args(argv)
     if args.smoke:
         args.outage, args.before, args.pairs = 2.0, 1.0, 3
     with tempfile.TemporaryDirectory(prefix="bench-drill-redis-") as tmp:
-        result = run(args, Path(tmp))
+        result = run(args, args.logs or Path(tmp))
     verdict("Drill (b) Redis outage", result["passed"], result["counts"])
     config = {"outage_s": args.outage, "pairs": args.pairs, "smoke": args.smoke}
     write_results("drill_redis_outage", {"config": config, **result}, args.out)
