@@ -7,7 +7,7 @@ PORT ?= 8083
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/secureconnect
 export TEST_DATABASE_URL
 
-.PHONY: run test e2e lint migrate venv clean
+.PHONY: run test e2e bench lint migrate venv clean
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(VENV)/.runtime: requirements.txt
 
 $(VENV)/.test: requirements-test.txt $(VENV)/.runtime
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
+	touch $@
+
+$(VENV)/.bench: requirements-bench.txt $(VENV)/.test
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	touch $@
 
 venv: $(VENV)/.runtime
@@ -40,6 +44,18 @@ test: lint
 ## Only the browser end-to-end tests (headless Chromium from `apt-get install chromium`); screenshots in test-artifacts/e2e/.
 e2e: $(VENV)/.test
 	$(PY) -m pytest tests/e2e
+
+## Every benchmark and drill (bench/README.md; about 15 minutes, loopback only), then the plots and
+## results into docs/benchmarks/. A failing drill is reported and the rest still run.
+bench: $(VENV)/.bench
+	$(PY) -m bench.relay
+	$(PY) -m bench.rest
+	$(PY) -m bench.history
+	$(PY) -m bench.connections
+	-$(PY) -m bench.drills.db_outage
+	-$(PY) -m bench.drills.redis_outage
+	-$(PY) -m bench.drills.kill_restart
+	$(PY) -m bench.report --markdown
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
