@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,11 +12,13 @@ from rest_framework.views import APIView
 from accounts import services
 from accounts.exceptions import InvalidCredentials
 from accounts.models import User, username_validator
-from accounts.selectors import user_get_active
+from accounts.selectors import user_find, user_get_active
 from secureconnect.api.throttles import (
     LoginAccountThrottle,
     LoginAddressThrottle,
     RegisterThrottle,
+    UserLookupThrottle,
+    UserThrottle,
     record_login_failure,
 )
 
@@ -139,6 +142,39 @@ class UserLogoutApi(APIView):
     def post(self, request):
         services.user_logout(access_claims=request.auth, **validated(RefreshTokenInput, request.data))
         return Response(None)
+
+
+class UserLookupQuery(serializers.Serializer):
+    q = serializers.CharField(min_length=3, max_length=254, help_text="An exact email address or username.")
+
+
+class PublicUserSerializer(serializers.Serializer):
+    """What anyone signed in may learn about another user: never the email."""
+
+    user_id = serializers.UUIDField(source="id")
+    username = serializers.CharField()
+    display_name = serializers.CharField()
+
+
+class UserLookupApi(APIView):
+    throttle_classes = [UserThrottle, UserLookupThrottle]
+
+    @extend_schema(
+        parameters=[UserLookupQuery],
+        responses={
+            200: PublicUserSerializer,
+            404: OpenApiResponse(description="NOT_FOUND: nobody has that email or username."),
+        },
+        summary="Find someone by exact email or username (to start a conversation)",
+        tags=["users"],
+    )
+    def get(self, request):
+        query = UserLookupQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        user = user_find(query=query.validated_data["q"])
+        if user is None:
+            raise NotFound("No user with that email or username.")
+        return Response(PublicUserSerializer(user).data)
 
 
 class UserMeApi(APIView):

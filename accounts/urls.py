@@ -8,4 +8,5 @@ urlpatterns = [
     path("auth/refresh", api.TokenRefreshApi.as_view(), name="auth-refresh"),
     path("auth/logout", api.UserLogoutApi.as_view(), name="auth-logout"),
     path("users/me", api.UserMeApi.as_view(), name="users-me"),
+    path("users/lookup", api.UserLookupApi.as_view(), name="users-lookup"),
 ]

@@ -46,7 +46,13 @@ def conversation_to_dict(conversation: Conversation, members) -> dict:
         "created_by": str(conversation.created_by_id),
         "created_at": _iso(conversation.created_at),
         "members": [
-            {"user_id": str(m.user_id), "role": m.role, "joined_at": _iso(m.joined_at)}
+            {
+                "user_id": str(m.user_id),
+                "username": m.user.username,
+                "display_name": m.user.display_name,
+                "role": m.role,
+                "joined_at": _iso(m.joined_at),
+            }
             for m in sorted(members, key=lambda m: (m.joined_at, str(m.user_id)))
         ],
     }

@@ -193,7 +193,7 @@ def conversation_list(*, user_id):
     def read():
         return list(
             Conversation.objects.filter(participants__user_id=user_id)
-            .prefetch_related("participants")
+            .prefetch_related(Prefetch("participants", queryset=ConversationParticipant.objects.select_related("user")))
             .order_by("-created_at")
         )
 
@@ -206,7 +206,7 @@ def conversation_get_for_user(*, conversation_id, user_id) -> Conversation:
     def read():
         conversation = (
             Conversation.objects.filter(pk=conversation_id, participants__user_id=user_id)
-            .prefetch_related("participants")
+            .prefetch_related(Prefetch("participants", queryset=ConversationParticipant.objects.select_related("user")))
             .first()
         )
         if conversation is None:
@@ -218,4 +218,7 @@ def conversation_get_for_user(*, conversation_id, user_id) -> Conversation:
 
 
 def conversation_members(conversation: Conversation) -> list[ConversationParticipant]:
-    return list(conversation.participants.all())
+    """Members with their user (prefetched by the selectors above; one query otherwise)."""
+    if "participants" in getattr(conversation, "_prefetched_objects_cache", {}):
+        return list(conversation.participants.all())
+    return list(conversation.participants.select_related("user"))

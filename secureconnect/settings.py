@@ -153,6 +153,7 @@ REST_FRAMEWORK = {
         "call_initiate": _throttle_rate("THROTTLE_CALL_INITIATE", "10/min"),
         "login": _throttle_rate("THROTTLE_LOGIN", "5/min"),
         "register": _throttle_rate("THROTTLE_REGISTER", "20/hour"),
+        "user_lookup": _throttle_rate("THROTTLE_USER_LOOKUP", "30/min"),
     },
     # Proxies in front of the service; the client address is read from X-Forwarded-For that many
     # hops from the right (0: the socket's peer, and X-Forwarded-For is ignored).

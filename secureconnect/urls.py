@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from secureconnect import health
@@ -19,6 +20,7 @@ urlpatterns = [
     path("v1/", include("accounts.push.urls")),
     path("v1/", include("calls.api.urls")),
     path("app/", include("webclient.urls")),
+    path("", RedirectView.as_view(url="/app/", permanent=False), name="home"),
 ]
 
 # Errors Django raises itself answer in the API's error envelope on /v1 and /health paths.

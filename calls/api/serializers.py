@@ -120,6 +120,8 @@ class IceServersOutput(serializers.Serializer):
 
 class MemberOutput(serializers.Serializer):
     user_id = serializers.UUIDField()
+    username = serializers.CharField()
+    display_name = serializers.CharField(allow_blank=True)
     role = serializers.ChoiceField(choices=ConversationParticipant.Role.choices)
     joined_at = serializers.DateTimeField()
 

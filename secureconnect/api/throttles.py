@@ -43,6 +43,12 @@ class CallInitiateThrottle(UserThrottle):
     scope = "call_initiate"
 
 
+class UserLookupThrottle(UserThrottle):
+    """Per user, for finding people by email or username (scope ``user_lookup``): slows enumeration."""
+
+    scope = "user_lookup"
+
+
 class RegisterThrottle(ConfiguredRateThrottle):
     """Per client address (scope ``register``); every attempt counts."""
 

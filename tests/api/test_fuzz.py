@@ -103,6 +103,7 @@ def add_examples(raw: dict) -> dict:
         "/v1/conversations/{conversation_id}": {"conversation_id": ph["conversation"]},
         "/v1/devices/{token}": {"token": DEVICE_TO_DELETE},
         "/v1/calls": {"conversation_id": ph["conversation"], "cursor": ph["history_cursor"], "limit": 1},
+        "/v1/users/lookup": {"q": "fuzzer"},
     }
     body_examples = {
         ("/v1/auth/register", "post"): {

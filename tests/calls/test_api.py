@@ -485,3 +485,17 @@ def test_conversation_validation(people, body):
         body = {**body, "member_ids": [ids.get(m, m) for m in body["member_ids"]]}
     response = api_client_for(caller).post("/v1/conversations", body, format="json")
     assert response.status_code == 400 and error_code(response) == "VALIDATION_ERROR"
+
+
+def test_conversation_members_carry_their_names(people):
+    caller, callee, _, conversation = people
+    members = api_client_for(caller).get(f"/v1/conversations/{conversation.id}").json()["data"]["members"]
+    assert {(m["user_id"], m["username"], m["display_name"]) for m in members} == {
+        (str(caller.id), caller.username, caller.display_name),
+        (str(callee.id), callee.username, callee.display_name),
+    }
+
+
+def test_the_root_sends_people_to_the_web_client(client):
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"] == "/app/"
