@@ -18,6 +18,7 @@ import logging
 import time
 
 from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -116,7 +117,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
         # Channels' dispatch hops to a thread before every message to close stale database
         # connections; the handlers here reach the database only through
         # database_sync_to_async, which does that itself, so relaying stays on the loop.
-        handler = getattr(self, message["type"].replace(".", "_"), None)
+        handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
