@@ -116,10 +116,17 @@ export class Api {
   me() {
     return this.request("GET", "/users/me");
   }
+  /** {user_id, username, display_name} of the one user with exactly this email or username. */
+  lookupUser(query) {
+    return this.request("GET", `/users/lookup?${new URLSearchParams({ q: query })}`);
+  }
 
   // --- conversations and calls ---
   conversations() {
     return this.request("GET", "/conversations").then((d) => d.conversations);
+  }
+  conversation(conversationId) {
+    return this.request("GET", `/conversations/${encodeURIComponent(conversationId)}`);
   }
   createConversation({ type, memberIds, title = "" }) {
     return this.request("POST", "/conversations", { body: { type, title, member_ids: memberIds } });

@@ -8,6 +8,7 @@
 // travels as mute_audio / mute_video messages (the server also records it on the call);
 // muting only disables the local track, so no renegotiation is ever needed.
 
+import { nameOf } from "./people.js";
 import { SignalingSocket } from "./sockets.js";
 
 const LIVE_PEER_STATES = new Set(["new", "connecting", "connected"]);
@@ -402,7 +403,7 @@ export class CallSession extends EventTarget {
   }
 
   peerError(userId, error) {
-    this.emit("notice", { message: `Could not connect to ${userId.slice(0, 8)}: ${error.message || error}` });
+    this.emit("notice", { message: `Could not connect to ${nameOf(userId)}: ${error.message || error}` });
   }
 
   remoteMedia(userId, type, muted) {

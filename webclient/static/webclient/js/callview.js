@@ -3,7 +3,7 @@
 
 import { describeOutcome, formatDuration } from "./call.js";
 import { $, h, initials, toast } from "./dom.js";
-import { nameOf } from "./session.js";
+import { nameOf } from "./people.js";
 
 const ENDED_LINGER_MS = 3000; // how long the outcome stays on screen before the call view closes
 

@@ -3,7 +3,9 @@
 
 import { formatDuration } from "./call.js";
 import { $, formatWhen, h, initials, toast } from "./dom.js";
-import { nameOf, resolveUser } from "./session.js";
+import { findPerson, knowsConversation, learnConversation, nameOf, rememberConversation, within } from "./people.js";
+
+const HISTORY_NAMES_WAIT_MS = 2000; // history shows generic labels rather than wait longer for names
 
 const STATUS_LABELS = {
   ringing: "Ringing",
@@ -33,12 +35,6 @@ export class Home {
     $("#tab-history").addEventListener("click", () => this.showPanel("history"));
     $("#history-more").addEventListener("click", () => this.loadHistory({ more: true }));
     $("#conversation-form").addEventListener("submit", (e) => this.createConversation(e));
-    $("#copy-user-id").addEventListener("click", () => {
-      navigator.clipboard?.writeText(this.session.userId).then(
-        () => toast("User id copied.", { timeout: 2000 }),
-        () => toast("Copy it by hand: select the id.", { timeout: 3000 }),
-      );
-    });
   }
 
   get panel() {
@@ -62,15 +58,16 @@ export class Home {
   // --- conversations ------------------------------------------------------------------------
 
   async loadConversations() {
-    $("#my-user-id").textContent = this.session.userId;
+    $("#my-username").textContent = this.session.user?.username ?? "";
     const list = $("#conversation-list");
     list.setAttribute("aria-busy", "true");
     try {
       const conversations = await this.api.conversations();
+      conversations.forEach(rememberConversation);
       list.replaceChildren(
         ...(conversations.length
           ? conversations.map((c) => this.conversationCard(c))
-          : [h("p", { class: "empty" }, "No conversations yet. Create one below with another person's user id.")]),
+          : [h("p", { class: "empty" }, "No conversations yet. Create one below with another person's email or username.")]),
       );
     } catch (error) {
       list.replaceChildren(this.errorRow(`Could not load conversations: ${error.message}`, () => this.loadConversations()));
@@ -117,36 +114,44 @@ export class Home {
     event.preventDefault();
     const form = event.target;
     const error = form.querySelector(".form-error");
+    const button = form.querySelector("button[type=submit]");
     error.textContent = "";
-    const wanted = form.who.value.split(",").map((s) => s.trim()).filter(Boolean);
-    const ids = [];
-    for (const text of wanted) {
-      const id = resolveUser(text);
-      if (!id) {
-        error.textContent =
-          `Unknown person "${text}": the service finds people by user id only. Ask them for the id shown ` +
-          "under New conversation, or have them log in once in this browser.";
-        return;
-      }
-      if (id === this.session.userId) {
-        error.textContent = "That is you; name someone else.";
-        return;
-      }
-      ids.push(id);
-    }
+    button.disabled = true;
     try {
-      await this.api.createConversation({
+      const ids = await this.memberIds(form.who.value);
+      const conversation = await this.api.createConversation({
         type: ids.length > 1 || form.title.value.trim() ? "group" : "direct",
         memberIds: ids,
         title: form.title.value.trim(),
       });
+      rememberConversation(conversation);
       form.reset();
       form.closest("details").open = false;
-      toast("Conversation created.", { kind: "success", timeout: 3000 });
+      const others = otherMembers(conversation, this.session.userId).map(nameOf);
+      toast(`Conversation with ${others.join(", ")} created.`, { kind: "success", timeout: 3000 });
       this.loadConversations();
     } catch (err) {
       error.textContent = err.message;
+    } finally {
+      button.disabled = false;
     }
+  }
+
+  /** The user ids of the people typed in "Who" (commas between them), looked up one by one;
+   * the first one that cannot be used stops it with a message fit to show. */
+  async memberIds(text) {
+    const me = this.session.user || {};
+    const isMe = (typed) =>
+      [me.email, me.username].some((mine) => mine && mine.toLowerCase() === typed.toLowerCase());
+    const ids = [];
+    for (const typed of text.split(",").map((s) => s.trim()).filter(Boolean)) {
+      if (isMe(typed)) throw new Error("That is you; name someone else.");
+      const person = await findPerson(this.api, typed);
+      if (person.user_id === this.session.userId) throw new Error("That is you; name someone else.");
+      if (!ids.includes(person.user_id)) ids.push(person.user_id);
+    }
+    if (!ids.length) throw new Error("Name someone: an email address or a username.");
+    return ids;
   }
 
   // --- history ------------------------------------------------------------------------------
@@ -160,6 +165,7 @@ export class Home {
         this.api.history({ cursor: more ? this.cursor : undefined }),
         more ? null : this.api.analytics(),
       ]);
+      await this.learnNames(page.calls);
       const rows = page.calls.map((c) => this.historyRow(c));
       if (more) list.append(...rows);
       else
@@ -172,6 +178,13 @@ export class Home {
     } finally {
       list.removeAttribute("aria-busy");
     }
+  }
+
+  /** Names for calls of conversations not read yet (the list may still be loading). */
+  learnNames(calls) {
+    const unknown = new Set(calls.map((c) => c.conversation_id).filter((id) => id && !knowsConversation(id)));
+    const reads = [...unknown].map((id) => learnConversation(this.api, id));
+    return within(Promise.all(reads), HISTORY_NAMES_WAIT_MS, null);
   }
 
   historyRow(call) {

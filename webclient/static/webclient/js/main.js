@@ -7,10 +7,14 @@ import { CallView } from "./callview.js";
 import { $, hideBanner, showBanner, toast } from "./dom.js";
 import { Home, otherMembers } from "./home.js";
 import { Ringer } from "./ringer.js";
-import { Session, nameOf } from "./session.js";
+import { forgetPeople, knowsConversation, learnConversation, nameOf, rememberPerson, within } from "./people.js";
+import { Session } from "./session.js";
 import { EventsSocket } from "./sockets.js";
 
 const TERMINAL = new Set(["ended", "missed", "declined", "cancelled", "failed"]);
+// An incoming call of a conversation not loaded here waits this long for its members' names
+// before it rings; a slower answer names the caller on the panel when it comes.
+const RING_NAME_WAIT_MS = 1000;
 
 class App {
   constructor() {
@@ -23,6 +27,7 @@ class App {
     this.call = null; // the CallSession on screen
     this.busy = false; // a call is being set up
     this.incoming = new Map(); // call_id -> the incoming_call event, while it rings here
+    this.naming = new Set(); // call ids in `incoming` that wait (briefly) for the caller's name
     this.settled = new Set(); // call ids that rang here and were answered, declined or stopped
     this.ringer = new Ringer();
     this.home = new Home({ api: this.api, session: this.session, onCall: (c, type) => this.startCall(c, type) });
@@ -111,10 +116,12 @@ class App {
     $("#logout").hidden = true;
     $("#me-name").textContent = "";
     this.setConnection("offline", "offline");
+    forgetPeople();
   }
 
   afterLogin() {
     const user = this.session.user;
+    rememberPerson(user);
     $("#me-name").textContent = user.display_name || user.username;
     $("#logout").hidden = false;
     this.showScreen("home");
@@ -183,6 +190,7 @@ class App {
     this.events?.stop();
     this.events = null;
     this.incoming.clear();
+    this.naming.clear();
     this.renderIncoming();
     hideBanner();
   }
@@ -195,10 +203,10 @@ class App {
         const me = call.participants.find((p) => p.user_id === this.session.userId);
         const known = this.incoming.has(call.call_id) || this.settled.has(call.call_id);
         if (me?.state === "ringing" && !known && this.call?.callId !== call.call_id) {
-          this.incoming.set(call.call_id, { type: "incoming_call", call_id: call.call_id, caller_id: call.caller_id, call_type: call.call_type, call });
+          const { call_id, conversation_id, caller_id, call_type } = call;
+          this.ring({ type: "incoming_call", call_id, conversation_id, caller_id, call_type, call });
         }
       }
-      this.renderIncoming();
     } catch {
       // the socket's events are enough
     }
@@ -207,10 +215,7 @@ class App {
   onEvent(event) {
     const call = event.call || {};
     if (event.type === "incoming_call") {
-      if (this.call?.callId !== event.call_id && !this.settled.has(event.call_id)) {
-        this.incoming.set(event.call_id, event);
-        this.renderIncoming();
-      }
+      this.ring(event);
       return;
     }
     if (this.incoming.has(event.call_id)) this.stopRingingIfDone(event);
@@ -236,15 +241,35 @@ class App {
     toast(message, { kind: self ? "info" : "warning", timeout: 8000 });
   }
 
+  /** Ring for an incoming call, once its conversation's names are known (waiting at most
+   * RING_NAME_WAIT_MS for them). It counts as ringing from the start, so a cancel that comes
+   * meanwhile stops it before it is ever shown. */
+  async ring(event) {
+    const callId = event.call_id;
+    if (this.call?.callId === callId || this.settled.has(callId) || this.incoming.has(callId)) return;
+    this.incoming.set(callId, event);
+    if (!knowsConversation(event.conversation_id)) {
+      this.naming.add(callId);
+      const learned = learnConversation(this.api, event.conversation_id);
+      const inTime = await within(learned, RING_NAME_WAIT_MS, false);
+      this.naming.delete(callId);
+      if (!inTime) learned.then((known) => known && this.incoming.has(callId) && this.renderIncoming());
+    }
+    this.renderIncoming();
+  }
+
   /** Stop ringing for a call, for good (a late history read must not bring it back). */
   settle(callId) {
     this.settled.add(callId);
     this.incoming.delete(callId);
+    this.naming.delete(callId);
     this.renderIncoming();
   }
 
+  /** The call the panel shows: the first one ringing here whose caller is named (or given up on). */
   ringingCallId() {
-    return this.incoming.keys().next().value;
+    for (const callId of this.incoming.keys()) if (!this.naming.has(callId)) return callId;
+    return undefined;
   }
 
   renderIncoming() {

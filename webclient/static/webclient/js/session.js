@@ -1,12 +1,10 @@
-// Who is logged in in this tab, and the names of people this browser has seen.
+// Who is logged in in this tab.
 //
 // The session lives in sessionStorage, so two windows (or tabs) of one browser can be logged
-// in as two different people, which is how the demo is meant to be tried. The directory of
-// names lives in localStorage: the service has no user look-up by email or username, so the
-// client remembers every user who logged in on this browser to show names instead of ids.
+// in as two different people, which is how the demo is meant to be tried. Other people's names
+// are people.js's business.
 
 const SESSION_KEY = "secureconnect.session";
-const DIRECTORY_KEY = "secureconnect.directory";
 
 function readJson(storage, key, fallback) {
   try {
@@ -36,10 +34,7 @@ export class Session {
   store({ accessToken, refreshToken, user }) {
     if (accessToken !== undefined) this.accessToken = accessToken;
     if (refreshToken !== undefined) this.refreshToken = refreshToken;
-    if (user !== undefined) {
-      this.user = user;
-      rememberUser(user);
-    }
+    if (user !== undefined) this.user = user;
     sessionStorage.setItem(
       SESSION_KEY,
       JSON.stringify({ accessToken: this.accessToken, refreshToken: this.refreshToken, user: this.user }),
@@ -50,40 +45,4 @@ export class Session {
     this.accessToken = this.refreshToken = this.user = null;
     sessionStorage.removeItem(SESSION_KEY);
   }
-}
-
-export function directory() {
-  return readJson(localStorage, DIRECTORY_KEY, {});
-}
-
-export function rememberUser(user) {
-  if (!user?.user_id) return;
-  const entries = directory();
-  entries[user.user_id] = {
-    user_id: user.user_id,
-    email: user.email,
-    username: user.username,
-    display_name: user.display_name,
-  };
-  localStorage.setItem(DIRECTORY_KEY, JSON.stringify(entries));
-}
-
-/** A readable name for a user id: display name, username, or a short id. */
-export function nameOf(userId) {
-  const known = directory()[userId];
-  if (known) return known.display_name || known.username || known.email;
-  return userId ? `User ${String(userId).slice(0, 8)}` : "Someone";
-}
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** A user id for what someone typed: a user id, or the email or username of someone seen here. */
-export function resolveUser(text) {
-  const wanted = text.trim();
-  if (UUID.test(wanted)) return wanted.toLowerCase();
-  const lower = wanted.toLowerCase();
-  const match = Object.values(directory()).find(
-    (u) => u.email?.toLowerCase() === lower || u.username?.toLowerCase() === lower,
-  );
-  return match ? match.user_id : null;
 }
