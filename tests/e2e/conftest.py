@@ -8,6 +8,7 @@ that loop is marked running). During a test, state is read through the REST API.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -17,7 +18,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
@@ -28,6 +28,7 @@ from tests.support.servers import ServiceProcess
 
 CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
 REDIS_TEST_DB = 13
+_service_numbers = itertools.count()
 # Fake camera and microphone, no permission prompt, loopback ICE candidates (no mDNS names),
 # and nothing that would reach for the network this machine does not have.
 CHROMIUM_ARGS = [
@@ -84,7 +85,7 @@ class Cast:
     alice: Account
     bob: Account
     staff: Account
-    conversation_id: str
+    conversation_id: str | None  # Alice and Bob's direct conversation; None when a test makes it in the UI
 
 
 def _account(user, **extra) -> Account:
@@ -95,29 +96,40 @@ def _account(user, **extra) -> Account:
 
 
 @pytest.fixture
-def cast(transactional_db) -> Cast:
+def cast(transactional_db, request) -> Cast:
+    """Alice, Bob (each with a display name unlike their username), staff, and a direct conversation
+    of Alice and Bob, unless the test asks for none:
+    ``@pytest.mark.parametrize("cast", [{"conversation": False}], indirect=True)``."""
+    options = getattr(request, "param", {})
     alice = make_user(username=f"alice{os.getpid()}", display_name="Alice")
     bob = make_user(username=f"bob{os.getpid()}", display_name="Bob")
     staff = make_user(username=f"support{os.getpid()}", display_name="Support", is_staff=True, is_superuser=True)
-    conversation = make_conversation(members=[alice, bob])
-    return Cast(_account(alice), _account(bob), _account(staff, role="admin"), str(conversation.id))
+    conversation = make_conversation(members=[alice, bob]) if options.get("conversation", True) else None
+    return Cast(
+        _account(alice), _account(bob), _account(staff, role="admin"), str(conversation.id) if conversation else None
+    )
 
 
 @pytest.fixture
 def service(cast, request, tmp_path):
     """daphne on a free loopback port, on this test's database; ``@pytest.mark.service_env(...)``
-    adds variables (a short ring timeout, say)."""
-    redis.Redis.from_url(f"redis://127.0.0.1:6379/{REDIS_TEST_DB}").flushdb()
+    adds variables (a short ring timeout, say).
+
+    Redis is shared with any other run of these tests on this machine, so nothing flushes it: each
+    service gets a channel-layer prefix of its own, and the cache keys it writes name users, calls
+    or conversations made for this test; only registration is limited per address, so its limit
+    is raised."""
     env = {
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}",
         "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_TEST_DB}",
-        "CHANNEL_LAYER_PREFIX": f"e2e-{os.getpid()}",
+        "CHANNEL_LAYER_PREFIX": f"e2e-{os.getpid()}-{next(_service_numbers)}",
         "JWT_SECRET": settings.JWT_SECRET,
         "SPOOL_PATH": str(tmp_path / "spool.sqlite3"),
         "DB_STARTUP_MODE": "blocking",
         "CALL_EXPIRY_INTERVAL": "0.5",
         "PUSH_PROVIDER": "none",
         "THROTTLE_CALL_INITIATE": "1000/min",
+        "THROTTLE_REGISTER": "1000/min",
         "LOG_LEVEL": "INFO",
     }
     marker = request.node.get_closest_marker("service_env")
