@@ -17,7 +17,17 @@ from pathlib import Path
 from bench.common import RESULTS_DIR, ROOT
 
 DOCS_DIR = ROOT / "docs" / "benchmarks"
-NAMES = ("relay", "rest", "history", "connections", "drill_db_outage", "drill_redis_outage", "drill_kill_restart")
+NAMES = (
+    "relay",
+    "rest",
+    "rest_uvicorn",
+    "history",
+    "connections",
+    "drill_db_outage",
+    "drill_redis_outage",
+    "drill_kill_restart",
+)
+DRILLS = NAMES[-3:]
 
 
 def load(results: Path) -> dict:
@@ -62,20 +72,21 @@ def plot_rest(data: dict, out: Path, plt) -> None:
         )
     left.set_xticks([x + width / 2 for x in range(len(clients))], [f"{c} clients" for c in clients])
     left.set_ylabel("requests per second (initiate + join + end)")
-    left.legend()
+    left.set_ylim(top=left.get_ylim()[1] * 1.2)
+    left.legend(loc="upper left")
     endpoints = ("initiate", "join", "end")
     labels, p50, p99 = [], [], []
     for c in clients:
         for variant in ("product", "floor"):
             for e in endpoints:
-                labels.append(f"{variant[0]}{c} {e}")
+                labels.append(f"{variant}, {c} clients: {e}")
                 p50.append(by[(variant, c)]["endpoints"][e]["p50_ms"])
                 p99.append(by[(variant, c)]["endpoints"][e]["p99_ms"])
     right.barh(range(len(labels)), p99, color="#f4a582", label="p99")
     right.barh(range(len(labels)), p50, color="#2166ac", label="p50")
     right.set_yticks(range(len(labels)), labels, fontsize=7)
     right.invert_yaxis()
-    right.set_xlabel("latency (ms); p = product, f = floor, then clients")
+    right.set_xlabel("latency (ms)")
     right.legend()
     fig.suptitle("Call lifecycle over REST on PostgreSQL (loopback, shared 2-core machine)")
     fig.tight_layout()
@@ -122,6 +133,24 @@ def plot_connections(data: dict, out: Path, plt) -> None:
     fig.savefig(out / "connections.png", dpi=110)
 
 
+def plot_drill(data: dict, out: Path, plt) -> None:
+    counts = data["counts"]
+    timeline = counts.get("spool_depth_timeline") or []
+    if not timeline or not isinstance(timeline[0], list | tuple):
+        return
+    fig, axis = plt.subplots(figsize=(8, 4))
+    axis.plot([t for t, _ in timeline], [d for _, d in timeline], color="#b2182b")
+    for event, at in counts.get("events_s", {}).items():
+        axis.axvline(at, color="grey", ls="--", lw=1)
+        axis.annotate(event, (at, axis.get_ylim()[1] * 0.95), rotation=90, va="top", ha="right", fontsize=8)
+    axis.set_xlabel("seconds since the load started")
+    axis.set_ylabel("call writes waiting in the spool")
+    axis.grid(True, alpha=0.3)
+    axis.set_title(f"Drill (a): database away for {counts['outage_s']:g} s under a steady call load")
+    fig.tight_layout()
+    fig.savefig(out / "drill_db_outage.png", dpi=110)
+
+
 def markdown(results: dict) -> str:
     lines = []
     if "relay" in results:
@@ -137,13 +166,17 @@ def markdown(results: dict) -> str:
                 f"{r['lost']} | {v}x | {r['server_cpu_pct']} | {r['redis_cpu_pct']} |"
             )
         lines.append("")
-    if "rest" in results:
-        ratios = {r["clients"]: r for r in results["rest"]["ratios"]}
+    for rest in ("rest", "rest_uvicorn"):
+        if rest not in results:
+            continue
+        ratios = {r["clients"]: r for r in results[rest]["ratios"]}
         lines += [
+            f"Server: {results[rest]['config'].get('server', 'daphne')}",
+            "",
             "| clients | variant | endpoint | req/s | p50 ms | p99 ms | errors |",
             "|---:|---|---|---:|---:|---:|---:|",
         ]
-        for r in results["rest"]["runs"]:
+        for r in results[rest]["runs"]:
             for e, m in r["endpoints"].items():
                 lines.append(
                     f"| {r['clients']} | {r['variant']} | {e} | {m['rps']} | {m['p50_ms']} | {m['p99_ms']} "
@@ -184,13 +217,15 @@ def markdown(results: dict) -> str:
                     f"{s['opened_per_s']} | {s['rss_mib']} | {s['kib_per_connection']} |"
                 )
         lines.append("")
-    for name in NAMES[4:]:
+    for name in DRILLS:
         if name in results:
             r = results[name]
             lines.append(f"**{name}**: {'PASS' if r['passed'] else 'FAIL'}")
             lines.append("")
             lines.append("```")
-            lines += [f"{k}: {v}" for k, v in r["counts"].items()]
+            lines += [
+                f"{k}: {v}" for k, v in r["counts"].items() if k not in ("spool_depth_timeline", "failure_samples")
+            ]
             lines.append("```")
             lines.append("")
     return "\n".join(lines)
@@ -211,7 +246,13 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib.pyplot as plt
 
     args.out.mkdir(parents=True, exist_ok=True)
-    plotters = {"relay": plot_relay, "rest": plot_rest, "history": plot_history, "connections": plot_connections}
+    plotters = {
+        "relay": plot_relay,
+        "rest": plot_rest,
+        "history": plot_history,
+        "connections": plot_connections,
+        "drill_db_outage": plot_drill,
+    }
     for name, plot in plotters.items():
         if name in results and not results[name]["config"].get("smoke"):
             plot(results[name], args.out, plt)

@@ -9,6 +9,7 @@ by the same daphne process through a bench-only URLconf (bench/floor_settings.py
 
     .venv/bin/python -m bench.rest                   # 10 and 50 clients, 15 s each
     .venv/bin/python -m bench.rest --clients 10 --duration 5
+    .venv/bin/python -m bench.rest --server uvicorn  # the same under uvicorn (bench/results/rest_uvicorn.json)
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ async def load(server: Server, pairs, steps_for, duration: float) -> dict:
     }
 
 
-def run(client_counts: list[int], duration: float, log_dir: Path) -> dict:
+def run(client_counts: list[int], duration: float, log_dir: Path, server_kind: str = "daphne") -> dict:
     from bench.data import close_connections, make_pairs, setup_django
 
     database = BenchDatabase("rest").create()
@@ -133,7 +134,8 @@ def run(client_counts: list[int], duration: float, log_dir: Path) -> dict:
                 "SPOOL_PATH": str(log_dir / "spool.sqlite3"),
                 "DB_STARTUP_MODE": "blocking",
             },
-            log_path=log_dir / "daphne.log",
+            log_path=log_dir / f"{server_kind}.log",
+            kind=server_kind,
         ).start()
         try:
             for clients in client_counts:
@@ -179,12 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = arg_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--duration", type=float, default=15.0, help="seconds measured per variant and client count")
+    parser.add_argument("--server", choices=("daphne", "uvicorn"), default="daphne", help="the ASGI server")
     args = parser.parse_args(argv)
     if args.smoke:
         args.clients, args.duration = [2], 1.0
     raise_open_files_limit()
     with tempfile.TemporaryDirectory(prefix="bench-rest-") as tmp:
-        data = run(args.clients, args.duration, Path(tmp))
+        data = run(args.clients, args.duration, Path(tmp), args.server)
     by_ratio = {r["clients"]: r for r in data["ratios"]}
     rows = []
     for r in data["runs"]:
@@ -197,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         ["variant", "clients", "endpoint", "req/s", "p50 ms", "p99 ms", "errors", "all req/s vs floor"],
         rows,
     )
-    config = {"clients": args.clients, "duration_s": args.duration, "smoke": args.smoke}
-    write_results("rest", {"config": config, **data}, args.out)
+    config = {"clients": args.clients, "duration_s": args.duration, "server": args.server, "smoke": args.smoke}
+    write_results("rest" if args.server == "daphne" else f"rest_{args.server}", {"config": config, **data}, args.out)
     return 0
 
 

@@ -117,6 +117,7 @@ def redis_flush(url: str = REDIS_URL) -> None:
 # What every benchmark's service needs: limits raised out of the way, pushes off, quiet logs.
 BENCH_ENVIRONMENT = {
     "ENV": "development",
+    "DEBUG": "false",  # as in production: no query log, no debug pages
     "DJANGO_SETTINGS_MODULE": "secureconnect.settings",
     "JWT_SECRET": JWT_SECRET,
     "PUSH_PROVIDER": "none",

@@ -153,8 +153,13 @@ class HealthWatch:
         self.polls = 0
         self.not_ok: list[str] = []
         self.timeline: list[tuple[float, str, int | None]] = []
+        self.events: dict[str, float] = {}
         self.task: asyncio.Task | None = None
         self.started = time.monotonic()
+
+    def mark(self, event: str) -> None:
+        """Note when something happened, on the timeline's clock."""
+        self.events[event] = round(time.monotonic() - self.started, 1)
 
     def start(self) -> None:
         self.started = time.monotonic()
@@ -244,4 +249,6 @@ async def prime_members(server: Server, pairs) -> None:
 def verdict(name: str, passed: bool, counts: dict) -> None:
     print(f"\n{name}: {'PASS' if passed else 'FAIL'}")
     for key, value in counts.items():
+        if isinstance(value, list) and len(value) > 12:
+            value = f"{len(value)} points (in the JSON results)"
         print(f"  {key}: {value}")

@@ -34,18 +34,21 @@ async def drill(server: Server, proxy: TcpProxy, pairs, *, before: float, outage
     load.start()
     await asyncio.sleep(before)
     proxy.down()
+    watch.mark("database down")
     print(f"  database down at {time.strftime('%X')} for {outage:g} s", flush=True)
     await asyncio.sleep(outage)
     proxy.up()
+    watch.mark("database back")
     returned = time.monotonic()
     print(f"  database back at {time.strftime('%X')}", flush=True)
     ready_after = await seconds_until_ready(server, returned, ready_timeout)
     await asyncio.sleep(max(after - (time.monotonic() - returned), 0))
     await load.stop()
+    watch.mark("load stopped")
     # Writes journaled at the very end replay too before the verdict.
-    await seconds_until_ready(server, time.monotonic(), ready_timeout)
+    ready_after_load = await seconds_until_ready(server, time.monotonic(), ready_timeout)
     await watch.stop()
-    return load.ledger, watch, ready_after
+    return load.ledger, watch, ready_after, ready_after_load
 
 
 def run(args, log_dir: Path) -> dict:
@@ -68,7 +71,7 @@ def run(args, log_dir: Path) -> dict:
         }
         server = Server(env=env, log_path=log_dir / "daphne.log").start()
         try:
-            ledger, watch, ready_after = asyncio.run(
+            ledger, watch, ready_after, ready_after_load = asyncio.run(
                 drill(
                     server,
                     proxy,
@@ -102,11 +105,13 @@ def run(args, log_dir: Path) -> dict:
         "deferred_writes": ledger.deferred,
         **calls,
         "ready_again_after_s": ready_after,
+        "ready_after_load_stopped_s": ready_after_load,
         "health_polls": watch.polls,
         "health_not_200": len(watch.not_ok),
         "persistence_states_seen": watch.states_seen,
         "max_spool_depth": watch.max_spool_depth,
-        "spool_depth_timeline": [(t, d) for t, _, d in watch.timeline if d][::4],
+        "events_s": watch.events,
+        "spool_depth_timeline": [(t, d) for t, _, d in watch.timeline if d is not None],
         "replayed_log_lines": [line.split("] ", 1)[-1] for line in log.splitlines() if "Replayed" in line][:5],
     }
     passed = (

@@ -50,7 +50,7 @@ async def drill(server: Server, restart, proxy: TcpProxy, pairs, args) -> dict:
     print(f"  database back at {time.strftime('%X')} with {spool_before_return} journaled writes", flush=True)
     ready_after = await seconds_until_ready(server, returned, args.ready_timeout)
     await load.stop()
-    await seconds_until_ready(server, time.monotonic(), args.ready_timeout)
+    ready_after_load = await seconds_until_ready(server, time.monotonic(), args.ready_timeout)
     spool_after = (await ready_body(server)).get("spool_depth")
     return {
         "ledger": load.ledger,
@@ -59,6 +59,7 @@ async def drill(server: Server, restart, proxy: TcpProxy, pairs, args) -> dict:
         "restart_serving_after_s": restarted_after,
         "spool_depth_before_database_returned": spool_before_return,
         "ready_again_after_s": ready_after,
+        "ready_after_load_stopped_s": ready_after_load,
         "spool_depth_at_end": spool_after,
     }
 
