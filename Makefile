@@ -50,6 +50,7 @@ e2e: $(VENV)/.test
 bench: $(VENV)/.bench
 	$(PY) -m bench.relay
 	$(PY) -m bench.rest
+	$(PY) -m bench.rest --server uvicorn
 	$(PY) -m bench.history
 	$(PY) -m bench.connections
 	-$(PY) -m bench.drills.db_outage
