@@ -139,7 +139,12 @@ def plot_drill(data: dict, out: Path, plt) -> None:
     if not timeline or not isinstance(timeline[0], list | tuple):
         return
     fig, axis = plt.subplots(figsize=(8, 4))
-    axis.plot([t for t, _ in timeline], [d for _, d in timeline], color="#b2182b")
+    axis.plot([p[0] for p in timeline], [p[-1] for p in timeline], color="#b2182b", label="spool depth")
+    not_ready = [p[0] for p in timeline if len(p) == 3 and p[1] != "operational"]
+    for n, at in enumerate(not_ready):  # shade every poll that found the service not ready
+        axis.axvspan(at - 0.25, at + 0.25, color="#fddbc7", lw=0, label="/health/ready 503" if n == 0 else None)
+    if not_ready:
+        axis.legend(loc="upper right", fontsize=8)
     for event, at in counts.get("events_s", {}).items():
         axis.axvline(at, color="grey", ls="--", lw=1)
         axis.annotate(event, (at, axis.get_ylim()[1] * 0.95), rotation=90, va="top", ha="right", fontsize=8)

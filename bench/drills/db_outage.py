@@ -111,7 +111,7 @@ def run(args, log_dir: Path) -> dict:
         "persistence_states_seen": watch.states_seen,
         "max_spool_depth": watch.max_spool_depth,
         "events_s": watch.events,
-        "spool_depth_timeline": [(t, d) for t, _, d in watch.timeline if d is not None],
+        "spool_depth_timeline": [(t, state, d) for t, state, d in watch.timeline if d is not None],
         "replayed_log_lines": [line.split("] ", 1)[-1] for line in log.splitlines() if "Replayed" in line][:5],
     }
     passed = (
