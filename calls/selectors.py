@@ -6,13 +6,11 @@ import base64
 import binascii
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 from django.db.models import Avg, Count, Prefetch, Q, Sum
-from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from calls.exceptions import CallNotFound, ConversationNotFound, InvalidCallRequest
@@ -21,6 +19,7 @@ from calls.persistence import store
 from calls.persistence.errors import is_transient
 from calls.persistence.store import CallRecord
 from calls.representation import call_to_dict
+from calls.services import call_expire_if_overdue
 
 
 def _database_read(fn):
@@ -45,14 +44,7 @@ def call_get_for_user(*, call_id, user_id) -> tuple[CallRecord, bool]:
     record, deferred = store.read_call(call_id)
     if record is None or not any(str(p.user_id) == str(user_id) for p in record.participants):
         raise CallNotFound()
-    deadline = record.call.started_at + timedelta(seconds=settings.CALL_RING_TIMEOUT)
-    if record.call.status == Call.Status.RINGING and deadline <= timezone.now():
-        from calls.services import call_expire
-
-        result = call_expire(call_id=call_id)
-        if result is not None:
-            return result.record, result.deferred
-    return record, deferred
+    return call_expire_if_overdue(record, deferred=deferred)
 
 
 # --- history -------------------------------------------------------------------------------------

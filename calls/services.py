@@ -241,6 +241,17 @@ def call_expire(*, call_id, now: datetime | None = None) -> WriteResult | None:
     return result
 
 
+def call_expire_if_overdue(record: CallRecord, *, deferred: bool) -> tuple[CallRecord, bool]:
+    """The sweep's safety net for readers: a ringing call past its timeout is expired now.
+
+    Returns the record as it stands afterwards and whether it came from the journal."""
+    deadline = record.call.started_at + timedelta(seconds=settings.CALL_RING_TIMEOUT)
+    if record.call.status != Status.RINGING or deadline > timezone.now():
+        return record, deferred
+    result = call_expire(call_id=record.call.id)
+    return (result.record, result.deferred) if result is not None else (record, deferred)
+
+
 def call_expire_due(*, now: datetime | None = None) -> int:
     """Expire every call that has rung longer than CALL_RING_TIMEOUT; how many were."""
     now = now or timezone.now()

@@ -4,16 +4,13 @@ persistence is limited (``calls.persistence.store.read_call``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
-from django.conf import settings
 from django.db import DatabaseError
-from django.utils import timezone
 
 from calls import lifecycle
 from calls.exceptions import CallNotFound, InvalidTransition, NotAParticipant, PersistenceUnavailable
-from calls.models import Call
 from calls.persistence import store
+from calls.services import call_expire_if_overdue
 
 
 @dataclass(frozen=True)
@@ -31,7 +28,7 @@ def participation_check(*, call_id, user_id) -> Participation:
     Unlike the REST API, a stranger learns that the call exists (NotAParticipant): the socket's
     close codes are specified that way, and the caller already proved who they are."""
     try:
-        record, _deferred = store.read_call(call_id)
+        record, deferred = store.read_call(call_id)
     except DatabaseError as exc:  # a permanent database error: still a clear refusal, not a crash
         raise PersistenceUnavailable() from exc
     if record is None:
@@ -39,14 +36,7 @@ def participation_check(*, call_id, user_id) -> Participation:
     participant_ids = tuple(str(p.user_id) for p in record.participants)
     if str(user_id) not in participant_ids:
         raise NotAParticipant()
-    call = record.call
-    deadline = call.started_at + timedelta(seconds=settings.CALL_RING_TIMEOUT)
-    if call.status == Call.Status.RINGING and deadline <= timezone.now():
-        from calls.services import call_expire  # the sweep's safety net, as calls.selectors does
-
-        result = call_expire(call_id=call_id)
-        if result is not None:
-            call = result.record.call
-    if call.status not in lifecycle.LIVE_STATUSES:
+    record, _ = call_expire_if_overdue(record, deferred=deferred)
+    if record.call.status not in lifecycle.LIVE_STATUSES:
         raise InvalidTransition("The call has already ended.")
     return Participation(call_id=str(call_id), user_id=str(user_id), participant_ids=participant_ids)
