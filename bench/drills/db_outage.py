@@ -119,7 +119,9 @@ def run(args, log_dir: Path) -> dict:
         and calls["state_behind_acknowledged"] == 0
         and calls["wrong_participant_count"] == 0
         and calls["calls_acknowledged"] > 0
-        and ready_after is not None
+        # A smoke run proves the drill works, not the recovery (docs/benchmarks.md, finding 1):
+        # there, readiness once the load stopped is enough.
+        and (ready_after is not None or (args.smoke and ready_after_load is not None))
         and not watch.not_ok
         and ledger.server_errors == 0
         and ledger.deferred > 0
@@ -140,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args.env = []
     if args.smoke:
         args.outage, args.before, args.after, args.clients = 2.0, 1.0, 1.0, 2
+        args.ready_timeout = 15.0
         args.env = [("DB_CONNECT_BASE_DELAY", "0.2"), ("DB_PROBE_MAX_DELAY", "0.5"), ("DB_CONNECT_TIMEOUT", "2")]
     with tempfile.TemporaryDirectory(prefix="bench-drill-db-") as tmp:
         result = run(args, args.logs or Path(tmp))

@@ -118,7 +118,11 @@ def run(args, log_dir: Path) -> dict:
         and calls["wrong_participant_count"] == 0
         and (outcome["spool_depth_at_kill"] or 0) > 0
         and (outcome["spool_depth_before_database_returned"] or 0) > 0
-        and outcome["ready_again_after_s"] is not None
+        # A smoke run proves the drill works, not the recovery (docs/benchmarks.md, finding 1).
+        and (
+            outcome["ready_again_after_s"] is not None
+            or (args.smoke and outcome["ready_after_load_stopped_s"] is not None)
+        )
         and outcome["spool_depth_at_end"] == 0
         and ledger.server_errors == 0
     )
@@ -135,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.env = []
     if args.smoke:
-        args.limited, args.before, args.clients = 3.0, 1.0, 3
+        args.limited, args.before, args.clients, args.ready_timeout = 3.0, 1.0, 3, 15.0
         args.env = [
             ("DB_CONNECT_MAX_TRIES", "2"),
             ("DB_CONNECT_BASE_DELAY", "0.2"),

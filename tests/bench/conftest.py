@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -80,8 +81,14 @@ def run_bench(tmp_path):
         try:
             output, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
+            process.terminate()  # the benchmark stops its servers and drops its database
+            try:
+                output, _ = process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                output, _ = process.communicate()
+            for pid in processes_marked(marker):
+                os.kill(pid, signal.SIGKILL)
             pytest.fail(f"{module} --smoke did not finish in {timeout} s:\n{output[-4000:]}")
         assert not processes_marked(marker), f"{module} left processes running"
         assert not bench_databases(process.pid), f"{module} left its database behind"
