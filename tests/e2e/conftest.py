@@ -12,7 +12,6 @@ import itertools
 import os
 import re
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -225,15 +224,3 @@ def api(service):
     yield client_for
     for client in clients:
         client.close()
-
-
-def poll(predicate, *, timeout: float, interval: float = 0.25, message: str):
-    """Call ``predicate`` until it returns something truthy, at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{message}: not within {timeout}s (last: {last!r})")

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import PHONE, poll
+from tests.e2e.conftest import PHONE
+from tests.support.servers import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -55,7 +56,7 @@ def media_flowing(page, *, video: bool) -> list[dict]:
         )
         return stats if ok else None
 
-    return poll(check, timeout=20, message="media flowing")
+    return wait_until(check, timeout=20, message="media flowing")
 
 
 def calls_of(client) -> list[dict]:
@@ -141,7 +142,7 @@ def test_conversation_by_username_then_a_video_call_rings_connects_mutes_hangs_u
     expect(alice_tile.locator(".mic-badge")).to_be_visible()
     shots.take(bob, "bob-sees-alice-muted")
     # the server recorded it on the call too
-    poll(
+    wait_until(
         lambda: any(
             p["user_id"] == cast.alice.user_id and p["is_muted"]
             for p in api(cast.bob).get(f"/v1/calls/{call_id}").json()["data"]["participants"]
@@ -161,7 +162,7 @@ def test_conversation_by_username_then_a_video_call_rings_connects_mutes_hangs_u
     shots.take(bob, "bob-idle-again")
 
     for account in (cast.alice, cast.bob):
-        call = poll(
+        call = wait_until(
             lambda account=account: (c := the_call(api(account), call_id))["status"] == "ended" and c,
             timeout=10,
             message="the call ended in history",
