@@ -138,17 +138,29 @@ def _percentile(durations, fraction: float, count: int) -> int | None:
     return durations.order_by("duration_seconds").values_list("duration_seconds", flat=True)[offset]
 
 
-def call_analytics(*, user_id=None, since: datetime | None = None, until: datetime | None = None) -> dict:
-    """Aggregates over the user's calls (or every call when ``user_id`` is None)."""
-
-    def read():
+def analytics_calls(*, user_id=None, since: datetime | None = None, until: datetime | None = None):
+    """The calls analytics aggregate over. A user's are found through the participant history
+    index (user, call_started_at), so the cost follows the user's calls, not the table."""
+    if user_id is None:
         calls = Call.objects.all()
-        if user_id is not None:
-            calls = calls.filter(participants__user_id=user_id)
         if since:
             calls = calls.filter(started_at__gte=since)
         if until:
             calls = calls.filter(started_at__lt=until)
+        return calls
+    mine = CallParticipant.objects.filter(user_id=user_id)
+    if since:
+        mine = mine.filter(call_started_at__gte=since)
+    if until:
+        mine = mine.filter(call_started_at__lt=until)
+    return Call.objects.filter(pk__in=mine.values("call_id"))
+
+
+def call_analytics(*, user_id=None, since: datetime | None = None, until: datetime | None = None) -> dict:
+    """Aggregates over the user's calls (or every call when ``user_id`` is None)."""
+
+    def read():
+        calls = analytics_calls(user_id=user_id, since=since, until=until)
         totals = calls.aggregate(
             total=Count("id"),
             answered=Count("id", filter=Q(answered_at__isnull=False)),

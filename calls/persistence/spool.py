@@ -118,34 +118,80 @@ class Spool:
 
     # --- replay --------------------------------------------------------------------------------
 
-    def replay(self, apply: Callable[[dict], None], *, limit: int | None = None) -> int:
-        """Apply entries oldest first, deleting each only after ``apply`` returned.
+    def replay(self, apply: Callable[[dict], None], *, limit: int | None = None, chunk: int = 500) -> int:
+        """Catch up: apply the entries journaled so far, oldest first, deleting them only after
+        ``apply`` returned. Entries journaled meanwhile wait for the next call.
 
-        ``apply`` must be idempotent (it is: an upsert of the whole call). An exception from
-        ``apply`` stops the replay with that entry still journaled.
+        Reads and applies without holding the journal's write lock, so writers are not held up
+        while the database catches up; each chunk's deletes are one short write transaction.
+        ``apply`` must be idempotent and must never let an older state overwrite a newer one
+        (``store.replay_entry`` is, and does not): a process that dies after applying an entry and
+        before deleting it, or two processes replaying the same journal, change nothing by
+        applying an entry twice. Each entry is a whole call, so of a chunk's entries for one call
+        only the newest is applied (the others would be overwritten at once). An exception from
+        ``apply`` stops the replay; the entries not yet deleted stay journaled.
         """
         replayed = 0
+        with self._connect() as conn:
+            last = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM entries").fetchone()[0]
         while limit is None or replayed < limit:
-            with self._connect() as conn:
-                conn.execute("BEGIN IMMEDIATE")  # one replayer at a time, across processes
-                try:
-                    row = conn.execute("SELECT seq, payload FROM entries ORDER BY seq LIMIT 1").fetchone()
-                    if row is None:
-                        conn.execute("COMMIT")
-                        break
-                    apply(json.loads(row[1]))
-                    conn.execute("DELETE FROM entries WHERE seq = ?", (row[0],))
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-            replayed += 1
-            metrics.spool_replayed.inc()
-            metrics.spool_depth.set(self.depth())
-        if replayed and self.depth() == 0:
-            with self._connect() as conn:
-                conn.execute("VACUUM")  # truncate the file once drained
+            size = chunk if limit is None else min(chunk, limit - replayed)
+            with self._connect() as conn:  # only what was journaled when this replay began
+                rows = conn.execute(
+                    "SELECT seq, call_id, payload FROM entries WHERE seq <= ? ORDER BY seq LIMIT ?", (last, size)
+                ).fetchall()
+            if not rows:
+                break
+            applied = set()
+            try:
+                for _seq, call_id, payload in _newest_per_call(rows):
+                    apply(json.loads(payload))
+                    applied.add(call_id)
+            finally:
+                done = [seq for seq, call_id, _payload in rows if call_id in applied]
+                self._delete(done)
+                replayed += len(done)
+                metrics.spool_replayed.inc(len(done))
+        metrics.spool_depth.set(self.depth())
         return replayed
+
+    def drain_and_then(self, apply: Callable[[dict], None], on_empty: Callable[[], None]) -> int:
+        """Finish a replay atomically: with the journal locked against writers, apply what is
+        left, delete it and call ``on_empty`` (which closes the breaker) before anyone can
+        journal again. Call it after ``replay`` has caught up, so the lock is held briefly."""
+        with self._lock, self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = conn.execute("SELECT seq, call_id, payload FROM entries ORDER BY seq").fetchall()
+                for _seq, _call_id, payload in _newest_per_call(rows):
+                    apply(json.loads(payload))
+                conn.execute("DELETE FROM entries")
+                on_empty()
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        metrics.spool_replayed.inc(len(rows))
+        metrics.spool_depth.set(0)
+        with self._connect() as conn:
+            conn.execute("VACUUM")  # truncate the file once drained
+        return len(rows)
+
+    def _delete(self, seqs: list[int]) -> None:
+        if not seqs:
+            return
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("DELETE FROM entries WHERE seq = ?", [(seq,) for seq in seqs])
+            conn.execute("COMMIT")
+
+
+def _newest_per_call(rows) -> list[tuple[int, str, str]]:
+    """Of ``rows`` (seq, call_id, payload), the newest entry of each call, oldest first."""
+    newest = {}
+    for seq, call_id, payload in rows:
+        newest[call_id] = (seq, call_id, payload)
+    return sorted(newest.values())
 
 
 class SpoolTransaction:

@@ -174,12 +174,21 @@ class SpoolSource:
 Mutation = Callable[[CallRecord | None, DatabaseSource | SpoolSource], tuple[CallRecord, lifecycle.Outcome]]
 
 
+def _database_first() -> bool:
+    """Writes go to the database when it is operational, and while starting only if nothing is
+    journaled: a restarted process must not write past calls its journal still holds."""
+    current = state.current()
+    if current == state.OPERATIONAL:
+        return True
+    return current == state.STARTING and spool_module.get_spool().depth() == 0
+
+
 def execute_call_write(*, operation: str, call_id, mutate: Mutation, creates: bool = False) -> WriteResult:
     """Run one call write where it can be made durable now. See the module docstring.
 
     ``creates``: the call is new (its id was just generated), so there is nothing to load."""
     for _ in range(3):
-        if not state.is_limited():
+        if _database_first():
             try:
                 return run_in_transaction(lambda: _run(operation, call_id, mutate, DatabaseSource(), creates))
             except DatabaseError as exc:
@@ -205,6 +214,11 @@ def _run(operation, call_id, mutate: Mutation, source, creates: bool) -> WriteRe
 
 def read_call(call_id) -> tuple[CallRecord | None, bool]:
     """The call for a read, and whether it came from the journal rather than the database."""
+    if not state.is_operational():
+        # Until the journal is replayed it holds the newest state of the calls it knows.
+        payload = spool_module.get_spool().latest(call_id)
+        if payload is not None:
+            return CallRecord(*decode_call(payload)), True
     if not state.is_limited():
         try:
             call = Call.objects.filter(pk=call_id).first()

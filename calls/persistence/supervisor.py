@@ -27,6 +27,8 @@ from calls.persistence.errors import describe, is_permanent, is_transient
 logger = logging.getLogger("calls.persistence")
 
 LIMITED_MODE_LINE = "Running in limited mode without call logs persistence"
+# Entries left when the replay stops catching up and finishes with writers held off.
+FINAL_DRAIN_ENTRIES = 100
 PROCESS_STARTED = time.monotonic()
 
 
@@ -248,19 +250,29 @@ class Supervisor:
             metrics.time_to_first_connection.set(time.monotonic() - PROCESS_STARTED)
 
     def _drain_and_close(self) -> bool:
-        """Replay the spool, then close the breaker while holding the journal lock. False on failure."""
+        """Replay the spool, then close the breaker atomically with the last entries. False on failure.
+
+        Catching up runs without the journal lock (writes made meanwhile are journaled and
+        caught up in the next round); once few entries remain, the rest is applied with the
+        journal locked and the breaker closes in the same step, so the service converges to
+        ``operational`` however steadily clients keep calling."""
         from calls.persistence.store import replay_entry
 
         spool = spool_module.get_spool()
         try:
-            while True:
-                replayed = spool.replay(replay_entry)
-                if replayed:
-                    logger.info("Replayed %d journaled call write(s) into %s", replayed, engine_name())
-                with spool.write_transaction() as tx:
-                    if tx.depth() == 0:
-                        state.transition(state.OPERATIONAL)
-                        return True
+            depth = spool.depth()
+            for _ in range(100):  # bounded: each round replays what was journaled before it
+                caught_up = spool.replay(replay_entry)
+                if caught_up:
+                    logger.info("Replayed %d journaled call write(s) into %s", caught_up, engine_name())
+                left = spool.depth()
+                if left <= FINAL_DRAIN_ENTRIES or left >= depth:
+                    break  # few left, or clients write as fast as we catch up: finish with them held off
+                depth = left
+            finished = spool.drain_and_then(replay_entry, lambda: state.transition(state.OPERATIONAL))
+            if finished:
+                logger.info("Replayed %d journaled call write(s) into %s", finished, engine_name())
+            return True
         except (DatabaseError, sqlite3.Error, OSError) as exc:
             logger.warning("Replay interrupted: %s; staying in limited mode", describe(exc))
             state.record_attempt(attempts=state.status().attempts, error=describe(exc))

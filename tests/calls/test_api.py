@@ -387,6 +387,18 @@ def test_history_walks_the_participant_index(people):
 # --- analytics -----------------------------------------------------------------------------------
 
 
+def test_analytics_find_my_calls_through_the_participant_index(people):
+    from calls.selectors import analytics_calls
+
+    caller, callee, _, conversation = people
+    make_call(caller=caller, callees=[callee], conversation=conversation)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        plan = analytics_calls(user_id=caller.id, since=timezone.now() - timedelta(days=1)).explain()
+    assert "call_participant_history" in plan, plan
+
+
 def test_analytics_aggregates_my_calls(people):
     caller, callee, _, conversation = people
     for seconds in (10, 20, 30, 40):

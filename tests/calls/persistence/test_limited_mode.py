@@ -1,13 +1,14 @@
 """Limited mode with a real outage: the database behind a proxy the test takes down."""
 
 import threading
+import time
 import uuid
 
 import pytest
 from django.db import connections
 
 from calls import selectors, services
-from calls.exceptions import PersistenceUnavailable
+from calls.exceptions import CallAlreadyLive, PersistenceUnavailable
 from calls.models import Call, CallParticipant
 from calls.persistence import state, store
 from calls.persistence.spool import SpoolFull, get_spool
@@ -204,3 +205,65 @@ def test_concurrent_writes_during_the_outage_are_all_journaled(pair, db_proxy):
     db_proxy.up()
     recover()
     assert Call.objects.filter(pk=call_id).count() == 1
+
+
+def test_recovery_converges_while_clients_keep_writing(pair, db_proxy):
+    """Replay catches up without locking writers out, then finishes atomically: the breaker
+    closes even though writes never stop, and nothing written meanwhile is lost."""
+    caller, callee, conversation = pair
+    db_proxy.down()
+    call_id = initiate(caller, callee, conversation).record.call.id
+    for i in range(150):
+        services.call_set_media(call_id=call_id, user_id=caller.id, is_muted=i % 2 == 0)
+    db_proxy.up()
+    stop = threading.Event()
+    written = []
+
+    def keep_writing():
+        muted = False
+        try:
+            deadline = time.monotonic() + 60
+            while not stop.is_set() and time.monotonic() < deadline:
+                muted = not muted
+                result = services.call_set_media(call_id=call_id, user_id=callee.id, is_muted=muted)
+                written.append((muted, result.deferred))
+        except Exception as exc:  # reported by the assertion below
+            written.append((exc, None))
+        finally:
+            connections.close_all()
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        assert Supervisor()._drain_and_close()
+        assert state.current() == state.OPERATIONAL
+        deadline = time.monotonic() + 30
+        while not (written and not written[-1][1]) and writer.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)  # until a write lands in the database after the breaker closed
+    finally:
+        stop.set()
+        writer.join(30)
+    assert get_spool().depth() == 0
+    assert written and written[-1][1] is False, f"the last write went to the database: {written[-1]}"
+    last_muted = written[-1][0]
+    assert CallParticipant.objects.get(call_id=call_id, user=callee).is_muted is last_muted
+    assert Call.objects.filter(pk=call_id).count() == 1
+
+
+def test_a_restarted_process_does_not_write_past_its_journal(pair, db_proxy):
+    """Starting up with calls still journaled: writes and reads use the journal until it is
+    replayed, even though the database already answers."""
+    caller, callee, conversation = pair
+    db_proxy.down()
+    call_id = initiate(caller, callee, conversation).record.call.id
+    db_proxy.up()
+    state.reset_for_tests(state.STARTING)  # a new process, before its start-up check settles
+    record, deferred = selectors.call_get_for_user(call_id=call_id, user_id=callee.id)
+    assert deferred and record.call.status == "ringing"
+    joined = services.call_join(call_id=call_id, user_id=callee.id)
+    assert joined.deferred and joined.record.call.status == "active"
+    with pytest.raises(CallAlreadyLive):
+        initiate(callee, caller, conversation)  # the journaled call is live in this conversation
+    assert not Call.objects.filter(pk=call_id).exists()
+    recover()
+    assert Call.objects.get(pk=call_id).status == "active"
