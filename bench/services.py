@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-import signal
 import socket
 import subprocess
 import time
@@ -19,14 +18,9 @@ import psycopg2
 import redis
 
 from bench.common import JWT_SECRET, PG_SERVER_URL, REDIS_URL, ROOT, VENV_BIN
+from tests.support.servers import ServiceProcess
 
 NOFILE_TARGET = 20000
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def raise_open_files_limit(target: int = NOFILE_TARGET) -> int:
@@ -145,9 +139,10 @@ def service_environment(overrides: dict[str, str]) -> dict[str, str]:
     return {**inherited, **BENCH_ENVIRONMENT, **overrides}
 
 
-class Server:
+class Server(ServiceProcess):
     """One ASGI server process (``daphne`` as production runs it, or ``uvicorn``) on a free
-    loopback port, with its open-files limit raised (``ulimit -n``)."""
+    loopback port, with its open-files limit raised (``ulimit -n``). Stopping, killing and the
+    log are the test suite's ``ServiceProcess``."""
 
     def __init__(
         self,
@@ -159,21 +154,10 @@ class Server:
         port: int | None = None,
         argv: list[str] | None = None,
     ):
+        super().__init__(env=service_environment(env), log_path=log_path, port=port)
         self.kind = kind
         self.app = app
-        self.port = port or free_port()
-        self.env = service_environment(env)
-        self.log_path = log_path
         self.argv = argv
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
         if self.argv:
@@ -244,25 +228,6 @@ class Server:
             if line.startswith("Max open files"):
                 return int(line.split()[3])
         return 0
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout)
-
-    def kill(self) -> None:
-        """kill -9: no shutdown code runs."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
