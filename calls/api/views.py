@@ -92,53 +92,39 @@ class CallDetailApi(APIView):
         return call_response(record, deferred=deferred)
 
 
-class _CallActionApi(APIView):
-    def act(self, request, call_id):
-        raise NotImplementedError
-
+class CallJoinApi(APIView):
+    @extend_schema(parameters=[CALL_ID], request=None, responses=s.CallOutput, summary="Accept or rejoin a call")
     def post(self, request, call_id):
-        result = self.act(request, parse_uuid(call_id, "call_id"))
+        result = services.call_join(call_id=parse_uuid(call_id, "call_id"), user_id=request.user.id)
         return call_response(result.record, deferred=result.deferred)
 
 
-class CallJoinApi(_CallActionApi):
-    @extend_schema(parameters=[CALL_ID], request=None, responses=s.CallOutput, summary="Accept or rejoin a call")
-    def post(self, request, call_id):
-        return super().post(request, call_id)
-
-    def act(self, request, call_id):
-        return services.call_join(call_id=call_id, user_id=request.user.id)
-
-
-class CallDeclineApi(_CallActionApi):
+class CallDeclineApi(APIView):
     @extend_schema(parameters=[CALL_ID], request=None, responses=s.CallOutput, summary="Decline a ringing call")
     def post(self, request, call_id):
-        return super().post(request, call_id)
-
-    def act(self, request, call_id):
-        return services.call_decline(call_id=call_id, user_id=request.user.id)
+        result = services.call_decline(call_id=parse_uuid(call_id, "call_id"), user_id=request.user.id)
+        return call_response(result.record, deferred=result.deferred)
 
 
-class CallLeaveApi(_CallActionApi):
+class CallLeaveApi(APIView):
     @extend_schema(parameters=[CALL_ID], request=None, responses=s.CallOutput, summary="Leave a call")
     def post(self, request, call_id):
-        return super().post(request, call_id)
-
-    def act(self, request, call_id):
-        return services.call_leave(call_id=call_id, user_id=request.user.id)
+        result = services.call_leave(call_id=parse_uuid(call_id, "call_id"), user_id=request.user.id)
+        return call_response(result.record, deferred=result.deferred)
 
 
-class CallEndApi(_CallActionApi):
+class CallEndApi(APIView):
     @extend_schema(
         parameters=[CALL_ID], request=s.CallEndInput, responses=s.CallOutput, summary="End a call for everyone"
     )
     def post(self, request, call_id):
-        return super().post(request, call_id)
-
-    def act(self, request, call_id):
+        call_id = parse_uuid(call_id, "call_id")
         data = s.CallEndInput(data=request.data)  # no body parses as {}; a body that is not an object is a 400
         data.is_valid(raise_exception=True)
-        return services.call_end(call_id=call_id, user_id=request.user.id, reason=data.validated_data.get("reason", ""))
+        result = services.call_end(
+            call_id=call_id, user_id=request.user.id, reason=data.validated_data.get("reason", "")
+        )
+        return call_response(result.record, deferred=result.deferred)
 
 
 class CallHistoryApi(APIView):
