@@ -53,7 +53,18 @@ class CountingBoundedQueue(BoundedQueue):
         return super().put_nowait(item)
 
 
-class CountingRedisChannelLayer(RedisChannelLayer):
+class SendDropCounter:
+    """Counts the messages a layer's ``send`` refuses with ``ChannelFull`` (then re-raises)."""
+
+    async def send(self, channel, message):
+        try:
+            await super().send(channel, message)
+        except ChannelFull:
+            count_drop("send", 1, channel)
+            raise
+
+
+class CountingRedisChannelLayer(SendDropCounter, RedisChannelLayer):
     """channels_redis's core layer, counting its drops, with a pool that waits for a connection.
 
     channels_redis builds a plain redis-py pool, which allows 100 connections and then raises
@@ -81,21 +92,9 @@ class CountingRedisChannelLayer(RedisChannelLayer):
         host.setdefault("retry", Retry(NoBackoff(), 1))
         return BlockingConnectionPool.from_url(host.pop("address"), **host)
 
-    async def send(self, channel, message):
-        try:
-            await super().send(channel, message)
-        except ChannelFull:
-            count_drop("send", 1, channel)
-            raise
 
-
-class CountingInMemoryChannelLayer(InMemoryChannelLayer):
-    async def send(self, channel, message):
-        try:
-            await super().send(channel, message)
-        except ChannelFull:
-            count_drop("send", 1, channel)
-            raise
+class CountingInMemoryChannelLayer(SendDropCounter, InMemoryChannelLayer):
+    pass
 
 
 class GroupSendDropCounter(logging.Handler):
