@@ -26,6 +26,27 @@ export function show(el, visible = true) {
 }
 
 /** A message in the corner; ``kind``: info, success, error. */
+/** Runs a form's submit: its button is disabled meanwhile, a failure's message is shown in the
+ * form's .form-error, and the form is reset on success. Resolves to true when it succeeded. */
+export async function submitForm(event, action) {
+  event.preventDefault();
+  const form = event.target;
+  const error = form.querySelector(".form-error");
+  const button = form.querySelector("button[type=submit]");
+  error.textContent = "";
+  button.disabled = true;
+  try {
+    await action(form);
+    form.reset();
+    return true;
+  } catch (err) {
+    error.textContent = err.message;
+    return false;
+  } finally {
+    button.disabled = false;
+  }
+}
+
 export function toast(message, { kind = "info", timeout = 6000 } = {}) {
   const item = h("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : "status" }, message);
   const close = () => item.remove();

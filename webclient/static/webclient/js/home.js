@@ -2,7 +2,7 @@
 // history with the analytics summary. Data comes from the REST API only.
 
 import { formatDuration } from "./call.js";
-import { $, formatWhen, h, initials, toast } from "./dom.js";
+import { $, formatWhen, h, initials, submitForm, toast } from "./dom.js";
 import { findPerson, knowsConversation, learnConversation, nameOf, rememberConversation, within } from "./people.js";
 
 const HISTORY_NAMES_WAIT_MS = 2000; // history shows generic labels rather than wait longer for names
@@ -111,13 +111,7 @@ export class Home {
   }
 
   async createConversation(event) {
-    event.preventDefault();
-    const form = event.target;
-    const error = form.querySelector(".form-error");
-    const button = form.querySelector("button[type=submit]");
-    error.textContent = "";
-    button.disabled = true;
-    try {
+    await submitForm(event, async (form) => {
       const ids = await this.memberIds(form.who.value);
       const conversation = await this.api.createConversation({
         type: ids.length > 1 || form.title.value.trim() ? "group" : "direct",
@@ -125,16 +119,11 @@ export class Home {
         title: form.title.value.trim(),
       });
       rememberConversation(conversation);
-      form.reset();
       form.closest("details").open = false;
       const others = otherMembers(conversation, this.session.userId).map(nameOf);
       toast(`Conversation with ${others.join(", ")} created.`, { kind: "success", timeout: 3000 });
       this.loadConversations();
-    } catch (err) {
-      error.textContent = err.message;
-    } finally {
-      button.disabled = false;
-    }
+    });
   }
 
   /** The user ids of the people typed in "Who" (commas between them), looked up one by one;

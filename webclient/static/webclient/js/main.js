@@ -4,7 +4,7 @@
 import { Api } from "./api.js";
 import { CallSession, MediaError, describeOutcome, openLocalMedia } from "./call.js";
 import { CallView } from "./callview.js";
-import { $, hideBanner, showBanner, toast } from "./dom.js";
+import { $, hideBanner, showBanner, submitForm, toast } from "./dom.js";
 import { Home, otherMembers } from "./home.js";
 import { Ringer } from "./ringer.js";
 import { forgetPeople, knowsConversation, learnConversation, nameOf, rememberPerson, within } from "./people.js";
@@ -94,21 +94,7 @@ class App {
   }
 
   async submit(event, action) {
-    event.preventDefault();
-    const form = event.target;
-    const error = form.querySelector(".form-error");
-    const button = form.querySelector("button[type=submit]");
-    error.textContent = "";
-    button.disabled = true;
-    try {
-      await action(form);
-      form.reset();
-      this.afterLogin();
-    } catch (err) {
-      error.textContent = err.message;
-    } finally {
-      button.disabled = false;
-    }
+    if (await submitForm(event, action)) this.afterLogin();
   }
 
   showLogin() {
