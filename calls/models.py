@@ -81,13 +81,14 @@ class Call(models.Model):
         BUSY = "busy", "Busy"
         FAILED = "failed", "Failed"
         ABANDONED = "abandoned", "Abandoned"
+        CONNECTION_LOST = "connection_lost", "Connection lost"
 
     id = models.UUIDField("call id", primary_key=True, default=uuid.uuid4, editable=False)
     conversation = models.ForeignKey(Conversation, on_delete=models.PROTECT, related_name="calls")
     caller = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="calls_made")
     call_type = models.CharField(max_length=10, choices=Type.choices, default=Type.VIDEO)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RINGING)
-    end_reason = models.CharField(max_length=10, choices=EndReason.choices, blank=True, default="")
+    end_reason = models.CharField(max_length=20, choices=EndReason.choices, blank=True, default="")
     started_at = models.DateTimeField(help_text="When the call began ringing.")
     answered_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
