@@ -48,6 +48,18 @@ class User(AbstractUser):
     def __str__(self) -> str:
         return self.display_name or self.username
 
+    def save(self, *args, **kwargs):
+        """Saving ``is_active`` (the admin, a command, a service) also marks or unmarks the account
+        as disabled where tokens are checked, so a disabled account's tokens and open sockets are
+        refused at once, without a database query."""
+        super().save(*args, **kwargs)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or "is_active" in update_fields:
+            from accounts import tokens
+
+            if not self.is_active or tokens.is_user_disabled(self.pk):
+                tokens.set_user_disabled(self.pk, not self.is_active)
+
     @property
     def public_name(self) -> str:
         return self.display_name or self.username

@@ -87,7 +87,10 @@ def decode_access_token(token: str) -> AccessClaims:
     payload = _decode(token)
     if payload.get("type", ACCESS) != ACCESS:
         raise InvalidToken()
-    return AccessClaims(**_identity(payload))
+    claims = AccessClaims(**_identity(payload))
+    if is_user_disabled(claims.user_id):
+        raise TokenRevoked("This account is disabled.")
+    return claims
 
 
 def decode_refresh_token(token: str) -> RefreshClaims:
@@ -169,3 +172,33 @@ def _identity(payload: dict) -> dict:
         "jti": str(payload["jti"]),
         "expires_at": datetime.fromtimestamp(payload["exp"], UTC),
     }
+
+
+# --- disabled accounts: refused at once, on every instance, without a database query ------------
+
+_DISABLED_KEY = "jwt:user-disabled:{user_id}"
+
+
+def set_user_disabled(user_id, disabled: bool) -> None:
+    """Mark (or unmark) an account as disabled: its tokens are refused and its open sockets close.
+
+    The mark outlives every token issued before it (the refresh lifetime)."""
+    key = _DISABLED_KEY.format(user_id=user_id)
+    if disabled:
+        cache.set(key, True, timeout=settings.JWT_REFRESH_TTL + CLOCK_SKEW_SECONDS)
+    else:
+        cache.delete(key)
+
+
+def is_user_disabled(user_id) -> bool:
+    return bool(cache.get(_DISABLED_KEY.format(user_id=user_id)))
+
+
+def refused_sessions(sessions: list[tuple[str, str]]) -> tuple[set[str], set[str]]:
+    """Of ``(jti, user_id)`` pairs: the revoked jtis and the disabled user ids, in one cache read."""
+    keys = {_REVOKED_KEY.format(jti=jti): ("jti", jti) for jti, _ in sessions}
+    keys.update({_DISABLED_KEY.format(user_id=user_id): ("user", str(user_id)) for _, user_id in sessions})
+    found = cache.get_many(list(keys))
+    revoked = {keys[k][1] for k, v in found.items() if v and keys[k][0] == "jti"}
+    disabled = {keys[k][1] for k, v in found.items() if v and keys[k][0] == "user"}
+    return revoked, disabled

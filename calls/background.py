@@ -15,7 +15,9 @@ logger = logging.getLogger(__name__)
 
 
 class ExpirySweeper:
-    """Turns calls that rang too long into missed calls, every CALL_EXPIRY_INTERVAL seconds."""
+    """Every CALL_EXPIRY_INTERVAL seconds: callees who rang too long miss the call, and calls whose
+    participants' presence is gone past the grace end (the backstop for sockets whose instance
+    died, which no holder on that instance will settle)."""
 
     def __init__(self):
         self._stop = threading.Event()
@@ -34,7 +36,7 @@ class ExpirySweeper:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        from calls.services import call_expire_due
+        from calls.services import call_connections_sweep, call_expire_due
 
         while not self._stop.wait(settings.CALL_EXPIRY_INTERVAL):
             if state.current() == state.STARTING:
@@ -43,6 +45,9 @@ class ExpirySweeper:
                 expired = call_expire_due()
                 if expired:
                     logger.info("Marked %d unanswered call(s) as missed", expired)
+                lost = call_connections_sweep()
+                if lost:
+                    logger.info("Ended or updated %d call(s) whose participants' connections were lost", lost)
             except Exception:
                 logger.exception("Ringing-timeout sweep failed")
             finally:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from calls.exceptions import InvalidTransition, NotAParticipant
 from calls.models import Call, CallParticipant
@@ -140,6 +140,8 @@ def accept(call: Call, participants: list[CallParticipant], *, user_id, at: date
     check_participant_transition(participant.state, State.JOINED)
     participant.state = State.JOINED
     participant.joined_at = at
+    participant.left_at = None
+    participant.leave_reason = ""
     if call.status == Status.RINGING:
         check_transition(call.status, Status.ACTIVE)
         call.status = Status.ACTIVE
@@ -163,12 +165,30 @@ def decline(call: Call, participants: list[CallParticipant], *, user_id, at: dat
     if call.status == Status.RINGING and all(p.state == State.DECLINED for p in callees):
         return _finish(call, participants, status=Status.DECLINED, reason=Reason.DECLINED, at=at)
     if call.status == Status.ACTIVE and not _call_can_go_on(participants):
-        return _finish(call, participants, status=Status.ENDED, reason=Reason.HANGUP, at=at)
+        return _end_for_lack_of_talk(call, participants, at=at, now=at)
     return Outcome(changed=True)
 
 
 def leave(call: Call, participants: list[CallParticipant], *, user_id, at: datetime) -> Outcome:
-    """A joined participant leaves; the call ends when it can no longer go on."""
+    """A joined participant leaves (hangs up); the call ends when it can no longer go on."""
+    return _depart(call, participants, user_id=user_id, at=at, now=at, reason=Reason.HANGUP)
+
+
+def connection_lost(
+    call: Call, participants: list[CallParticipant], *, user_id, dropped_at: datetime, now: datetime
+) -> Outcome:
+    """A joined participant's sockets went and did not come back within the grace.
+
+    They leave as of ``dropped_at`` (when they were last seen alive), not as of ``now`` (when the
+    grace ran out), so talk time is what really happened. Already gone: nothing changes."""
+    participant = participant_for(participants, user_id)
+    if participant.state != State.JOINED or is_terminal(call.status):
+        return Outcome(changed=False)
+    at = max(t for t in (dropped_at, participant.joined_at, call.answered_at, call.started_at) if t is not None)
+    return _depart(call, participants, user_id=user_id, at=min(at, now), now=now, reason=Reason.CONNECTION_LOST)
+
+
+def _depart(call, participants, *, user_id, at: datetime, now: datetime, reason: str) -> Outcome:
     participant = participant_for(participants, user_id)
     if participant.state == State.LEFT:
         return Outcome(changed=False)
@@ -177,13 +197,14 @@ def leave(call: Call, participants: list[CallParticipant], *, user_id, at: datet
     check_participant_transition(participant.state, State.LEFT)
     participant.state = State.LEFT
     participant.left_at = at
-    call.updated_at = at
+    participant.leave_reason = reason
+    call.updated_at = now
     if call.status == Status.RINGING and participant.role == CallParticipant.Role.CALLER:
-        return _finish(call, participants, status=Status.CANCELLED, reason=Reason.CANCELLED, at=at)
+        return _finish(call, participants, status=Status.CANCELLED, reason=Reason.CANCELLED, at=at, now=now)
     if not _call_can_go_on(participants):
         if call.status == Status.RINGING:
-            return _finish(call, participants, status=Status.CANCELLED, reason=Reason.CANCELLED, at=at)
-        return _finish(call, participants, status=Status.ENDED, reason=Reason.HANGUP, at=at)
+            return _finish(call, participants, status=Status.CANCELLED, reason=Reason.CANCELLED, at=at, now=now)
+        return _end_for_lack_of_talk(call, participants, at=at, now=now)
     return Outcome(changed=True)
 
 
@@ -202,8 +223,36 @@ def end(call: Call, participants: list[CallParticipant], *, user_id, at: datetim
     return _finish(call, participants, status=Status.ENDED, reason=reason or Reason.HANGUP, at=at)
 
 
+def ring_deadline(call: Call, ring_timeout: float) -> datetime:
+    """When the callees of ``call`` stop ringing: every callee starts ringing as the call starts."""
+    return call.started_at + timedelta(seconds=ring_timeout)
+
+
+def ring_timeout(call: Call, participants: list[CallParticipant], *, deadline: datetime, now: datetime) -> Outcome:
+    """Ringing per participant: each callee still ringing at ``deadline`` has missed the call,
+    whatever the call's status (their devices stop ringing). Then, if the call can no longer go
+    on, it ends: ``missed`` if nobody ever answered, otherwise ``ended`` with the reason of the
+    departure that left nobody to talk to."""
+    if is_terminal(call.status) or now < deadline:
+        return Outcome(changed=False)
+    stopped = [p for p in participants if p.state == State.RINGING]
+    if not stopped:
+        return Outcome(changed=False)
+    if call.status == Status.RINGING:
+        return _finish(call, participants, status=Status.MISSED, reason=Reason.NO_ANSWER, at=deadline, now=now)
+    for participant in stopped:
+        participant.state = State.MISSED
+        participant.left_at = deadline
+    call.updated_at = now
+    if _call_can_go_on(participants):
+        return Outcome(changed=True, stopped_ringing=stopped)
+    outcome = _end_for_lack_of_talk(call, participants, at=deadline, now=now)
+    outcome.stopped_ringing = stopped + outcome.stopped_ringing
+    return outcome
+
+
 def expire(call: Call, participants: list[CallParticipant], *, at: datetime) -> Outcome:
-    """The ringing timeout: an unanswered call becomes missed."""
+    """The ringing timeout of an unanswered call: it becomes missed."""
     if call.status != Status.RINGING:
         return Outcome(changed=False)
     return _finish(call, participants, status=Status.MISSED, reason=Reason.NO_ANSWER, at=at)
@@ -216,19 +265,38 @@ def fail(call: Call, participants: list[CallParticipant], *, at: datetime) -> Ou
 
 
 def _call_can_go_on(participants: list[CallParticipant]) -> bool:
-    """Two people are talking, or someone is still being rung."""
+    """Two people are talking, or someone is still being rung (for at most the ring timeout)."""
     joined = sum(1 for p in participants if p.state == State.JOINED)
     ringing = sum(1 for p in participants if p.state == State.RINGING)
     return joined >= 2 or (joined >= 1 and ringing >= 1)
 
 
-def _finish(call: Call, participants: list[CallParticipant], *, status: str, reason: str, at: datetime) -> Outcome:
+def _end_for_lack_of_talk(call: Call, participants: list[CallParticipant], *, at: datetime, now: datetime) -> Outcome:
+    """An answered call with fewer than two people left: it ended when the last of those who had
+    talked departed (their reason is the call's), or at ``at`` when nobody had."""
+    departed = [p for p in participants if p.leave_reason and p.left_at is not None]
+    if departed:
+        last = max(departed, key=lambda p: p.left_at)
+        return _finish(call, participants, status=Status.ENDED, reason=last.leave_reason, at=last.left_at, now=now)
+    return _finish(call, participants, status=Status.ENDED, reason=Reason.HANGUP, at=at, now=now)
+
+
+def _finish(
+    call: Call,
+    participants: list[CallParticipant],
+    *,
+    status: str,
+    reason: str,
+    at: datetime,
+    now: datetime | None = None,
+) -> Outcome:
+    """End the call as of ``at``; ``now`` (default ``at``) is when this was decided and written."""
     check_transition(call.status, status)
     call.status = status
     call.end_reason = reason
     call.ended_at = at
     call.duration_seconds = talk_seconds(call.answered_at, at)
-    call.updated_at = at
+    call.updated_at = now or at
     stopped = []
     for participant in participants:
         if participant.state == State.RINGING:
@@ -238,5 +306,7 @@ def _finish(call: Call, participants: list[CallParticipant], *, status: str, rea
             stopped.append(participant)
         elif participant.state == State.JOINED:
             participant.state = State.LEFT
-            participant.left_at = at
+            participant.left_at = max(at, participant.joined_at) if participant.joined_at else at
+            if status == Status.ENDED:
+                participant.leave_reason = reason
     return Outcome(changed=True, call_ended=True, stopped_ringing=stopped)

@@ -148,6 +148,9 @@ class CallParticipant(models.Model):
     state = models.CharField(max_length=10, choices=State.choices, default=State.RINGING)
     joined_at = models.DateTimeField(null=True, blank=True)
     left_at = models.DateTimeField(null=True, blank=True)
+    # Why a joined participant left (hangup over REST, or connection_lost when their sockets went
+    # and did not come back within CALL_RECONNECT_GRACE); blank while they are in the call.
+    leave_reason = models.CharField(max_length=20, choices=Call.EndReason.choices, blank=True, default="")
     is_muted = models.BooleanField(default=False)
     is_video_on = models.BooleanField(default=True)
     # A copy of call.started_at, so "my calls, newest first" is one index range scan.

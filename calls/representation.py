@@ -16,6 +16,7 @@ def participant_to_dict(participant: CallParticipant) -> dict:
         "state": participant.state,
         "joined_at": _iso(participant.joined_at),
         "left_at": _iso(participant.left_at),
+        "leave_reason": participant.leave_reason,
         "is_muted": participant.is_muted,
         "is_video_on": participant.is_video_on,
     }
@@ -34,6 +35,7 @@ def call_to_dict(call: Call, participants: list[CallParticipant]) -> dict:
         "answered_at": _iso(call.answered_at),
         "ended_at": _iso(call.ended_at),
         "duration_seconds": call.duration_seconds,
+        "duration": call.duration_seconds,  # the old service's key, for clients that read it
         "participants": [participant_to_dict(p) for p in ordered],
     }
 

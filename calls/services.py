@@ -9,13 +9,13 @@ call them, so they work while the database is away.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
-from calls import events, lifecycle
+from calls import events, lifecycle, presence
 from calls.events import CallEvent, EventType
 from calls.exceptions import (
     CallAlreadyLive,
@@ -223,52 +223,161 @@ def call_set_media(*, call_id, user_id, is_muted: bool | None = None, is_video_o
 
 
 def call_expire(*, call_id, now: datetime | None = None) -> WriteResult | None:
-    """The ringing timeout for one call; None when it was not due."""
+    """The ringing timeout for one call, per callee: whoever still rings at the deadline has
+    missed it (whatever the call's status), and the call ends if it can no longer go on.
+    None when nothing was due."""
     now = now or timezone.now()
-    deadline = timedelta(seconds=settings.CALL_RING_TIMEOUT)
 
     def mutate(record, source):
         if record is None:
             raise CallNotFound()
-        if record.call.status != Status.RINGING or record.call.started_at + deadline > now:
-            return record, lifecycle.Outcome(changed=False)
-        return record, lifecycle.expire(record.call, record.participants, at=record.call.started_at + deadline)
+        deadline = lifecycle.ring_deadline(record.call, settings.CALL_RING_TIMEOUT)
+        return record, lifecycle.ring_timeout(record.call, record.participants, deadline=deadline, now=now)
 
     result = store.execute_call_write(operation="expire", call_id=call_id, mutate=mutate)
     if not result.outcome.changed:
         return None
-    _publish(result, None, actor_id=None)
+    _publish(result, EventType.CALL_MISSED, actor_id=None)
     return result
 
 
 def call_expire_if_overdue(record: CallRecord, *, deferred: bool) -> tuple[CallRecord, bool]:
-    """The sweep's safety net for readers: a ringing call past its timeout is expired now.
+    """The sweep's safety net for readers: callees ringing past the timeout are expired now.
 
     Returns the record as it stands afterwards and whether it came from the journal."""
-    deadline = record.call.started_at + timedelta(seconds=settings.CALL_RING_TIMEOUT)
-    if record.call.status != Status.RINGING or deadline > timezone.now():
+    if not _ringing_overdue(record, timezone.now()):
         return record, deferred
     result = call_expire(call_id=record.call.id)
     return (result.record, result.deferred) if result is not None else (record, deferred)
 
 
+def _ringing_overdue(record: CallRecord, now: datetime) -> bool:
+    if record.call.status not in lifecycle.LIVE_STATUSES:
+        return False
+    if not any(p.state == CallParticipant.State.RINGING for p in record.participants):
+        return False
+    return lifecycle.ring_deadline(record.call, settings.CALL_RING_TIMEOUT) <= now
+
+
 def call_expire_due(*, now: datetime | None = None) -> int:
-    """Expire every call that has rung longer than CALL_RING_TIMEOUT; how many were."""
+    """Expire the ringing of every callee who has rung longer than CALL_RING_TIMEOUT, in calls
+    still ringing and in answered ones; how many calls changed."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.CALL_RING_TIMEOUT)
     if state.is_limited():
         due = [
             payload["call"]["id"]
-            for payload in get_spool().latest_with_status(Status.RINGING)
-            if decode_call(payload)[0].started_at <= cutoff
+            for status in lifecycle.LIVE_STATUSES
+            for payload in get_spool().latest_with_status(status)
+            if _ringing_overdue(CallRecord(*decode_call(payload)), now)
         ]
     else:
         due = list(
-            Call.objects.filter(status=Status.RINGING, started_at__lte=cutoff)
-            .order_by("started_at")
-            .values_list("pk", flat=True)[:500]
+            CallParticipant.objects.filter(
+                state=CallParticipant.State.RINGING,
+                call__status__in=lifecycle.LIVE_STATUSES,
+                call__started_at__lte=cutoff,
+            )
+            .order_by("call__started_at")
+            .values_list("call_id", flat=True)
+            .distinct()[:500]
         )
-    return sum(1 for call_id in due if call_expire(call_id=call_id, now=now) is not None)
+    return sum(1 for call_id in dict.fromkeys(due) if call_expire(call_id=call_id, now=now) is not None)
+
+
+# --- presence: the record follows the wire -------------------------------------------------------
+
+
+def _lost_participants(record: CallRecord, presence, now: datetime) -> list[tuple[str, datetime]]:
+    """(user id, dropped at) of the joined participants of an active call who are gone for good:
+    no live socket anywhere, nothing held for a resume, and last seen alive longer ago than
+    CALL_RECONNECT_GRACE. A participant never seen dropped when they joined; an answered call
+    nobody ever connected to is given CALL_CONNECT_TIMEOUT from its answer instead."""
+    call = record.call
+    if call.status != Status.ACTIVE or call.answered_at is None:
+        return []
+    joined = [p for p in record.participants if p.state == CallParticipant.State.JOINED]
+    if not presence.anyone_seen:
+        if now - call.answered_at < timedelta(seconds=settings.CALL_CONNECT_TIMEOUT):
+            return []
+        return [(str(p.user_id), call.answered_at) for p in joined]
+    grace = timedelta(seconds=settings.CALL_RECONNECT_GRACE)
+    lost = []
+    for participant in joined:
+        seen = presence.of(participant.user_id)
+        if seen.connected or seen.holders:
+            continue
+        candidates = [participant.joined_at, call.answered_at]
+        if seen.last_seen is not None:
+            candidates.append(datetime.fromtimestamp(seen.last_seen, tz=UTC))
+        dropped_at = max(t for t in candidates if t is not None)
+        if now - dropped_at >= grace:
+            lost.append((str(participant.user_id), dropped_at))
+    return sorted(lost, key=lambda item: item[1])
+
+
+def call_connections_check(*, call_id, now: datetime | None = None) -> WriteResult | None:
+    """Apply what presence says to one active call: participants gone past the grace leave with
+    ``connection_lost`` as of when they were last seen, and the call ends (``connection_lost``)
+    when it can no longer go on. Nothing is decided while presence cannot be read."""
+    now = now or timezone.now()
+    try:
+        seen = presence.presence_of_calls([call_id])[str(call_id)]
+    except presence.PresenceUnavailable:
+        return None
+    record, _ = store.read_call(call_id)
+    if record is None or not _lost_participants(record, seen, now):
+        return None
+    lost_users: list[str] = []
+
+    def mutate(record, source):
+        if record is None:
+            raise CallNotFound()
+        outcome = lifecycle.Outcome(changed=False)
+        lost_users.clear()
+        for user_id, dropped_at in _lost_participants(record, seen, now):
+            if lifecycle.is_terminal(record.call.status):
+                break
+            step = lifecycle.connection_lost(
+                record.call, record.participants, user_id=user_id, dropped_at=dropped_at, now=now
+            )
+            if step.changed:
+                lost_users.append(user_id)
+                outcome.changed = True
+                outcome.call_ended = outcome.call_ended or step.call_ended
+                outcome.stopped_ringing += step.stopped_ringing
+        return record, outcome
+
+    result = store.execute_call_write(operation="connection_lost", call_id=call_id, mutate=mutate)
+    if not result.outcome.changed:
+        return None
+    for user_id in lost_users[:-1]:
+        _publish(result, EventType.PARTICIPANT_LEFT, actor_id=user_id, with_end=False)
+    _publish(result, EventType.PARTICIPANT_LEFT, actor_id=lost_users[-1])
+    return result
+
+
+def call_connections_sweep(*, now: datetime | None = None) -> int:
+    """The backstop for calls whose sockets' instance died: check every active call against
+    presence; how many calls changed. Presence is read in batches, calls are written only when
+    someone is due."""
+    now = now or timezone.now()
+    if state.is_limited():
+        records = [CallRecord(*decode_call(p)) for p in get_spool().latest_with_status(Status.ACTIVE)]
+    else:
+        calls = list(Call.objects.filter(status=Status.ACTIVE).prefetch_related("participants")[:2000])
+        records = [CallRecord(c, list(c.participants.all())) for c in calls]
+    changed = 0
+    for start in range(0, len(records), 500):
+        batch = records[start : start + 500]
+        try:
+            seen = presence.presence_of_calls([r.call.id for r in batch])
+        except presence.PresenceUnavailable:
+            return changed
+        for record in batch:
+            if _lost_participants(record, seen[str(record.call.id)], now):
+                changed += call_connections_check(call_id=record.call.id, now=now) is not None
+    return changed
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -288,7 +397,7 @@ TERMINAL_EVENTS = {
 }
 
 
-def _publish(result: WriteResult, event_type: str | None, *, actor_id) -> None:
+def _publish(result: WriteResult, event_type: str | None, *, actor_id, with_end: bool = True) -> None:
     """The event for what happened, then, when the call is over, call_ended."""
     call, participants = result.record.call, result.record.participants
     payload = call_to_dict(call, participants)
@@ -296,12 +405,12 @@ def _publish(result: WriteResult, event_type: str | None, *, actor_id) -> None:
     stopped = tuple(str(p.user_id) for p in result.outcome.stopped_ringing)
     actor = str(actor_id) if actor_id else None
     published = []
-    if result.outcome.call_ended:
+    if result.outcome.call_ended and with_end:
         specific = TERMINAL_EVENTS.get(call.status)
         if specific and specific != event_type:
             published.append(CallEvent(specific, payload, recipients, actor, call.end_reason, stopped))
     if event_type:
         published.insert(0, CallEvent(event_type, payload, recipients, actor, call.end_reason, stopped))
-    if result.outcome.call_ended:
+    if result.outcome.call_ended and with_end:
         published.append(CallEvent(EventType.CALL_ENDED, payload, recipients, actor, call.end_reason, stopped))
     events.publish_on_commit(*published)

@@ -204,7 +204,22 @@ WS_MAX_SIGNALING_CONNECTIONS = config.get_int("WS_MAX_SIGNALING_CONNECTIONS", 10
 WS_MAX_EVENTS_CONNECTIONS = config.get_int("WS_MAX_EVENTS_CONNECTIONS", 10000, minimum=1)  # per process
 WS_RATE_LIMIT = config.get_float("WS_RATE_LIMIT", 50.0, minimum=1)  # messages per second per socket
 WS_RATE_BURST = config.get_int("WS_RATE_BURST", 200, minimum=1)
-WS_IDLE_TIMEOUT = config.get_float("WS_IDLE_TIMEOUT", 60.0, minimum=0.1)  # seconds without a client message
+WS_MAX_SIGNALING_PER_USER = config.get_int("WS_MAX_SIGNALING_PER_USER", 10, minimum=1)  # per process
+WS_MAX_EVENTS_PER_USER = config.get_int("WS_MAX_EVENTS_PER_USER", 10, minimum=1)  # per process
+# Keepalive at the protocol level: the production server pings every WS_PING_INTERVAL seconds and
+# drops a socket whose pong has not come within WS_PING_TIMEOUT. Application silence closes nothing.
+WS_PING_INTERVAL = config.get_float("WS_PING_INTERVAL", 10.0, minimum=0.1)
+WS_PING_TIMEOUT = config.get_float("WS_PING_TIMEOUT", 20.0, minimum=0.1)
+# Presence (calls/presence.py): a socket's entry expires PRESENCE_TTL seconds after its instance
+# last renewed it (every third of that), so the sockets of a dead instance go by themselves.
+PRESENCE_TTL = config.get_float("PRESENCE_TTL", 15.0, minimum=0.3)
+# A joined participant whose last socket drops has this long to come back (a resume).
+CALL_RECONNECT_GRACE = config.get_float("CALL_RECONNECT_GRACE", 20.0, minimum=0.1)
+# An answered call that no participant connects to ends (connection_lost) after this long.
+CALL_CONNECT_TIMEOUT = config.get_float("CALL_CONNECT_TIMEOUT", 60.0, minimum=0.1)
+# What an instance holds for a participant during the gap, at most.
+RESUME_BUFFER_MESSAGES = config.get_int("RESUME_BUFFER_MESSAGES", 500, minimum=1)
+RESUME_BUFFER_BYTES = config.get_int("RESUME_BUFFER_BYTES", 1024 * 1024, minimum=1024)
 # The core Redis layer keeps ONE queue per process in Redis (every socket's channel of a process
 # shares it), so its capacity bounds the messages waiting for a whole process, not one socket:
 # hundreds of calls each bursting dozens of ICE candidates need thousands. Past it, messages are

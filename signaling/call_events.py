@@ -17,9 +17,11 @@ from channels.layers import get_channel_layer
 
 from calls import events
 from calls.events import CallEvent, EventType
+from calls.lifecycle import LIVE_STATUSES
+from calls.models import Call
 from signaling.groups import group_name
 from signaling.layers import LayerUnavailable, layer_call
-from signaling.protocol import call_event_message
+from signaling.protocol import MessageType, call_event_message, presence_message
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,12 @@ USER_EVENT_TYPES = frozenset(
 CALL_EVENT = "call.event"
 CALL_ENDED = "call.ended"
 SIGNAL_RELAY = "signal.relay"
+PARTICIPANT_REVOKED = "participant.revoked"
+CONNECTION_LOST = Call.EndReason.CONNECTION_LOST
+
+# Events after which the actor (or the callees who stopped ringing) may no longer signal: their
+# open signaling sockets are closed (4403) and the others hear ``leave``.
+REVOKING_EVENTS = frozenset({EventType.PARTICIPANT_LEFT, EventType.CALL_DECLINED, EventType.CALL_MISSED})
 
 
 def event_deliveries(event: CallEvent) -> list[tuple[str, dict]]:
@@ -51,6 +59,8 @@ def event_deliveries(event: CallEvent) -> list[tuple[str, dict]]:
         message = call_event_message(event_type=event.type, call=call, actor_id=event.actor_id, reason=reason)
         for user_id in _concerned_users(event):
             deliveries.append((group_name(user_id=user_id), {"type": CALL_EVENT, "event": message}))
+    if event.type in REVOKING_EVENTS:
+        deliveries += _revocations(event)
     if event.type == EventType.CALL_ENDED:
         deliveries.append(
             (
@@ -61,6 +71,29 @@ def event_deliveries(event: CallEvent) -> list[tuple[str, dict]]:
     return deliveries
 
 
+def _revocations(event: CallEvent) -> list[tuple[str, dict]]:
+    """Close the open sockets of those who are no longer in a live call (each says ``leave`` as
+    it goes). Someone whose connection was lost has no socket left to say it: the others hear
+    ``leave`` (reason ``connection_lost``) from here."""
+    call_id = event.call["call_id"]
+    states = {p["user_id"]: p for p in event.call.get("participants", [])}
+    gone = event.stopped_ringing_ids if event.type == EventType.CALL_MISSED else (event.actor_id,)
+    live = event.call.get("status") in LIVE_STATUSES  # else call_ended closes every socket
+    deliveries = []
+    for user_id in dict.fromkeys(u for u in gone if u):
+        participant = states.get(user_id, {})
+        if live:
+            revoked = {"type": PARTICIPANT_REVOKED, "state": participant.get("state", "")}
+            deliveries.append((group_name(call_id=call_id, user_id=user_id), revoked))
+        if participant.get("leave_reason") == CONNECTION_LOST:
+            leave = presence_message(MessageType.LEAVE, call_id=call_id, user_id=user_id)
+            leave["reason"] = CONNECTION_LOST
+            deliveries.append(
+                (group_name(call_id=call_id), {"type": SIGNAL_RELAY, "message": leave, "sender_id": user_id})
+            )
+    return deliveries
+
+
 def _concerned_users(event: CallEvent) -> list[str]:
     if event.type == EventType.INCOMING_CALL:  # only the phones that should ring
         return [
@@ -68,6 +101,8 @@ def _concerned_users(event: CallEvent) -> list[str]:
             for p in event.call.get("participants", [])
             if p.get("role") == "callee" and p.get("state") == "ringing"
         ]
+    if event.type == EventType.CALL_MISSED and event.call.get("status") in LIVE_STATUSES:
+        return list(dict.fromkeys(event.stopped_ringing_ids))  # the call goes on without them
     return list(dict.fromkeys(event.recipient_ids))
 
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
+import uuid
 
 from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
@@ -27,6 +29,7 @@ from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.db import DatabaseError
 
+from calls import presence
 from calls.exceptions import CallError
 from calls.services import call_set_media
 from signaling import metrics, protocol
@@ -42,12 +45,13 @@ from signaling.groups import group_name
 from signaling.layers import LAYER_ERRORS, LayerUnavailable, layer_call, report_layer_failure
 from signaling.limits import ConnectionSlots, TokenBucket, events_slots, signaling_slots
 from signaling.participation import participation_check
-from signaling.presence import PRESENCE_REFRESH, presence_connected, presence_enter, presence_leave
 from signaling.protocol import (
-    IDLE_TIMEOUT,
+    FORBIDDEN,
     NORMAL,
+    PING_TIMEOUT_DISCONNECT,
     POLICY_VIOLATION,
     REFUSABLE_ERRORS,
+    SERVER_ERROR,
     TOO_MANY_CONNECTIONS,
     ErrorCode,
     MessageType,
@@ -55,38 +59,52 @@ from signaling.protocol import (
     Refused,
     refusal_for,
 )
+from signaling.registry import registry
+from signaling.resume import RESUME_REQUEST, RESUME_WAIT, ResumeHolder
 
 logger = logging.getLogger(__name__)
 
 # A client that keeps sending frames the schema refuses is closed: 20 at once, then 1 a second.
 INVALID_MESSAGE_BURST = 20
 INVALID_MESSAGE_RATE = 1.0
-# Group memberships expire in Redis after a day (channels_redis group_expiry); refresh them hourly.
-GROUP_REFRESH = 3600
 MAX_CLOSE_REASON_BYTES = 123  # RFC 6455
+
+# Relayed messages carry an id on the channel layer (never on the wire), so a resumed socket can
+# tell a message it got from the holder from the same message arriving live.
+_PROCESS_TOKEN = uuid.uuid4().hex[:12]
+_message_ids = itertools.count()
+
+
+def next_message_id() -> str:
+    return f"{_PROCESS_TOKEN}.{next(_message_ids)}"
 
 
 class SocketConsumer(AsyncWebsocketConsumer):
-    """What both endpoints share: the handshake checks, the per-process cap, rate limits, the
-    idle timeout, and surviving an unreachable channel layer."""
+    """What both endpoints share: the handshake checks, the per-process and per-user caps, rate
+    limits, sessions that end (token expiry, logout, disabled account: ``signaling.registry``),
+    surviving an unreachable channel layer, and releasing everything whatever a handler raises.
+
+    Application silence closes nothing: keepalive is the server's WebSocket pings
+    (WS_PING_INTERVAL, WS_PING_TIMEOUT). Application ``ping`` is answered for browsers."""
 
     socket_kind = ""
     slots: ConnectionSlots
+    per_user_setting = ""
     allowed_types: frozenset[str] = frozenset({MessageType.PING})
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.user_id: str | None = None
+        self.jti: str | None = None
+        self.token_expires_at: float | None = None  # epoch seconds
         self.accepted = False  # the handshake was accepted (refusals accept it too)
         self.joined = False  # the socket passed every check and is in its groups
         self.closed = False
         self.left = False
         self.slot_taken = False
+        self.user_slot_taken = False
         self.joined_groups: list[str] = []
         self.layer_down = False
-        self.watchdog: asyncio.Task | None = None
-        self.last_seen = time.monotonic()
-        self.groups_refreshed = time.monotonic()
         self.rate = TokenBucket(rate=settings.WS_RATE_LIMIT, burst=settings.WS_RATE_BURST)
         self.invalid = TokenBucket(rate=INVALID_MESSAGE_RATE, burst=INVALID_MESSAGE_BURST)
 
@@ -100,8 +118,14 @@ class SocketConsumer(AsyncWebsocketConsumer):
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
         self.base_send = send
-        with contextlib.suppress(StopConsumer):
-            await await_many_dispatch([receive, self._receive_from_layer], self.dispatch)
+        try:
+            with contextlib.suppress(StopConsumer):
+                await await_many_dispatch([receive, self._receive_from_layer], self.dispatch)
+        finally:
+            await self.stopped()
+
+    async def stopped(self) -> None:
+        """After the consumer stopped reading its channel (a holder may take it over)."""
 
     async def _receive_from_layer(self) -> dict:
         if self.layer_down:  # reported once; then wait for the disconnect
@@ -118,9 +142,43 @@ class SocketConsumer(AsyncWebsocketConsumer):
         # connections; the handlers here reach the database only through
         # database_sync_to_async, which does that itself, so relaying stays on the loop.
         handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        try:
+            if handler is None:
+                raise ValueError(f"No handler for message type {message['type']}")
+            await handler(message)
+        except StopConsumer:
+            raise
+        except Exception:
+            await self.failed(message)
+            raise StopConsumer() from None
+
+    async def failed(self, message) -> None:
+        """A handler raised: log and count it, tell the client (1011), and release the socket's
+        slot, presence and groups as a disconnect would."""
+        logger.exception(
+            "%s socket handler failed on %s (user %s)", self.socket_kind, message.get("type"), self.user_id
+        )
+        metrics.handler_failures.labels(socket=self.socket_kind).inc()
+        with contextlib.suppress(Exception):
+            if not self.closed and self.accepted:
+                await self.send_message(
+                    protocol.error_message(SERVER_ERROR.error, "Server error; reconnect.", close_code=1011)
+                )
+            if not self.closed:
+                self.closed = True
+                await self.close(code=SERVER_ERROR.code)
+        with contextlib.suppress(Exception):
+            await self.leave(code=SERVER_ERROR.code)
+        self.release()
+
+    def release(self) -> None:
+        registry.unregister(self)
+        if self.slot_taken:
+            self.slots.release()
+            self.slot_taken = False
+        if self.user_slot_taken:
+            registry.release_user_slot(self.socket_kind, self.user_id)
+            self.user_slot_taken = False
 
     async def layer_failed(self, message):
         if self.accepted:  # before that, the handshake refuses with 4503 itself
@@ -137,7 +195,16 @@ class SocketConsumer(AsyncWebsocketConsumer):
                 raise Refused(TOO_MANY_CONNECTIONS, "This server holds too many connections; retry shortly.")
             self.slot_taken = True
             claims = await sync_to_async(socket_authenticate, thread_sensitive=False)(self.scope)
-            self.user_id = str(claims.user_id)
+            self.user_id, self.jti = str(claims.user_id), str(claims.jti)
+            self.token_expires_at = claims.expires_at.timestamp()
+            limit = getattr(settings, self.per_user_setting)
+            if not registry.take_user_slot(self.socket_kind, self.user_id, limit):
+                raise Refused(
+                    TOO_MANY_CONNECTIONS,
+                    f"You have {limit} {self.socket_kind} sockets open on this server (the most allowed);"
+                    " close one first.",
+                )
+            self.user_slot_taken = True
             await self.authorize()
             if self.layer_down:
                 raise LayerUnavailable()
@@ -149,8 +216,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
             return
         await self.accept(accepted_subprotocol(self.scope))
         self.accepted = self.joined = True
-        self.last_seen = time.monotonic()
-        self.watchdog = asyncio.create_task(self._watch())
+        registry.register(self)
         try:
             await self.opened()
         except LayerUnavailable as exc:
@@ -169,15 +235,18 @@ class SocketConsumer(AsyncWebsocketConsumer):
     async def opened(self) -> None:
         """Right after the handshake was accepted."""
 
-    async def leaving(self) -> None:
-        """Once, when the socket goes (closed by either side)."""
+    async def leaving(self, *, code: int | None) -> None:
+        """Once, when the socket goes (closed by either side, with ``code``)."""
+
+    def presence_entry(self) -> tuple[str, str, str] | None:
+        """``(call_id, user_id, channel)`` for sockets whose presence the registry renews."""
+        return None
 
     # --- frames ---------------------------------------------------------------------------------
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.closed or not self.joined:
             return
-        self.last_seen = time.monotonic()
         if not self.rate.take():
             limit = f"{settings.WS_RATE_LIMIT:g} messages a second, bursts of {settings.WS_RATE_BURST}"
             await self.end(Refused(POLICY_VIOLATION, f"Message rate exceeded ({limit})."))
@@ -228,11 +297,19 @@ class SocketConsumer(AsyncWebsocketConsumer):
         await self.close_socket(refusal.close.code, refusal.message)
 
     async def end(self, refusal: Refused) -> None:
-        """The server ends an open socket: leave (peers hear it now), then say why and close."""
+        """The server ends an open socket: what any drop does (``leaving``: the peers hear it
+        now), then say why and close."""
         if self.closed:
             return
-        await self.leave()
+        await self.leave(code=refusal.close.code)
         await self.refuse(refusal)
+
+    async def session_refused(self, error: Exception, *, disabled: bool = False) -> None:
+        """The registry found this socket's session over: token expired, revoked, account disabled."""
+        if disabled:
+            await self.end(Refused(FORBIDDEN, str(error)))
+        else:
+            await self.end(refusal_for(error))
 
     async def close_socket(self, code: int, reason: str) -> None:
         if self.closed:
@@ -241,16 +318,15 @@ class SocketConsumer(AsyncWebsocketConsumer):
         encoded = reason.encode("utf-8")[:MAX_CLOSE_REASON_BYTES]
         await self.close(code=code, reason=encoded.decode("utf-8", "ignore"))
 
-    async def leave(self) -> None:
-        """Idempotent: stop the watchdog, tell the peers, leave the groups."""
+    async def leave(self, *, code: int | None) -> None:
+        """Idempotent: tell whoever must know (``leaving``), leave the groups."""
         if self.left:
             return
         self.left = True
-        if self.watchdog is not None and self.watchdog is not asyncio.current_task():
-            self.watchdog.cancel()
+        registry.unregister(self)
         if self.joined and not self.layer_down:
             with contextlib.suppress(LayerUnavailable):
-                await self.leaving()
+                await self.leaving(code=code)
         for group in self.joined_groups:
             with contextlib.suppress(LayerUnavailable):
                 await layer_call("group_discard", self.channel_layer.group_discard(group, self.channel_name))
@@ -259,46 +335,25 @@ class SocketConsumer(AsyncWebsocketConsumer):
     async def websocket_disconnect(self, message):
         self.closed = True
         try:
-            await self.leave()
+            await self.leave(code=message.get("code"))
         finally:
-            if self.slot_taken:
-                self.slots.release()
-                self.slot_taken = False
+            self.release()
         raise StopConsumer()
 
-    async def _watch(self) -> None:
-        """Close the socket after WS_IDLE_TIMEOUT without a client message; refresh presence."""
-        next_refresh = time.monotonic() + PRESENCE_REFRESH
-        try:
-            while not self.closed:
-                now = time.monotonic()
-                idle_deadline = self.last_seen + settings.WS_IDLE_TIMEOUT
-                if now >= idle_deadline:
-                    timeout = f"{settings.WS_IDLE_TIMEOUT:g}"
-                    await self.end(Refused(IDLE_TIMEOUT, f"No message for {timeout} s; send ping to keep it open."))
-                    return
-                if now >= next_refresh:
-                    await self.refresh()
-                    next_refresh = now + PRESENCE_REFRESH
-                await asyncio.sleep(max(0.01, min(idle_deadline, next_refresh) - now))
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("Socket watchdog failed for user %s", self.user_id)
-
-    async def refresh(self) -> None:
-        if time.monotonic() - self.groups_refreshed >= GROUP_REFRESH:
-            self.groups_refreshed = time.monotonic()
-            for group in self.joined_groups:
-                with contextlib.suppress(LayerUnavailable):
-                    await layer_call("group_add", self.channel_layer.group_add(group, self.channel_name))
+    async def refresh_groups(self) -> None:
+        """Group memberships expire in Redis after a day (channels_redis group_expiry)."""
+        for group in self.joined_groups:
+            with contextlib.suppress(LayerUnavailable):
+                await layer_call("group_add", self.channel_layer.group_add(group, self.channel_name))
 
 
 class SignalingConsumer(SocketConsumer):
-    """One participant's socket in one call. See docs/signaling.md for the protocol."""
+    """One participant's socket in one call. See docs/signaling.md for the protocol, presence,
+    grace and resume."""
 
     socket_kind = "signaling"
     slots = signaling_slots
+    per_user_setting = "WS_MAX_SIGNALING_PER_USER"
     allowed_types = frozenset(protocol.CLIENT_MESSAGES)
 
     def __init__(self, *args, **kwargs):
@@ -306,6 +361,14 @@ class SignalingConsumer(SocketConsumer):
         self.call_id: str | None = None
         self.participation = None
         self.call_over = False
+        self.revoked = False  # no longer in the call (declined, left, missed): no grace
+        self.holder: ResumeHolder | None = None
+        # a resume in progress: holders not yet answered, messages that arrived live meanwhile
+        self.pending_holders: set[str] = set()
+        self.live_during_resume: list[dict] = []
+        self.delivered_ids: set[str] = set()
+        self.resume_dropped = 0
+        self.resume_timer: asyncio.Task | None = None
 
     async def check_request(self) -> None:
         self.call_id = call_id_from_query(self.scope)
@@ -321,28 +384,86 @@ class SignalingConsumer(SocketConsumer):
     def participant_ids(self) -> tuple[str, ...]:
         return self.participation.participant_ids if self.participation else ()
 
+    def presence_entry(self) -> tuple[str, str, str] | None:
+        return (self.call_id, self.user_id, self.channel_name) if not self.left else None
+
     async def opened(self) -> None:
-        """Register, see who is here, tell the others, then tell the newcomer who is here.
+        """Register in presence, tell the others (``join``, or ``participant_resumed`` within the
+        grace), then tell the newcomer who is here.
 
         Registering before looking means two sockets connecting at once each learn of the other
         at least once (by ``participants`` or ``join``). Sending ``participants`` last means that
         once a client has it, its ``join`` is out: a socket that connects after that point
         learns of it from ``participants`` only."""
-        await presence_enter(call_id=self.call_id, user_id=self.user_id, channel_name=self.channel_name)
+        now = time.time()
+        try:
+            before = await sync_to_async(presence.presence_socket_opened, thread_sensitive=False)(
+                call_id=self.call_id, user_id=self.user_id, channel_name=self.channel_name, now=now
+            )
+        except presence.PresenceUnavailable as exc:
+            raise LayerUnavailable() from exc
+        mine = before.of(self.user_id)
+        resuming = bool(mine.holders) or (
+            not mine.connected and mine.last_seen is not None and now - mine.last_seen < settings.CALL_RECONNECT_GRACE
+        )
+        if resuming:
+            await self._start_resume(mine.holders)
+        kind = MessageType.PARTICIPANT_RESUMED if resuming else MessageType.JOIN
+        await self._broadcast(protocol.presence_message(kind, call_id=self.call_id, user_id=self.user_id))
         others = [p for p in self.participant_ids() if p != self.user_id]
-        connected = await presence_connected(call_id=self.call_id, user_ids=others)
-        await self._broadcast(protocol.presence_message(MessageType.JOIN, call_id=self.call_id, user_id=self.user_id))
+        connected = [p for p in others if before.of(p).connected]
         await self.send_message(protocol.participants_message(call_id=self.call_id, connected_ids=connected))
 
-    async def leaving(self) -> None:
-        await presence_leave(call_id=self.call_id, user_id=self.user_id, channel_name=self.channel_name)
-        if not self.call_over:
+    async def leaving(self, *, code: int | None) -> None:
+        """A socket that the server closed because its participant is out (or the call is over)
+        goes for good. Any other drop starts the grace: unless another socket of the same user is
+        still here, the others hear ``participant_reconnecting`` and a holder keeps this socket's
+        messages until a resume or the end of the grace."""
+        if self.revoked:
             leave = protocol.presence_message(MessageType.LEAVE, call_id=self.call_id, user_id=self.user_id)
             await self._broadcast(leave)
+        if self.revoked or self.call_over:
+            with contextlib.suppress(presence.PresenceUnavailable):
+                await sync_to_async(presence.presence_socket_closed_for_good, thread_sensitive=False)(
+                    call_id=self.call_id, user_id=self.user_id, channel_name=self.channel_name
+                )
+            return
+        at = time.time() - (settings.WS_PING_TIMEOUT if code == PING_TIMEOUT_DISCONNECT else 0)
+        until = at + settings.CALL_RECONNECT_GRACE
+        try:
+            others_here = await sync_to_async(self._drop, thread_sensitive=False)(at=at, until=until)
+        except presence.PresenceUnavailable:
+            others_here = False
+        if others_here or code == SERVER_ERROR.code:
+            return
+        reconnecting = protocol.presence_message(
+            MessageType.PARTICIPANT_RECONNECTING, call_id=self.call_id, user_id=self.user_id
+        )
+        await self._broadcast(reconnecting)
+        self.holder = ResumeHolder(
+            channel_layer=self.channel_layer,
+            channel_name=self.channel_name,
+            groups=list(self.joined_groups),
+            call_id=self.call_id,
+            user_id=self.user_id,
+            until=until,
+        )
+        self.joined_groups = []  # the holder keeps them until it goes
 
-    async def refresh(self) -> None:
-        await presence_enter(call_id=self.call_id, user_id=self.user_id, channel_name=self.channel_name)
-        await super().refresh()
+    def _drop(self, *, at: float, until: float) -> bool:
+        """Record the drop with a hold; True (and no hold) when another socket of the user is live."""
+        presence.presence_socket_dropped(
+            call_id=self.call_id, user_id=self.user_id, channel_name=self.channel_name, at=at, hold_until=until
+        )
+        if presence.presence_of_calls([self.call_id])[self.call_id].of(self.user_id).connected:
+            presence.presence_hold_released(call_id=self.call_id, user_id=self.user_id, channel_name=self.channel_name)
+            return True
+        return False
+
+    async def stopped(self) -> None:
+        if self.holder is not None:
+            registry.keep_holder(asyncio.get_running_loop().create_task(self.holder.run(), name="resume-holder"))
+            self.holder = None
 
     async def handle(self, message: protocol.ClientMessage) -> None:
         out = protocol.relayed(message, call_id=self.call_id, sender_id=self.user_id)
@@ -367,14 +488,77 @@ class SignalingConsumer(SocketConsumer):
         await self._send_to(group_name(call_id=self.call_id), message)
 
     async def _send_to(self, group: str, message: dict) -> None:
-        layer_message = {"type": SIGNAL_RELAY, "message": message, "sender_id": self.user_id}
+        layer_message = {"type": SIGNAL_RELAY, "message": message, "sender_id": self.user_id, "id": next_message_id()}
         await layer_call("group_send", self.channel_layer.group_send(group, layer_message))
+
+    # --- resume -------------------------------------------------------------------------------
+
+    async def _start_resume(self, holders: list[str]) -> None:
+        self.pending_holders = set(holders)
+        for holder in holders:
+            with contextlib.suppress(*LAYER_ERRORS):
+                await self.channel_layer.send(holder, {"type": RESUME_REQUEST, "reply_to": self.channel_name})
+        if self.pending_holders:
+            self.resume_timer = asyncio.get_running_loop().create_task(self._resume_deadline())
+        else:  # the instance that held the gap is gone: what it held is lost, the client renegotiates
+            await self.send_message(protocol.resume_incomplete_message(call_id=self.call_id, dropped=0))
+
+    async def _resume_deadline(self) -> None:
+        """A holder that does not answer (its instance died meanwhile) is not waited for long."""
+        await asyncio.sleep(RESUME_WAIT)
+        with contextlib.suppress(*LAYER_ERRORS):
+            await self.channel_layer.send(self.channel_name, {"type": "resume.timeout"})
+
+    async def resume_timeout(self, event: dict) -> None:
+        if self.pending_holders:
+            self.pending_holders.clear()
+            await self._finish_resume(incomplete=True)
+
+    async def resume_batch(self, event: dict) -> None:
+        if event.get("holder") not in self.pending_holders:
+            return
+        for held in event["messages"]:
+            if held.get("id") not in self.delivered_ids:
+                self.delivered_ids.add(held.get("id"))
+                await self.send_message(held["message"])
+        self.resume_dropped += event.get("dropped", 0)
+        if event.get("final"):
+            self.pending_holders.discard(event["holder"])
+            if not self.pending_holders:
+                await self._finish_resume(incomplete=False)
+
+    async def _finish_resume(self, *, incomplete: bool) -> None:
+        if self.resume_timer is not None:
+            self.resume_timer.cancel()
+            self.resume_timer = None
+        live, self.live_during_resume = self.live_during_resume, []
+        for event in live:
+            if event.get("id") not in self.delivered_ids:
+                await self.send_message(event["message"])
+        self.delivered_ids = set()
+        if incomplete or self.resume_dropped:
+            await self.send_message(
+                protocol.resume_incomplete_message(call_id=self.call_id, dropped=self.resume_dropped)
+            )
 
     # --- channel-layer handlers ---------------------------------------------------------------
 
     async def signal_relay(self, event: dict) -> None:
-        if event["sender_id"] != self.user_id:  # never back to the sender (any of their sockets)
-            await self.send_message(event["message"])
+        if event["sender_id"] == self.user_id:  # never back to the sender (any of their sockets)
+            return
+        if self.holder is not None:  # closing, not yet stopped: the holder takes it
+            self.holder.hold(event)
+            return
+        if self.pending_holders:
+            self.live_during_resume.append(event)
+            return
+        await self.send_message(event["message"])
+
+    async def participant_revoked(self, event: dict) -> None:
+        """This user declined, left or missed the call: this socket may no longer exist."""
+        self.revoked = True
+        state = event.get("state") or "left"
+        await self.end(Refused(FORBIDDEN, f"You can no longer signal in this call (you {state})."))
 
     async def call_ended(self, event: dict) -> None:
         self.call_over = True
@@ -383,7 +567,7 @@ class SignalingConsumer(SocketConsumer):
         await self.send_message(
             protocol.call_ended_message(call_id=self.call_id, reason=event["reason"], status=event["status"])
         )
-        await self.leave()
+        await self.leave(code=NORMAL.code)
         await self.close_socket(NORMAL.code, "The call has ended.")
 
 
@@ -393,6 +577,7 @@ class EventsConsumer(SocketConsumer):
 
     socket_kind = "events"
     slots = events_slots
+    per_user_setting = "WS_MAX_EVENTS_PER_USER"
 
     def subscriptions(self) -> list[str]:
         return [group_name(user_id=self.user_id)]

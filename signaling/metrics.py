@@ -32,3 +32,12 @@ layer_failures = Counter(
     "Channel-layer operations that failed (Redis unreachable), by operation.",
     ["operation"],
 )
+handler_failures = Counter(
+    "secureconnect_ws_handler_failures",
+    "Socket handlers that raised: the socket was closed with 1011 and its resources released, by socket.",
+    ["socket"],
+)
+resume_buffer_dropped = Counter(
+    "secureconnect_resume_buffer_dropped",
+    "Messages for a reconnecting participant dropped because the resume buffer was full.",
+)

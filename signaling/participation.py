@@ -9,8 +9,13 @@ from django.db import DatabaseError
 
 from calls import lifecycle
 from calls.exceptions import CallNotFound, InvalidTransition, NotAParticipant, PersistenceUnavailable
+from calls.models import CallParticipant
 from calls.persistence import store
 from calls.services import call_expire_if_overdue
+from signaling.protocol import FORBIDDEN, Refused
+
+# A signaling socket may exist only while its participant is in one of these states.
+SIGNALING_STATES = frozenset({CallParticipant.State.RINGING, CallParticipant.State.JOINED})
 
 
 @dataclass(frozen=True)
@@ -18,12 +23,14 @@ class Participation:
     call_id: str
     user_id: str
     participant_ids: tuple[str, ...]  # caller and every invited callee
+    state: str  # this user's, at the check
 
 
 def participation_check(*, call_id, user_id) -> Participation:
-    """The call's participants when ``user_id`` is one of them and the call is ringing or
-    active. Raises CallNotFound, NotAParticipant, InvalidTransition (the call is over) or
-    PersistenceUnavailable (the database is away and the call is not known locally).
+    """The call's participants when ``user_id`` is one of them, ringing or joined, and the call
+    is ringing or active. Raises CallNotFound, NotAParticipant, Refused 4403 (declined, left,
+    missed), InvalidTransition (the call is over) or PersistenceUnavailable (the database is
+    away and the call is not known locally).
 
     Unlike the REST API, a stranger learns that the call exists (NotAParticipant): the socket's
     close codes are specified that way, and the caller already proved who they are."""
@@ -39,4 +46,9 @@ def participation_check(*, call_id, user_id) -> Participation:
     record, _ = call_expire_if_overdue(record, deferred=deferred)
     if record.call.status not in lifecycle.LIVE_STATUSES:
         raise InvalidTransition("The call has already ended.")
-    return Participation(call_id=str(call_id), user_id=str(user_id), participant_ids=participant_ids)
+    participant = lifecycle.participant_for(record.participants, user_id)
+    if participant.state not in SIGNALING_STATES:
+        raise Refused(FORBIDDEN, f"You can no longer signal in this call (you {participant.state}).")
+    return Participation(
+        call_id=str(call_id), user_id=str(user_id), participant_ids=participant_ids, state=participant.state
+    )

@@ -38,6 +38,9 @@ class MessageType:
     PARTICIPANTS = "participants"
     CALL_ENDED = "call_ended"
     ERROR = "error"
+    PARTICIPANT_RECONNECTING = "participant_reconnecting"  # a joined participant's last socket dropped
+    PARTICIPANT_RESUMED = "participant_resumed"  # ... and came back within CALL_RECONNECT_GRACE
+    RESUME_INCOMPLETE = "resume_incomplete"  # to the resumed socket: some messages of the gap are lost
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,13 @@ def parse_client_frame(
         data = json.loads(text)
     except (ValueError, RecursionError):
         raise ProtocolError(ErrorCode.INVALID_JSON, "The message is not valid JSON.") from None
+    if "\\u" in text:  # an escape may decode to text that cannot be relayed (a lone surrogate)
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except (UnicodeEncodeError, RecursionError):
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE, "The message holds text that is not valid Unicode (a lone surrogate)."
+            ) from None
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "A message is a JSON object with a type.")
     if "type" not in data:
@@ -180,7 +190,8 @@ def relayed(message: ClientMessage, *, call_id: str, sender_id: str) -> dict:
 
 
 def presence_message(message_type: str, *, call_id: str, user_id: str) -> dict:
-    """``join`` or ``leave`` on behalf of a participant whose socket connected or went."""
+    """``join``, ``leave``, ``participant_reconnecting`` or ``participant_resumed`` on behalf of a
+    participant (named in ``sender_id``)."""
     return relayed(ClientMessage(message_type), call_id=call_id, sender_id=user_id)
 
 
@@ -189,6 +200,15 @@ def participants_message(*, call_id: str, connected_ids) -> dict:
         "type": MessageType.PARTICIPANTS,
         "call_id": str(call_id),
         "participants": sorted(str(p) for p in connected_ids),
+        "timestamp": now_timestamp(),
+    }
+
+
+def resume_incomplete_message(*, call_id: str, dropped: int) -> dict:
+    return {
+        "type": MessageType.RESUME_INCOMPLETE,
+        "call_id": str(call_id),
+        "dropped": dropped,
         "timestamp": now_timestamp(),
     }
 
@@ -249,12 +269,17 @@ BAD_REQUEST = Close(4400, "bad_request")
 UNAUTHENTICATED = Close(4401, "unauthenticated")
 FORBIDDEN = Close(4403, "forbidden")
 CALL_NOT_FOUND = Close(4404, "call_not_found")
-IDLE_TIMEOUT = Close(4408, "idle_timeout")
 CALL_ENDED = Close(4409, "call_ended")
 TOO_MANY_CONNECTIONS = Close(4429, "too_many_connections")
 UNAVAILABLE = Close(4503, "unavailable")
-POLICY_VIOLATION = Close(1008, "policy_violation")  # message rate exceeded, too many invalid messages
+POLICY_VIOLATION = Close(4490, "policy_violation")  # message rate exceeded, too many invalid messages
+SERVER_ERROR = Close(1011, "server_error")  # a handler failed; the socket's resources are released
 NORMAL = Close(1000, "normal")
+
+# Not sent on the wire: the code the production server reports to the application (in
+# ``websocket.disconnect``) for a socket it dropped because its pongs stopped coming. The peer
+# was last seen alive WS_PING_TIMEOUT before that.
+PING_TIMEOUT_DISCONNECT = 4408
 
 
 class Refused(Exception):

@@ -6,6 +6,7 @@ import pytest
 from django.core.cache import cache
 from django.db import connections
 
+from calls import presence
 from calls.persistence import state
 from tests.support.tcp_proxy import TcpProxy
 
@@ -16,6 +17,14 @@ def fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_presence():
+    """Presence (calls.presence) lives in this process's memory in tests without Redis."""
+    presence.reset_for_tests()
+    yield
+    presence.reset_for_tests()
 
 
 @pytest.fixture(autouse=True)

@@ -61,6 +61,7 @@ class ParticipantOutput(serializers.Serializer):
     state = serializers.ChoiceField(choices=CallParticipant.State.choices)
     joined_at = serializers.DateTimeField(allow_null=True)
     left_at = serializers.DateTimeField(allow_null=True)
+    leave_reason = serializers.ChoiceField(choices=Call.EndReason.choices, allow_blank=True)
     is_muted = serializers.BooleanField()
     is_video_on = serializers.BooleanField()
 
@@ -76,6 +77,7 @@ class CallOutput(serializers.Serializer):
     answered_at = serializers.DateTimeField(allow_null=True)
     ended_at = serializers.DateTimeField(allow_null=True)
     duration_seconds = serializers.IntegerField(min_value=0)
+    duration = serializers.IntegerField(min_value=0, help_text="The same as duration_seconds (the old service's key).")
     participants = ParticipantOutput(many=True)
 
 
