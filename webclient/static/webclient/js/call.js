@@ -144,9 +144,13 @@ export class CallSession extends EventTarget {
     this.signaling.addEventListener("status", (e) => {
       const { state, reason, delay } = e.detail;
       if (state === "retrying") {
-        this.emit("notice", { message: `Signaling connection lost (${reason}) Retrying in ${Math.ceil(delay / 1000)} s…` });
+        this.emit("signaling", { state: "reconnecting", reason, delay });
+        if (this.state !== "outgoing") this.setState("reconnecting", "Reconnecting…");
       } else if (state === "online" && e.detail.reconnected) {
-        this.emit("notice", { message: "Signaling reconnected." });
+        this.emit("signaling", { state: "online" });
+        if (this.state === "reconnecting") {
+          this.setState(this.isMediaConnected() ? "connected" : "connecting", this.isMediaConnected() ? "Connected" : "Connecting…");
+        }
       }
     });
     this.signaling.addEventListener("ended", (e) => this.onSignalingEnded(e.detail));
@@ -171,6 +175,21 @@ export class CallSession extends EventTarget {
         break;
       case "leave":
         this.peerLeft(from);
+        break;
+      case "participant_reconnecting":
+        // Their connection to the server dropped; the server holds what we send them.
+        this.emit("peer-state", { userId: from, state: "reconnecting" });
+        break;
+      case "participant_resumed": {
+        clearTimeout(this.leaveTimers.get(from));
+        const peer = this.peers.get(from);
+        if (peer?.pc) this.emit("peer-state", { userId: from, state: peer.pc.connectionState });
+        else this.peerPresent(from);
+        break;
+      }
+      case "resume_incomplete":
+        // Messages of the gap were lost: renegotiate with everyone (a fresh offer restarts ICE).
+        for (const userId of this.peers.keys()) this.offerTo(userId).catch((err) => this.peerError(userId, err));
         break;
       case "offer":
         this.handleOffer(from, message.sdp).catch((err) => this.peerError(from, err));

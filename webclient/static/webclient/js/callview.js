@@ -130,7 +130,13 @@ export class CallView {
     const tile = this.tile(userId);
     if (!tile) return;
     tile.dataset.state = state;
-    const labels = { new: "Connecting…", connecting: "Connecting…", disconnected: "Reconnecting…", failed: "Lost" };
+    const labels = {
+      new: "Connecting…",
+      connecting: "Connecting…",
+      disconnected: "Reconnecting…",
+      reconnecting: "Reconnecting…",
+      failed: "Lost",
+    };
     tile.querySelector(".peer-state").textContent = labels[state] || "";
   }
 

@@ -5,19 +5,21 @@
 // SignalingSocket: /v1/calls/ws/signaling?call_id=..., open during one call; reconnects a few
 // times when the connection drops, never when the server says the call is over.
 
-const PING_INTERVAL_MS = 20_000; // the server closes a socket after WS_IDLE_TIMEOUT (60 s) of silence
+// The server keeps sockets alive with protocol pings a browser cannot see; an application ping
+// every 20 s lets the client see that the server still answers.
+const PING_INTERVAL_MS = 20_000;
 
 export const CLOSE_REASONS = {
   1000: "Closed.",
   1006: "The connection was lost.",
-  1008: "The server closed the connection (too many or invalid messages).",
+  1011: "The server hit an error.",
   4400: "The request was not valid.",
   4401: "Your session has expired.",
   4403: "You are not allowed to join this call.",
   4404: "This call does not exist.",
-  4408: "The connection was idle for too long.",
   4409: "The call has already ended.",
   4429: "The server is busy.",
+  4490: "The server closed the connection (too many or invalid messages).",
   4503: "The service is temporarily unavailable.",
 };
 
@@ -189,7 +191,9 @@ export class SignalingSocket extends JsonSocket {
       this.emit("ended", { code, reason });
       return;
     }
-    const delay = backoffDelay(this.attempt, 8);
+    // The server holds this participant's messages for CALL_RECONNECT_GRACE (20 s): come back
+    // within it, quickly at first, and the call resumes where it was.
+    const delay = this.attempt === 0 ? 300 : backoffDelay(this.attempt, 6);
     this.attempt += 1;
     this.retry(code, reason, delay);
   }
