@@ -156,6 +156,14 @@ class CappedRequest(WebRequest):
             return
         super().handleContentChunk(data)
 
+    def requestReceived(self, command, path, version):
+        if self.requestHeaders.hasHeader(b"transfer-encoding"):
+            # The chunked body is complete and counted: the application gets it with its length,
+            # like any other (Django reads CONTENT_LENGTH bytes and would see an empty body).
+            self.requestHeaders.removeHeader(b"transfer-encoding")
+            self.requestHeaders.setRawHeaders(b"content-length", [str(self.body_bytes).encode("ascii")])
+        super().requestReceived(command, path, version)
+
 
 class GuardedHTTPFactory(HTTPFactory):
     protocol = GuardedHTTPChannel  # HTTP/1.1 only: TLS (and with it HTTP/2) ends at the proxy
