@@ -25,7 +25,7 @@ def drip_until_closed(socks, *, every: float, limit: float) -> dict:
     closes one, note after how long and what it had sent. Bounded by ``limit`` seconds."""
     started = time.monotonic()
     closed: dict = {}
-    received = {sock: b"" for sock in socks}
+    received = dict.fromkeys(socks, b"")
     next_drip = started + every
     while len(closed) < len(socks) and time.monotonic() - started < limit:
         open_socks = [sock for sock in socks if sock not in closed]
