@@ -226,6 +226,9 @@ class ProductionServer(Server):
             openHandshakeTimeout=self.websocket_handshake_timeout,
             maxMessagePayloadSize=self.websocket_max_message_size,
             maxFramePayloadSize=self.websocket_max_frame_size,
+            # A protocol violation (a frame over the cap, invalid UTF-8) gets a close frame with
+            # its code (1009, 1007, ...) rather than a bare TCP reset, so the client can tell why.
+            failByDrop=False,
         )
         if self.verbosity <= 1:
             globalLogBeginner.beginLoggingTo([lambda _: None], redirectStandardIO=False, discardBuffer=True)
