@@ -1,7 +1,7 @@
 """daphne's Server, HTTP channel, request and WebSocket protocol with the production limits.
 
-daphne 4.2 builds its factories inside ``Server.run``; ``ProductionServer.run`` does the same
-with the subclasses below (the rest of ``run`` is daphne's, unchanged).
+daphne 4.2 builds its factories inside ``Server.run``; ``ProductionServer.run`` follows daphne
+4.2.3's, building the subclasses below instead (check it again when daphne is upgraded).
 """
 
 import daphne.server  # noqa: F401, I001 - first: installs Twisted's asyncio reactor before Twisted is imported
@@ -56,7 +56,7 @@ class GuardedHTTPChannel(http.HTTPChannel):
 
     _header_deadline = None  # the IDelayedCall while waiting for a request's headers
     _partial_request = False  # some bytes of the awaited request have arrived
-    _refused = False  # the server answered and is closing: every further byte is discarded
+    refused = False  # the server answered and is closing: every further byte is discarded (not read)
     _abort_call = None
 
     def connectionMade(self):
@@ -64,7 +64,7 @@ class GuardedHTTPChannel(http.HTTPChannel):
         self._await_headers()
 
     def dataReceived(self, data):
-        if self._refused:
+        if self.refused:
             return
         if self._header_deadline is not None and data:
             self._partial_request = True
@@ -79,16 +79,16 @@ class GuardedHTTPChannel(http.HTTPChannel):
         super().allHeadersReceived()
 
     def rawDataReceived(self, data):
-        if not self._refused:
+        if not self.refused:
             super().rawDataReceived(data)
 
     def allContentReceived(self):
-        if not self._refused:
+        if not self.refused:
             super().allContentReceived()
 
     def requestDone(self, request):
         # Before Twisted replays pipelined data: their headers may complete within this call.
-        if self.persistent and not self._refused:
+        if self.persistent and not self.refused:
             self._await_headers()
         super().requestDone(request)
 
@@ -100,9 +100,9 @@ class GuardedHTTPChannel(http.HTTPChannel):
 
     def refuse_body(self, request) -> None:
         """Answer 413 and close; nothing of the request reaches the application."""
-        if self._refused:
+        if self.refused:
             return
-        self._refused = True
+        self.refused = True
         raw_id = request.requestHeaders.getRawHeaders(b"x-request-id", [b""])[0]
         request_id = request_id_from_header(raw_id.decode("latin-1") or None)
         self.transport.write(
@@ -123,9 +123,9 @@ class GuardedHTTPChannel(http.HTTPChannel):
 
     def _headers_too_slow(self) -> None:
         self._header_deadline = None
-        if self.transport is None or self._refused:
+        if self.transport is None or self.refused:
             return
-        self._refused = True
+        self.refused = True
         if self._partial_request:
             self.transport.write(_REQUEST_TIMEOUT_RESPONSE)
         self._close()
@@ -148,7 +148,7 @@ class CappedRequest(WebRequest):
     body_bytes = 0
 
     def handleContentChunk(self, data):
-        if self.channel is None or self.channel._refused:
+        if self.channel is None or self.channel.refused:
             return
         self.body_bytes += len(data)
         if self.body_bytes > self.server.max_request_body_bytes:
