@@ -44,4 +44,4 @@ EXPOSE 8083
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "/app/deploy/healthcheck.py"]
 
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8083", "secureconnect.asgi:application"]
+CMD ["python", "-m", "secureconnect.server", "--bind", "0.0.0.0", "--port", "8083"]

@@ -18,7 +18,7 @@ import psycopg2
 import redis
 
 from bench.common import JWT_SECRET, PG_SERVER_URL, REDIS_URL, ROOT, VENV_BIN
-from tests.support.servers import ServiceProcess
+from tests.support.servers import SERVER_COMMAND, ServiceProcess
 
 NOFILE_TARGET = 20000
 
@@ -141,9 +141,9 @@ def service_environment(overrides: dict[str, str]) -> dict[str, str]:
 
 
 class Server(ServiceProcess):
-    """One ASGI server process (``daphne`` as production runs it, or ``uvicorn``) on a free
-    loopback port, with its open-files limit raised (``ulimit -n``). Stopping, killing and the
-    log are the test suite's ``ServiceProcess``."""
+    """One ASGI server process (``daphne`` as production runs it, i.e. ``python -m
+    secureconnect.server``, or ``uvicorn``) on a free loopback port, with its open-files limit
+    raised (``ulimit -n``). Stopping, killing and the log are the test suite's ``ServiceProcess``."""
 
     def __init__(
         self,
@@ -163,8 +163,8 @@ class Server(ServiceProcess):
     def command(self) -> list[str]:
         if self.argv:
             return [*self.argv, "--port", str(self.port)]
-        if self.kind == "daphne":
-            return [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), self.app]
+        if self.kind == "daphne":  # the production server command (daphne with the service's limits)
+            return [*SERVER_COMMAND, "--bind", "127.0.0.1", "--port", str(self.port), "--application", self.app]
         if self.kind == "uvicorn":
             return [
                 str(VENV_BIN / "uvicorn"),

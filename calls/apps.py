@@ -5,13 +5,17 @@ from django.apps import AppConfig
 
 SERVER_PROGRAMS = ("daphne", "uvicorn", "gunicorn", "hypercorn")
 SERVING_COMMANDS = ("runserver", "runworker")
+# python -m secureconnect.server (the production server): argv[0] is .../secureconnect/server/__main__.py
+PRODUCTION_SERVER_MAIN = os.path.join("secureconnect", "server", "__main__.py")
 
 
 def process_serves_requests(argv: list[str] | None = None, environ=None) -> bool:
-    """True for daphne and friends and for `manage.py runserver` (its serving child only),
+    """True for the production server, daphne and friends and `manage.py runserver` (its serving child only),
     False for every other management command (migrate, shell, test, ...) and for pytest."""
     argv = sys.argv if argv is None else argv
     environ = os.environ if environ is None else environ
+    if argv and argv[0].endswith(PRODUCTION_SERVER_MAIN):
+        return True
     program = os.path.basename(argv[0]) if argv else ""
     if program == "__main__.py":  # python -m daphne: argv[0] is .../daphne/__main__.py
         program = os.path.basename(os.path.dirname(argv[0]))

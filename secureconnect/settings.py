@@ -79,6 +79,16 @@ TEMPLATES = [
     },
 ]
 
+# --- Production server (python -m secureconnect.server; secureconnect/server/) -------------------
+SERVER_HOST = config.get_str("SERVER_HOST", "127.0.0.1")  # the Dockerfile and compose pass --bind 0.0.0.0
+SERVER_PORT = config.get_int("SERVER_PORT", 8083, minimum=1)
+# Seconds a connection may take to send a request's complete headers (slow clients hold a socket).
+HTTP_HEADER_TIMEOUT = config.get_float("HTTP_HEADER_TIMEOUT", 10.0, minimum=0.1)
+# Protocol-level WebSocket keepalive: a ping every WS_PING_INTERVAL seconds; a socket whose ping
+# is not answered within WS_PING_TIMEOUT seconds is dropped (the application sees 4408).
+WS_PING_INTERVAL = config.get_float("WS_PING_INTERVAL", 10.0, minimum=0.1)
+WS_PING_TIMEOUT = config.get_float("WS_PING_TIMEOUT", 20.0, minimum=0.1)
+
 # --- Database -----------------------------------------------------------------------------------
 DATABASES = {"default": config.database_config(base_dir=BASE_DIR)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -206,10 +216,8 @@ WS_RATE_LIMIT = config.get_float("WS_RATE_LIMIT", 50.0, minimum=1)  # messages p
 WS_RATE_BURST = config.get_int("WS_RATE_BURST", 200, minimum=1)
 WS_MAX_SIGNALING_PER_USER = config.get_int("WS_MAX_SIGNALING_PER_USER", 10, minimum=1)  # per process
 WS_MAX_EVENTS_PER_USER = config.get_int("WS_MAX_EVENTS_PER_USER", 10, minimum=1)  # per process
-# Keepalive at the protocol level: the production server pings every WS_PING_INTERVAL seconds and
-# drops a socket whose pong has not come within WS_PING_TIMEOUT. Application silence closes nothing.
-WS_PING_INTERVAL = config.get_float("WS_PING_INTERVAL", 10.0, minimum=0.1)
-WS_PING_TIMEOUT = config.get_float("WS_PING_TIMEOUT", 20.0, minimum=0.1)
+# Keepalive is the production server's protocol pings (WS_PING_INTERVAL, WS_PING_TIMEOUT above):
+# application silence closes nothing.
 # Presence (calls/presence.py): a socket's entry expires PRESENCE_TTL seconds after its instance
 # last renewed it (every third of that), so the sockets of a dead instance go by themselves.
 PRESENCE_TTL = config.get_float("PRESENCE_TTL", 15.0, minimum=0.3)

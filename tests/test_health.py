@@ -13,6 +13,7 @@ from tests.factories import make_conversation, make_user
 @pytest.mark.parametrize(
     ("argv", "environ", "serves"),
     [
+        (["/app/secureconnect/server/__main__.py", "--bind", "0.0.0.0"], {}, True),  # python -m secureconnect.server
         (["/venv/bin/daphne", "-p", "8083", "secureconnect.asgi:application"], {}, True),
         (["/venv/lib/python3.11/site-packages/daphne/__main__.py", "secureconnect.asgi:application"], {}, True),
         (["/venv/bin/uvicorn", "secureconnect.asgi:application"], {}, True),

@@ -159,13 +159,13 @@ def test_the_service_is_built_from_the_repositorys_dockerfile():
     assert (compose.ROOT / "Dockerfile").is_file()
 
 
-def test_the_service_waits_for_the_database_migrates_then_serves_with_daphne_on_8083():
+def test_the_service_waits_for_the_database_migrates_then_serves_with_the_production_server_on_8083():
     command = compose.command_text(SERVICE)
     steps = [step.strip() for step in command.split("-c", 1)[1].split("&&")]
     assert steps == [
         "python manage.py wait_for_db",
         "python manage.py migrate --no-input",
-        "exec daphne -b 0.0.0.0 -p 8083 secureconnect.asgi:application",
+        "exec python -m secureconnect.server --bind 0.0.0.0 --port 8083",
     ]
 
 

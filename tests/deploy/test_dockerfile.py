@@ -98,13 +98,14 @@ def test_static_files_are_collected_at_build_time_without_secrets():
     assert not re.search(r"SECRET|JWT", collect)
 
 
-def test_the_image_serves_daphne_on_8083_in_production_and_checks_its_liveness():
+def test_the_image_serves_with_the_production_server_on_8083_and_checks_its_liveness():
     env = " ".join(final("ENV"))
     assert "ENV=production" in env
     assert "SPOOL_PATH=/var/lib/secureconnect/spool/" in env
     assert final("EXPOSE") == ["8083"]
     (command,) = final("CMD")
-    assert command == '["daphne", "-b", "0.0.0.0", "-p", "8083", "secureconnect.asgi:application"]'
+    # The service's own server (daphne with the body cap, header timeout and keepalive), not bare daphne.
+    assert command == '["python", "-m", "secureconnect.server", "--bind", "0.0.0.0", "--port", "8083"]'
     (healthcheck,) = final("HEALTHCHECK")
     assert healthcheck.endswith('CMD ["python", "/app/deploy/healthcheck.py"]')
     # The spool directory exists and belongs to the service user, so a named volume mounted

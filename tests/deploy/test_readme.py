@@ -43,3 +43,10 @@ def test_the_deployment_section_covers(topic):
 def test_the_deployment_section_names_the_pinned_cockroachdb_image():
     image = re.search(r"image: (cockroachdb/cockroach:\S+)", (ROOT / "docker-compose.yml").read_text()).group(1)
     assert f"`{image}`" in section("Deploying with CockroachDB")
+
+
+def test_the_production_server_section_gives_the_command_and_its_limits():
+    text = section("The production server")
+    assert "python -m secureconnect.server --bind 0.0.0.0 --port 8083" in text
+    for name in ("MAX_REQUEST_BODY_BYTES", "HTTP_HEADER_TIMEOUT", "WS_PING_INTERVAL", "WS_PING_TIMEOUT", "4408"):
+        assert name in text

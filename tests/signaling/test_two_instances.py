@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from tests.signaling.conftest import (
     redis_reachable,
     unique_prefix,
 )
+from tests.support.servers import SERVER_COMMAND
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -45,16 +45,15 @@ def free_port() -> int:
 
 
 class DaphneProcess:
-    """``daphne secureconnect.asgi:application`` on a free loopback port, on the test database."""
+    """The production server (``python -m secureconnect.server``) on a free loopback port, on the test database."""
 
     def __init__(self, name: str, env: dict, log_dir: Path):
         self.name = name
         self.port = free_port()
         self.log_path = log_dir / f"daphne-{name}.log"
         self._log = self.log_path.open("wb")
-        daphne = Path(sys.executable).parent / "daphne"
         self.process = subprocess.Popen(
-            [str(daphne), "-b", "127.0.0.1", "-p", str(self.port), "secureconnect.asgi:application"],
+            [*SERVER_COMMAND, "--bind", "127.0.0.1", "--port", str(self.port)],
             cwd=django_settings.BASE_DIR,
             env=env,
             stdout=self._log,

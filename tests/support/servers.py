@@ -1,4 +1,4 @@
-"""Real service processes for tests: daphne on a free loopback port, stopped by PID."""
+"""Real service processes for tests: the production server on a free loopback port, stopped by PID."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
-DAPHNE = Path(sys.executable).parent / "daphne"
+# The production server command (README, Dockerfile, compose), from this virtualenv.
+SERVER_COMMAND = (sys.executable, "-m", "secureconnect.server")
 
 
 def free_port() -> int:
@@ -23,14 +24,16 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    """``daphne secureconnect.asgi:application`` with the given environment.
+    """``python -m secureconnect.server`` (daphne with the production limits) with the given
+    environment, serving ``application`` (default: the service's ``ASGI_APPLICATION``).
 
     Output goes to a log file the test can read (``log_text``) and print on failure."""
 
-    def __init__(self, *, env: dict[str, str], log_path: Path, port: int | None = None):
+    def __init__(self, *, env: dict[str, str], log_path: Path, port: int | None = None, application: str | None = None):
         self.port = port or free_port()
         self.env = env
         self.log_path = log_path
+        self.application = application
         self.process: subprocess.Popen | None = None
 
     @property
@@ -41,12 +44,16 @@ class ServiceProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        command = [*SERVER_COMMAND, "--bind", "127.0.0.1", "--port", str(self.port)]
+        return [*command, "--application", self.application] if self.application else command
+
     def start(self, *, wait: float = 30.0) -> ServiceProcess:
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "secureconnect.settings", "PYTHONUNBUFFERED": "1", **self.env}
         env.pop("PYTEST_CURRENT_TEST", None)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed on stop
         self.process = subprocess.Popen(
-            [str(DAPHNE), "-b", "127.0.0.1", "-p", str(self.port), "secureconnect.asgi:application"],
+            self.command(),
             cwd=ROOT,
             env=env,
             stdout=log,

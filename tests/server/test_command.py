@@ -1,0 +1,47 @@
+"""``python -m secureconnect.server``: its options come from the environment, a bad one stops it
+with one line, and the start-up check treats it as a serving process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import httpx
+import pytest
+
+from tests.server.conftest import server_environment
+from tests.support.servers import ROOT, SERVER_COMMAND, ServiceProcess, free_port
+
+
+def run_briefly(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        SERVER_COMMAND, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("WS_PING_INTERVAL", "often", "WS_PING_INTERVAL must be a number, not 'often'"),
+        ("WS_PING_TIMEOUT", "0", "WS_PING_TIMEOUT must be at least 0.1, not 0.0"),
+        ("HTTP_HEADER_TIMEOUT", "-1", "HTTP_HEADER_TIMEOUT must be at least 0.1, not -1.0"),
+        ("SERVER_PORT", "eighty", "SERVER_PORT must be a whole number, not 'eighty'"),
+    ],
+)
+def test_a_bad_setting_stops_the_server_with_one_line(tmp_path, name, value, message):
+    result = run_briefly({**server_environment(tmp_path), name: value})
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"Configuration error: {message}"
+
+
+def test_the_address_comes_from_server_host_and_server_port(tmp_path):
+    port = free_port()
+    env = {**server_environment(tmp_path), "SERVER_HOST": "127.0.0.1", "SERVER_PORT": str(port)}
+    process = ServiceProcess(env=env, log_path=tmp_path / "server.log")
+    process.command = lambda: list(SERVER_COMMAND)  # no --bind/--port: the environment decides
+    process.port = port
+    try:
+        process.start()
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()["status"] == "healthy"
+    finally:
+        process.stop()
