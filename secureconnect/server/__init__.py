@@ -16,7 +16,8 @@ with the limits that only the server can enforce, each read from the environment
   when their header arrives, before the payload is buffered (close code 1009).
 
 This module holds only names other code reads and imports no Twisted; the disconnect code is the
-signaling protocol's own (``signaling.protocol.PING_TIMEOUT_DISCONNECT``), defined there once. The server itself is ``secureconnect.server.protocols``.
+signaling protocol's own (``signaling.protocol.PING_TIMEOUT_DISCONNECT``), defined there once.
+The server itself is ``secureconnect.server.protocols``.
 """
 
 # The ``code`` of the ``websocket.disconnect`` the application receives when the server dropped
@@ -24,4 +25,6 @@ signaling protocol's own (``signaling.protocol.PING_TIMEOUT_DISCONNECT``), defin
 # transport is aborted). The peer was last heard from at most WS_PING_INTERVAL before the
 # unanswered ping, i.e. before ``detection time - WS_PING_TIMEOUT``. Every other drop keeps
 # daphne's code: 1006 for a lost TCP connection, the peer's close code for a clean close.
-from signaling.protocol import PING_TIMEOUT_DISCONNECT as PING_TIMEOUT_DISCONNECT_CODE  # noqa: E402
+from signaling.protocol import PING_TIMEOUT_DISCONNECT as PING_TIMEOUT_DISCONNECT_CODE
+
+__all__ = ["PING_TIMEOUT_DISCONNECT_CODE"]
