@@ -554,6 +554,22 @@ class SignalingConsumer(SocketConsumer):
             return
         await self.send_message(event["message"])
 
+    async def resume_request(self, event: dict) -> None:
+        """A new socket of this user asks for the messages of the gap while this socket is still
+        closing (its holder has not started): hand over what is held now; the new socket, in the
+        groups already, gets the rest live. Not closing: nothing was held."""
+        holder = self.holder or ResumeHolder(
+            channel_layer=self.channel_layer,
+            channel_name=self.channel_name,
+            groups=[],
+            call_id=self.call_id,
+            user_id=self.user_id,
+            until=0,
+        )
+        await holder.hand_over(event["reply_to"])
+        if self.holder is not None:
+            self.holder.handed_over = True
+
     async def participant_revoked(self, event: dict) -> None:
         """This user declined, left or missed the call: this socket may no longer exist."""
         self.revoked = True

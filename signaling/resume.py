@@ -57,11 +57,12 @@ class ResumeHolder:
         self.held: list[dict] = []
         self.held_bytes = 0
         self.dropped = 0
+        self.handed_over = False  # a resume took the messages before this task started
 
     async def run(self) -> None:
-        handed_over = False
+        settled = self.handed_over  # nothing left to decide at the end
         try:
-            while True:
+            while not settled:
                 remaining = self.until - time.time()
                 if remaining <= 0:
                     break
@@ -76,16 +77,15 @@ class ResumeHolder:
                     self.hold(message)
                 elif kind == RESUME_REQUEST:
                     await self.hand_over(message["reply_to"])
-                    handed_over = True
-                    return
+                    settled = True
                 elif kind in ("call.ended", "participant.revoked"):
-                    return
+                    settled = True
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("Resume holder failed for user %s in call %s", self.user_id, self.call_id)
         finally:
-            await self.release(grace_over=not handed_over)
+            await self.release(grace_over=not settled)
 
     def hold(self, message: dict) -> None:
         if message.get("sender_id") == self.user_id:
