@@ -144,7 +144,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["secureconnect.api.renderers.EnvelopeJSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["secureconnect.api.parsers.JSONParser"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "secureconnect.api.renderers.FallbackContentNegotiation",
     "EXCEPTION_HANDLER": "secureconnect.api.exception_handler.api_exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["secureconnect.api.throttles.UserThrottle"],
