@@ -16,11 +16,13 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from accounts import tokens
+from accounts.emails import canonical_email
 from accounts.exceptions import AccountAlreadyExists, InvalidCredentials, NotYourToken
 from accounts.models import User
 from accounts.selectors import user_get_active
 
 logger = logging.getLogger(__name__)
+EMAIL_MAX_LENGTH = User._meta.get_field("email").max_length
 
 
 @dataclass(frozen=True)
@@ -32,15 +34,18 @@ class LoginResult:
 
 def user_register(*, email: str, username: str, password: str, display_name: str = "") -> User:
     """Create an account. Django's password validators run first (``ValidationError`` on
-    ``password``), then uniqueness of email and username, case-insensitively
-    (``AccountAlreadyExists`` naming the taken fields)."""
-    email = User.objects.normalize_email(email)
+    ``password``), then uniqueness of the canonical email (``accounts.emails``) and of the
+    username, case-insensitively (``AccountAlreadyExists`` naming the taken fields)."""
+    email = canonical_email(email)
     candidate = User(email=email, username=username, display_name=display_name)
     try:
         validate_password(password, user=candidate)
     except ValidationError as exc:
         raise ValidationError({"password": exc.messages}) from None
 
+    if len(email) > EMAIL_MAX_LENGTH:
+        # NFKC can lengthen an address (one ligature becomes several letters).
+        raise ValidationError({"email": [f"Ensure this field has no more than {EMAIL_MAX_LENGTH} characters."]})
     _check_available(email=email, username=username)
     candidate.set_password(password)
     try:
@@ -55,7 +60,7 @@ def user_register(*, email: str, username: str, password: str, display_name: str
 
 def _check_available(*, email: str, username: str) -> None:
     taken = {}
-    if User.objects.filter(email__iexact=email).exists():
+    if User.objects.filter(email=email).exists():
         taken["email"] = ["An account with this email already exists."]
     if User.objects.filter(username__iexact=username).exists():
         taken["username"] = ["This username is taken."]
@@ -65,8 +70,10 @@ def _check_available(*, email: str, username: str) -> None:
 
 def user_login(*, email: str, password: str) -> LoginResult:
     """Tokens for the active account with this email and password; ``InvalidCredentials``
-    otherwise, with the same message (and about the same time) whichever part was wrong."""
-    user = User.objects.filter(email__iexact=User.objects.normalize_email(email)).first()
+    otherwise, with the same message (and about the same time) whichever part was wrong.
+    The account is found by the exact canonical form of ``email``, never by a database-side
+    case-insensitive match."""
+    user = User.objects.filter(email=canonical_email(email)).first()
     if user is None:
         User().set_password(password)  # spend the hashing time an existing account would
         raise InvalidCredentials()
