@@ -83,8 +83,11 @@ def user_login(*, email: str, password: str) -> LoginResult:
     return LoginResult(user=user, **tokens.issue_token_pair(user))
 
 
-def token_refresh(*, refresh_token: str) -> str:
-    """A new access token for a valid, unrevoked refresh token (``InvalidToken`` otherwise).
+def token_refresh(*, refresh_token: str) -> dict:
+    """A new token pair for a valid, unrevoked, unspent refresh token (``InvalidToken``
+    otherwise). The refresh token is spent: presented again, it revokes its whole family
+    (``tokens.RefreshTokenReused``), so a stolen copy works at most until the owner's next
+    refresh, and then neither works.
 
     The account is read to pick up a changed email or username and to refuse a deleted or
     disabled one (``AccountUnavailable``). When the database cannot be reached, the identity
@@ -98,24 +101,30 @@ def token_refresh(*, refresh_token: str) -> str:
         identity = {"email": claims.email, "username": claims.username, "role": claims.role}
     else:
         identity = {"email": user.email, "username": user.username, "role": tokens.role_for(user)}
-    return tokens.issue_access_token(user_id=claims.user_id, **identity)
+    tokens.refresh_token_spend(claims)
+    return tokens.issue_rotated_pair(user_id=claims.user_id, family=claims.family, **identity)
 
 
-def user_logout(*, access_claims: tokens.AccessClaims, refresh_token: str) -> None:
-    """Revoke the caller's refresh token and the access token they called with.
+def user_logout(*, access_claims: tokens.AccessClaims, refresh_token: str | None = None) -> None:
+    """End the caller's session: revoke the access token they called with, every token of its
+    family (the session it belongs to) and, when given, the refresh token and its family.
 
     A refresh token that is malformed or signed by someone else is a ``ValidationError``; one
     of another account is ``NotYourToken`` and nothing is revoked; an expired or already
     revoked one needs no revoking, and the access token is revoked all the same.
     """
-    try:
-        refresh = tokens.decode_refresh_token(refresh_token)
-    except (tokens.TokenExpired, tokens.TokenRevoked):
-        refresh = None
-    except tokens.InvalidToken as exc:
-        raise ValidationError({"refresh_token": [str(exc)]}) from None
+    refresh = None
+    if refresh_token is not None:
+        try:
+            refresh = tokens.decode_refresh_token(refresh_token)
+        except (tokens.TokenExpired, tokens.TokenRevoked):
+            refresh = None
+        except tokens.InvalidToken as exc:
+            raise ValidationError({"refresh_token": [str(exc)]}) from None
     if refresh is not None:
         if refresh.user_id != access_claims.user_id:
             raise NotYourToken()
         tokens.revoke(refresh.jti, refresh.expires_at)
+        tokens.family_revoke(refresh.family)
+    tokens.family_revoke(access_claims.family)
     tokens.revoke(access_claims.jti, access_claims.expires_at)

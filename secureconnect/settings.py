@@ -152,7 +152,10 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "user": _throttle_rate("THROTTLE_USER", "600/min"),
         "call_initiate": _throttle_rate("THROTTLE_CALL_INITIATE", "10/min"),
+        # Failed logins per (account, address) and per address; per account from all addresses.
         "login": _throttle_rate("THROTTLE_LOGIN", "5/min"),
+        "login_account": _throttle_rate("THROTTLE_LOGIN_ACCOUNT", "20/min"),
+        "refresh": _throttle_rate("THROTTLE_REFRESH", "30/min"),
         "register": _throttle_rate("THROTTLE_REGISTER", "20/hour"),
         "user_lookup": _throttle_rate("THROTTLE_USER_LOOKUP", "30/min"),
     },

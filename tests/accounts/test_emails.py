@@ -138,3 +138,11 @@ def test_the_migration_leaves_the_address_to_the_row_already_canonical():
     canonicalise_emails(apps, None)
     assert User.objects.get(pk=newer.pk).email == "kristis@example.test"
     assert User.objects.get(pk=older.pk).email == "KRISTIS@example.test"
+
+
+def test_an_email_that_nfkc_lengthens_past_the_column_is_a_validation_error_not_a_500(client):
+    email = "a@" + "\ufdfa" * 14 + ".test"  # 21 characters; U+FDFA becomes 18 letters in NFKC
+    assert len(canonical_email(email)) > 254
+    response = register(client, email, "ligature")
+    assert response.status_code == 400
+    assert "email" in response.json()["error"]["details"]
