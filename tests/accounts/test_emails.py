@@ -146,3 +146,16 @@ def test_an_email_that_nfkc_lengthens_past_the_column_is_a_validation_error_not_
     response = register(client, email, "ligature")
     assert response.status_code == 400
     assert "email" in response.json()["error"]["details"]
+
+
+def test_an_admin_form_cannot_store_a_look_alike_of_a_taken_email():
+    """The admin's forms validate the model: clean() stores the canonical form, so uniqueness holds."""
+    from django.core.exceptions import ValidationError
+
+    make_user(email="kristis@example.test")
+    copycat = User(email=KELVIN, username="copycat")
+    copycat.set_unusable_password()
+    with pytest.raises(ValidationError) as caught:
+        copycat.full_clean()
+    assert "email" in caught.value.message_dict
+    assert copycat.email == "kristis@example.test"
