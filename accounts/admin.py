@@ -12,8 +12,9 @@ from secureconnect.api.throttles import login_allowed, record_login_failure
 
 class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
     """The admin's log-in, under the API's three login throttles (per account and address, per
-    address, per account): over a limit even the right password is refused until the window
-    has passed, and every refused attempt counts as a failure."""
+    address, per account) and sharing their counters: a wrong password, or a right one for an
+    account that may not use the admin, counts as a failure; over a limit even the right
+    password is refused until the window has passed."""
 
     error_messages = {
         **AdminAuthenticationForm.error_messages,
