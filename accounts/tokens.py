@@ -196,7 +196,7 @@ def _decode(token: str) -> dict:
     except jwt.ExpiredSignatureError:
         raise TokenExpired() from None
     except (jwt.PyJWTError, OverflowError, TypeError, ValueError):
-        # PyJWT lets some hostile claims through to int(): "exp": Infinity overflows.
+        # Defensive: PyJWT turns numeric claims into numbers with int(), which can raise more.
         raise InvalidToken() from None
     family = payload.get("fam")
     if family is not None and (not isinstance(family, str) or not family):
