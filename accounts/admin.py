@@ -1,8 +1,43 @@
+import math
+
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from accounts.models import Device, User
+from secureconnect.api.throttles import login_allowed, record_login_failure
+
+
+class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
+    """The admin's log-in, under the API's three login throttles (per account and address, per
+    address, per account) and sharing their counters: a wrong password, or a right one for an
+    account that may not use the admin, counts as a failure; over a limit even the right
+    password is refused until the window has passed."""
+
+    error_messages = {
+        **AdminAuthenticationForm.error_messages,
+        "throttled": "Too many failed log-ins; try again in %(wait)s seconds.",
+    }
+
+    def clean(self):
+        email = self.cleaned_data.get("username")
+        if email is not None and self.cleaned_data.get("password"):
+            wait = login_allowed(self.request, email=email)
+            if wait is not None:
+                raise ValidationError(
+                    self.error_messages["throttled"], code="throttled", params={"wait": math.ceil(wait)}
+                )
+        try:
+            return super().clean()
+        except ValidationError:
+            if email is not None:
+                record_login_failure(self.request, email=email)
+            raise
+
+
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
 @admin.register(User)

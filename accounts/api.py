@@ -13,9 +13,12 @@ from accounts import services
 from accounts.exceptions import InvalidCredentials
 from accounts.models import User, username_validator
 from accounts.selectors import user_find, user_get_active
+from secureconnect.api.fields import PlainTextField, refuse_unsafe_characters
 from secureconnect.api.throttles import (
+    LoginAccountAddressThrottle,
     LoginAccountThrottle,
     LoginAddressThrottle,
+    RefreshThrottle,
     RegisterThrottle,
     UserLookupThrottle,
     UserThrottle,
@@ -26,7 +29,9 @@ PASSWORD_MAX_LENGTH = 128
 TOKEN_MAX_LENGTH = 4096
 
 UNAUTHORIZED = OpenApiResponse(description="UNAUTHORIZED")
-CONFLICT = OpenApiResponse(description="CONFLICT: the email or the username is taken (details name which).")
+CONFLICT = OpenApiResponse(
+    description="CONFLICT: the email (compared in its canonical form) or the username is taken (details name which)."
+)
 RATE_LIMITED = OpenApiResponse(description="RATE_LIMITED: too many attempts; wait Retry-After seconds.")
 
 
@@ -45,15 +50,20 @@ class UserProfileSerializer(serializers.Serializer):
         return user.avatar_url or None
 
 
+def email_field() -> serializers.EmailField:
+    """An email as clients send it; services store and compare its canonical form."""
+    return serializers.EmailField(max_length=254, validators=[refuse_unsafe_characters])
+
+
 class RegisterInput(serializers.Serializer):
-    email = serializers.EmailField(max_length=254)
+    email = email_field()
     username = serializers.CharField(min_length=3, max_length=30, validators=[username_validator])
     password = serializers.CharField(max_length=PASSWORD_MAX_LENGTH, trim_whitespace=False, write_only=True)
-    display_name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    display_name = PlainTextField(max_length=100, required=False, allow_blank=True, default="")
 
 
 class LoginInput(serializers.Serializer):
-    email = serializers.EmailField(max_length=254)
+    email = email_field()
     password = serializers.CharField(max_length=PASSWORD_MAX_LENGTH, trim_whitespace=False, write_only=True)
 
 
@@ -67,8 +77,13 @@ class RefreshTokenInput(serializers.Serializer):
     refresh_token = serializers.CharField(max_length=TOKEN_MAX_LENGTH)
 
 
-class AccessTokenOutput(serializers.Serializer):
+class LogoutInput(serializers.Serializer):
+    refresh_token = serializers.CharField(max_length=TOKEN_MAX_LENGTH, required=False)
+
+
+class TokenPairOutput(serializers.Serializer):
     access_token = serializers.CharField()
+    refresh_token = serializers.CharField(help_text="The replacement refresh token; the one sent is spent.")
 
 
 def validated(serializer_class, data) -> dict:
@@ -94,12 +109,13 @@ class UserRegisterApi(APIView):
 
 
 class UserLoginApi(APIView):
-    """Failed attempts are counted per account and per client address; over the limit every
-    attempt is refused with 429 until the window has passed."""
+    """Failed attempts are counted per (account, client address), per client address and per
+    account; over a limit the attempts it covers are refused with 429 until the window has
+    passed (``secureconnect.api.throttles``)."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
-    throttle_classes = [LoginAccountThrottle, LoginAddressThrottle]
+    throttle_classes = [LoginAccountAddressThrottle, LoginAddressThrottle, LoginAccountThrottle]
 
     @extend_schema(
         request=LoginInput,
@@ -118,29 +134,35 @@ class UserLoginApi(APIView):
 
 
 class TokenRefreshApi(APIView):
+    """Rotation: each refresh token works once and is answered with its replacement; a spent
+    one presented again revokes every token of its session (``accounts.tokens``)."""
+
     authentication_classes = []
     permission_classes = [AllowAny]
+    throttle_classes = [RefreshThrottle]
 
     @extend_schema(
         request=RefreshTokenInput,
-        responses={200: AccessTokenOutput, 401: UNAUTHORIZED},
-        summary="A new access token for a refresh token",
+        responses={200: TokenPairOutput, 401: UNAUTHORIZED, 429: RATE_LIMITED},
+        summary="A new access token and a new refresh token for a refresh token",
         tags=["auth"],
     )
     def post(self, request):
-        access_token = services.token_refresh(**validated(RefreshTokenInput, request.data))
-        return Response({"access_token": access_token})
+        pair = services.token_refresh(**validated(RefreshTokenInput, request.data))
+        return Response(TokenPairOutput(pair).data)
 
 
 class UserLogoutApi(APIView):
     @extend_schema(
-        request=RefreshTokenInput,
+        request=LogoutInput,
         responses={200: None},
-        summary="Revoke my refresh token and the access token of this request",
+        summary="End my session: revoke the access token of this request, its session's refresh tokens "
+        "and the refresh token sent (optional)",
         tags=["auth"],
     )
     def post(self, request):
-        services.user_logout(access_claims=request.auth, **validated(RefreshTokenInput, request.data))
+        data = validated(LogoutInput, request.data)
+        services.user_logout(access_claims=request.auth, refresh_token=data.get("refresh_token"))
         return Response(None)
 
 

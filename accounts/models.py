@@ -4,11 +4,22 @@ from django.contrib.auth.models import AbstractUser, UserManager
 from django.core.validators import MinLengthValidator, RegexValidator
 from django.db import models
 
+from accounts.emails import canonical_email
+
 username_validator = RegexValidator(r"^[A-Za-z0-9_.-]+\Z", "Use letters, digits, dots, dashes and underscores only.")
 
 
 class AccountManager(UserManager):
-    """Users log in with their email; the username is a public handle."""
+    """Users log in with their email; the username is a public handle. Emails are stored, and
+    looked up (``get_by_natural_key``: the admin login, ``createsuperuser``), in their
+    canonical form (``accounts.emails``)."""
+
+    @classmethod
+    def normalize_email(cls, email):
+        return canonical_email(email or "")
+
+    def get_by_natural_key(self, username):
+        return super().get_by_natural_key(canonical_email(username or ""))
 
     def _create_user_object(self, username, email, password, **extra_fields):
         if not email:

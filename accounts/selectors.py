@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import uuid
 
+from accounts.emails import canonical_email
 from accounts.exceptions import AccountUnavailable
 from accounts.models import User
 
 
 def user_find(*, query: str) -> User | None:
-    """The active user whose email or username is exactly ``query`` (case-insensitive)."""
+    """The active user whose canonical email (``accounts.emails``) or username (ASCII,
+    case-insensitive) is exactly ``query``."""
     query = query.strip()
     if not query:
         return None
-    field = "email__iexact" if "@" in query else "username__iexact"
-    return User.objects.filter(is_active=True, **{field: query}).first()
+    if "@" in query:
+        return User.objects.filter(is_active=True, email=canonical_email(query)).first()
+    return User.objects.filter(is_active=True, username__iexact=query).first()
 
 
 def user_get_active(*, user_id: uuid.UUID) -> User:

@@ -5,12 +5,22 @@ HS256 with ``settings.JWT_SECRET``; audience ``secureconnect-api``, issuer
 (``user`` or ``admin``), ``jti``, ``iat``, ``exp`` and ``type`` (``access`` or ``refresh``).
 A token without ``type`` (as the Go service issues them) is an access token.
 
+Our tokens also carry ``fam``, the session (token family) a log-in starts: every token pair
+refreshed from it carries the same ``fam``. Refresh tokens rotate: each is spent by its first
+use (``refresh_token_spend``) and answered with a new pair; a spent one presented again means
+it was copied, and the whole family is revoked, access tokens included. A refresh token without
+``fam`` (issued before families existed) is its own family, named by its ``jti``.
+
 Verifying a token never queries the database: the signature and claims are checked locally and
-revocation is a cache lookup keyed by ``jti``, so calls keep working while the database is away.
+revocation is a cache lookup keyed by ``jti`` and ``fam``, so calls keep working while the
+database is away. The cache is Redis when ``REDIS_URL`` is set (shared by every process);
+without it each process has its own, and a copied refresh token is caught only by the process
+that saw both uses.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +39,8 @@ ROLE_ADMIN = "admin"
 CLOCK_SKEW_SECONDS = 10  # tolerated difference between our clock and the Go service's
 _REQUIRED_CLAIMS = ["exp", "iat", "jti", "user_id", "aud", "iss"]
 _REVOKED_KEY = "jwt:revoked:{jti}"
+_FAMILY_REVOKED_KEY = "jwt:revoked-family:{family}"
+_SPENT_KEY = "jwt:spent:{jti}"
 
 
 class InvalidToken(Exception):
@@ -48,6 +60,13 @@ class TokenRevoked(InvalidToken):
         super().__init__(message)
 
 
+class RefreshTokenReused(TokenRevoked):
+    """A refresh token already exchanged was presented again: its family is now revoked."""
+
+    def __init__(self, message: str = "Refresh token already used; the session has been revoked"):
+        super().__init__(message)
+
+
 @dataclass(frozen=True)
 class AccessClaims:
     user_id: uuid.UUID
@@ -56,6 +75,7 @@ class AccessClaims:
     role: str
     jti: str
     expires_at: datetime
+    family: str | None = None  # ``fam``; None for access tokens of the Go service
 
 
 @dataclass(frozen=True)
@@ -68,8 +88,15 @@ def role_for(user) -> str:
 
 
 def issue_token_pair(user) -> dict:
-    """``{"access_token": ..., "refresh_token": ...}`` for ``user`` (a ``User``)."""
-    identity = {"user_id": str(user.pk), "email": user.email, "username": user.username, "role": role_for(user)}
+    """``{"access_token": ..., "refresh_token": ...}`` for ``user`` (a ``User``): a new family."""
+    return issue_rotated_pair(
+        user_id=user.pk, email=user.email, username=user.username, role=role_for(user), family=uuid.uuid4().hex
+    )
+
+
+def issue_rotated_pair(*, user_id: uuid.UUID, email: str, username: str, role: str, family: str) -> dict:
+    """A token pair of the family ``family`` (a spent refresh token's, see ``refresh_token_spend``)."""
+    identity = {"user_id": str(user_id), "email": email, "username": username, "role": role, "fam": family}
     return {
         "access_token": _encode(identity, token_type=ACCESS, ttl=settings.JWT_ACCESS_TTL),
         "refresh_token": _encode(identity, token_type=REFRESH, ttl=settings.JWT_REFRESH_TTL),
@@ -98,19 +125,47 @@ def decode_refresh_token(token: str) -> RefreshClaims:
     payload = _decode(token)
     if payload.get("type") != REFRESH:
         raise InvalidToken()
-    return RefreshClaims(**_identity(payload))
+    identity = _identity(payload)
+    return RefreshClaims(**{**identity, "family": identity["family"] or identity["jti"]})
+
+
+def refresh_token_spend(claims: RefreshClaims) -> None:
+    """Mark the refresh token as used, atomically (``cache.add``). Its second use raises
+    ``RefreshTokenReused`` after revoking its whole family."""
+    remaining = _seconds_until(claims.expires_at)
+    if remaining <= 0:
+        raise TokenExpired()
+    if not cache.add(_SPENT_KEY.format(jti=claims.jti), True, timeout=remaining):
+        family_revoke(claims.family)
+        raise RefreshTokenReused()
 
 
 def revoke(jti: str, expires_at: datetime) -> None:
     """Refuse the token ``jti`` from now on. The mark lives in the cache until the token would
     have expired anyway; a token already expired needs no mark."""
-    remaining = (expires_at - datetime.now(UTC)).total_seconds() + CLOCK_SKEW_SECONDS
+    remaining = _seconds_until(expires_at)
     if remaining > 0:
-        cache.set(_REVOKED_KEY.format(jti=jti), True, timeout=int(remaining) + 1)
+        cache.set(_REVOKED_KEY.format(jti=jti), True, timeout=remaining)
 
 
-def is_revoked(jti: str) -> bool:
-    return bool(cache.get(_REVOKED_KEY.format(jti=jti)))
+def family_revoke(family: str | None) -> None:
+    """Refuse every token of the family (session) ``family``. Its tokens were issued before now
+    and live at most ``JWT_REFRESH_TTL``, so the mark lives that long."""
+    if family:
+        timeout = max(settings.JWT_REFRESH_TTL, settings.JWT_ACCESS_TTL) + CLOCK_SKEW_SECONDS + 1
+        cache.set(_FAMILY_REVOKED_KEY.format(family=family), True, timeout=timeout)
+
+
+def is_revoked(jti: str, family: str | None = None) -> bool:
+    keys = [_REVOKED_KEY.format(jti=jti)]
+    if family:
+        keys.append(_FAMILY_REVOKED_KEY.format(family=family))
+    return any(cache.get_many(keys).values())
+
+
+def _seconds_until(expires_at: datetime) -> int:
+    remaining = (expires_at - datetime.now(UTC)).total_seconds() + CLOCK_SKEW_SECONDS
+    return int(remaining) + 1 if remaining > 0 else 0
 
 
 def _encode(identity: dict, *, token_type: str, ttl: int) -> str:
@@ -143,9 +198,13 @@ def _decode(token: str) -> dict:
         )
     except jwt.ExpiredSignatureError:
         raise TokenExpired() from None
-    except jwt.PyJWTError:
+    except (jwt.PyJWTError, OverflowError, TypeError, ValueError):
+        # Defensive: PyJWT turns numeric claims into numbers with int(), which can raise more.
         raise InvalidToken() from None
-    if is_revoked(str(payload["jti"])):
+    family = payload.get("fam")
+    if family is not None and (not isinstance(family, str) or not family):
+        raise InvalidToken()
+    if is_revoked(str(payload["jti"]), family or str(payload["jti"])):
         raise TokenRevoked()
     return payload
 
@@ -170,8 +229,20 @@ def _identity(payload: dict) -> dict:
         **strings,
         "role": role,
         "jti": str(payload["jti"]),
-        "expires_at": datetime.fromtimestamp(payload["exp"], UTC),
+        "expires_at": _expiry(payload["exp"]),
+        "family": payload.get("fam"),
     }
+
+
+def _expiry(exp) -> datetime:
+    """``exp`` as a datetime: a finite number of seconds (PyJWT accepts ``"exp": "1900000000"``,
+    a string, which is no NumericDate)."""
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+        raise InvalidToken()
+    try:
+        return datetime.fromtimestamp(exp, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise InvalidToken() from None
 
 
 # --- disabled accounts: refused at once, on every instance, without a database query ------------
@@ -194,11 +265,15 @@ def is_user_disabled(user_id) -> bool:
     return bool(cache.get(_DISABLED_KEY.format(user_id=user_id)))
 
 
-def refused_sessions(sessions: list[tuple[str, str]]) -> tuple[set[str], set[str]]:
-    """Of ``(jti, user_id)`` pairs: the revoked jtis and the disabled user ids, in one cache read."""
-    keys = {_REVOKED_KEY.format(jti=jti): ("jti", jti) for jti, _ in sessions}
-    keys.update({_DISABLED_KEY.format(user_id=user_id): ("user", str(user_id)) for _, user_id in sessions})
-    found = cache.get_many(list(keys))
-    revoked = {keys[k][1] for k, v in found.items() if v and keys[k][0] == "jti"}
-    disabled = {keys[k][1] for k, v in found.items() if v and keys[k][0] == "user"}
+def refused_sessions(sessions: list[tuple[str, str | None, str]]) -> tuple[set[str], set[str]]:
+    """Of ``(jti, family, user_id)`` triples: the jtis revoked (themselves, or their family) and
+    the disabled user ids, in one cache read."""
+    keys: dict[str, tuple[str, str]] = {}
+    for jti, family, user_id in sessions:
+        keys[_REVOKED_KEY.format(jti=jti)] = ("jti", jti)
+        keys[_FAMILY_REVOKED_KEY.format(family=family or jti)] = ("family", family or jti)
+        keys[_DISABLED_KEY.format(user_id=user_id)] = ("user", str(user_id))
+    found = {keys[k] for k, v in cache.get_many(list(keys)).items() if v}
+    revoked = {jti for jti, family, _ in sessions if ("jti", jti) in found or ("family", family or jti) in found}
+    disabled = {value for kind, value in found if kind == "user"}
     return revoked, disabled

@@ -8,10 +8,10 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 from django.db.models import Avg, Count, Prefetch, Q, Sum
-from django.utils.dateparse import parse_datetime
 
 from calls.exceptions import CallNotFound, ConversationNotFound, InvalidCallRequest
 from calls.models import Call, CallParticipant, Conversation, ConversationParticipant
@@ -58,20 +58,35 @@ class HistoryPage:
     next_cursor: str | None
 
 
+_CURSOR_SIGNER = signing.Signer(salt="calls.selectors.history-cursor")
+
+
 def encode_cursor(started_at: datetime, call_id) -> str:
+    """An opaque position in a history, signed (``SECRET_KEY``) so that only cursors this
+    service issued are ever parsed."""
     raw = f"{started_at.isoformat()}|{call_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return _CURSOR_SIGNER.sign(base64.urlsafe_b64encode(raw).decode().rstrip("="))
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The position a cursor of ``encode_cursor`` names. Any other string (tampered, re-encoded,
+    unsigned, or of an older version) is ``InvalidCallRequest``, whatever the engine."""
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        payload = _CURSOR_SIGNER.unsign(cursor)
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
         started, call_id = raw.split("|", 1)
-        when = parse_datetime(started)
-        if when is None:
+        when = datetime.fromisoformat(started)
+        if when.utcoffset() is None:
             raise ValueError
         return when, str(Call._meta.pk.to_python(call_id))
-    except (ValueError, binascii.Error, UnicodeDecodeError, ValidationError) as exc:
+    except (
+        signing.BadSignature,
+        ValueError,
+        OverflowError,
+        binascii.Error,
+        UnicodeDecodeError,
+        ValidationError,
+    ) as exc:
         raise InvalidCallRequest("The cursor is not valid.", details={"cursor": ["Invalid cursor."]}) from exc
 
 

@@ -101,6 +101,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "accounts.password_validation.PasswordVarietyValidator"},
 ]
 
 LANGUAGE_CODE = "en-us"
@@ -154,14 +155,17 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["secureconnect.api.renderers.EnvelopeJSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["secureconnect.api.parsers.JSONParser"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "secureconnect.api.renderers.FallbackContentNegotiation",
     "EXCEPTION_HANDLER": "secureconnect.api.exception_handler.api_exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["secureconnect.api.throttles.UserThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "user": _throttle_rate("THROTTLE_USER", "600/min"),
         "call_initiate": _throttle_rate("THROTTLE_CALL_INITIATE", "10/min"),
+        # Failed logins per (account, address) and per address; per account from all addresses.
         "login": _throttle_rate("THROTTLE_LOGIN", "5/min"),
+        "login_account": _throttle_rate("THROTTLE_LOGIN_ACCOUNT", "20/min"),
+        "refresh": _throttle_rate("THROTTLE_REFRESH", "30/min"),
         "register": _throttle_rate("THROTTLE_REGISTER", "20/hour"),
         "user_lookup": _throttle_rate("THROTTLE_USER_LOOKUP", "30/min"),
     },

@@ -96,6 +96,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
         super().__init__(*args, **kwargs)
         self.user_id: str | None = None
         self.jti: str | None = None
+        self.family: str | None = None  # the token's session (``fam``), revoked as a whole by logout
         self.token_expires_at: float | None = None  # epoch seconds
         self.accepted = False  # the handshake was accepted (refusals accept it too)
         self.joined = False  # the socket passed every check and is in its groups
@@ -195,7 +196,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
                 raise Refused(TOO_MANY_CONNECTIONS, "This server holds too many connections; retry shortly.")
             self.slot_taken = True
             claims = await sync_to_async(socket_authenticate, thread_sensitive=False)(self.scope)
-            self.user_id, self.jti = str(claims.user_id), str(claims.jti)
+            self.user_id, self.jti, self.family = str(claims.user_id), str(claims.jti), claims.family
             self.token_expires_at = claims.expires_at.timestamp()
             limit = getattr(settings, self.per_user_setting)
             if not registry.take_user_slot(self.socket_kind, self.user_id, limit):

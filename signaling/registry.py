@@ -105,7 +105,7 @@ class SocketRegistry:
                 )
 
     async def _close_refused_sessions(self) -> None:
-        sessions = {(c.jti, c.user_id) for c in self.sockets.values() if c.jti}
+        sessions = {(c.jti, c.family, c.user_id) for c in self.sockets.values() if c.jti}
         if not sessions:
             return
         try:

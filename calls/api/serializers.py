@@ -4,13 +4,14 @@
 from rest_framework import serializers
 
 from calls.models import Call, CallParticipant, Conversation, ConversationParticipant
+from secureconnect.api.fields import PlainTextField
 
 MAX_MEMBERS = 256
 
 
 class ConversationCreateInput(serializers.Serializer):
     type = serializers.ChoiceField(choices=Conversation.Type.choices)
-    title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    title = PlainTextField(max_length=200, required=False, allow_blank=True, default="")
     member_ids = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=MAX_MEMBERS)
 
 

@@ -205,14 +205,43 @@ def test_login_without_a_password_is_a_validation_error(client):
 # --- refresh --------------------------------------------------------------------------------
 
 
-def test_refresh_answers_a_new_working_access_token(client):
+def test_refresh_answers_a_new_working_token_pair(client):
     user = make_user()
     pair = login(client, user)
     response = post_json(client, REFRESH, {"refresh_token": pair["refresh_token"]})
     assert response.status_code == 200
-    access = response.json()["data"]["access_token"]
-    assert set(response.json()["data"]) == {"access_token"}
+    assert set(response.json()["data"]) == {"access_token", "refresh_token"}
+    access, refresh = response.json()["data"]["access_token"], response.json()["data"]["refresh_token"]
     assert client.get(ME, headers=bearer(access)).status_code == 200
+    assert refresh != pair["refresh_token"]
+    assert post_json(client, REFRESH, {"refresh_token": refresh}).status_code == 200
+
+
+def test_a_stolen_refresh_token_replayed_after_rotation_revokes_the_whole_session(client):
+    user = make_user()
+    pair = login(client, user)
+    stolen = pair["refresh_token"]
+    rotated = post_json(client, REFRESH, {"refresh_token": stolen}).json()["data"]
+    replay = post_json(client, REFRESH, {"refresh_token": stolen})
+    assert replay.status_code == 401
+    assert error_of(replay)["code"] == "UNAUTHORIZED"
+    assert "already used" in error_of(replay)["message"]
+    # Every token of the family is refused from now on, the legitimate owner's included.
+    assert post_json(client, REFRESH, {"refresh_token": rotated["refresh_token"]}).status_code == 401
+    assert client.get(ME, headers=bearer(rotated["access_token"])).status_code == 401
+    assert client.get(ME, headers=bearer(pair["access_token"])).status_code == 401
+    # Another session of the same account is untouched.
+    other = login(client, user)
+    assert client.get(ME, headers=bearer(other["access_token"])).status_code == 200
+
+
+def test_a_replayed_legacy_refresh_token_revokes_what_it_was_rotated_into(client):
+    user = make_user()
+    legacy = hand_made_token(legacy_claims(user, type="refresh"))
+    rotated = post_json(client, REFRESH, {"refresh_token": legacy}).json()["data"]
+    assert client.get(ME, headers=bearer(rotated["access_token"])).status_code == 200
+    assert post_json(client, REFRESH, {"refresh_token": legacy}).status_code == 401
+    assert client.get(ME, headers=bearer(rotated["access_token"])).status_code == 401
 
 
 def test_refresh_picks_up_a_changed_username(client):
@@ -303,6 +332,27 @@ def test_logout_with_a_malformed_refresh_token_is_a_validation_error(client):
     assert "refresh_token" in error_of(response)["details"]
 
 
+def test_logout_without_a_body_revokes_the_access_token_it_was_called_with(client):
+    pair = login(client, make_user())
+    response = client.generic("POST", LOGOUT, headers=bearer(pair["access_token"]))  # as curl -X POST
+    assert response.status_code == 200
+    assert response.json()["data"] is None
+    assert client.get(ME, headers=bearer(pair["access_token"])).status_code == 401
+
+
+def test_logout_with_an_empty_object_ends_the_session_refresh_token_included(client):
+    pair = login(client, make_user())
+    assert post_json(client, LOGOUT, {}, headers=bearer(pair["access_token"])).status_code == 200
+    assert client.get(ME, headers=bearer(pair["access_token"])).status_code == 401
+    assert post_json(client, REFRESH, {"refresh_token": pair["refresh_token"]}).status_code == 401
+
+
+def test_logout_of_a_legacy_access_token_without_a_body_revokes_it(client):
+    token = hand_made_token(legacy_claims(make_user()))
+    assert client.generic("POST", LOGOUT, headers=bearer(token)).status_code == 200
+    assert client.get(ME, headers=bearer(token)).status_code == 401
+
+
 def test_logout_without_a_token_is_unauthorized_before_the_body_is_checked(client):
     response = post_json(client, LOGOUT, {"unexpected": "body"})
     assert response.status_code == 401
@@ -352,6 +402,14 @@ def test_me_with_an_expired_token_says_it_has_expired(client):
     response = client.get(ME, headers=bearer(token))
     assert response.status_code == 401
     assert error_of(response)["message"] == "Token has expired"
+
+
+def test_me_with_a_validly_signed_token_whose_exp_is_a_string_is_unauthorized(client):
+    in_an_hour = str(int((datetime.now(UTC) + timedelta(hours=1)).timestamp()))
+    token = hand_made_token(legacy_claims(make_user(), exp=in_an_hour))
+    response = client.get(ME, headers=bearer(token))
+    assert response.status_code == 401
+    assert error_of(response) == {"code": "UNAUTHORIZED", "message": "Invalid token", "details": {}}
 
 
 def test_me_for_a_deleted_account_is_unauthorized(client):

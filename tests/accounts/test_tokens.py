@@ -204,3 +204,60 @@ def test_verifying_an_access_token_runs_no_database_query(django_assert_num_quer
     token = hand_made_token(legacy_claims())
     with django_assert_num_queries(0):
         tokens.decode_access_token(token)
+
+
+# --- hostile claims in validly signed tokens -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "exp",
+    [
+        pytest.param("4102444800", id="a numeric string"),
+        pytest.param(" 4102444800", id="a padded string"),
+        pytest.param(10**20, id="past the year 9999"),
+    ],
+)
+def test_a_signed_token_whose_exp_is_not_a_number_of_seconds_is_invalid(exp):
+    token = jwt.encode(legacy_claims(exp=exp), settings.JWT_SECRET, algorithm="HS256")
+    with pytest.raises(tokens.InvalidToken, match=r"^Invalid token$"):
+        tokens.decode_access_token(token)
+
+
+@pytest.mark.parametrize("family", [42, "", ["a"]])
+def test_a_signed_token_whose_family_is_not_a_string_is_invalid(family):
+    with pytest.raises(tokens.InvalidToken, match=r"^Invalid token$"):
+        tokens.decode_access_token(hand_made_token(legacy_claims(fam=family)))
+
+
+# --- refresh token families ------------------------------------------------------------------
+
+
+def test_both_tokens_of_a_pair_name_the_same_new_family():
+    first, second = tokens.issue_token_pair(unsaved_user()), tokens.issue_token_pair(unsaved_user())
+    assert raw_claims(first["access_token"])["fam"] == raw_claims(first["refresh_token"])["fam"]
+    assert raw_claims(first["refresh_token"])["fam"] != raw_claims(second["refresh_token"])["fam"]
+
+
+def test_a_legacy_refresh_token_without_family_is_its_own_family():
+    claims = tokens.decode_refresh_token(hand_made_token(legacy_claims(type="refresh")))
+    assert claims.family == claims.jti
+
+
+def test_revoking_a_family_refuses_its_access_and_refresh_tokens_only():
+    pair, other = tokens.issue_token_pair(unsaved_user()), tokens.issue_token_pair(unsaved_user())
+    tokens.family_revoke(tokens.decode_refresh_token(pair["refresh_token"]).family)
+    with pytest.raises(tokens.TokenRevoked):
+        tokens.decode_access_token(pair["access_token"])
+    with pytest.raises(tokens.TokenRevoked):
+        tokens.decode_refresh_token(pair["refresh_token"])
+    assert tokens.decode_access_token(other["access_token"])
+
+
+def test_spending_a_refresh_token_twice_revokes_its_family():
+    pair = tokens.issue_token_pair(unsaved_user())
+    claims = tokens.decode_refresh_token(pair["refresh_token"])
+    tokens.refresh_token_spend(claims)
+    with pytest.raises(tokens.RefreshTokenReused):
+        tokens.refresh_token_spend(claims)
+    with pytest.raises(tokens.TokenRevoked):
+        tokens.decode_access_token(pair["access_token"])

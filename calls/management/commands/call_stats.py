@@ -4,6 +4,7 @@ import uuid
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
+from accounts.emails import canonical_email
 from accounts.models import User
 from calls.api.serializers import AnalyticsQuery
 from calls.exceptions import PersistenceUnavailable
@@ -56,7 +57,7 @@ def _resolve_user(value: str) -> User:
     try:
         user_id = uuid.UUID(value)
     except ValueError:
-        user = User.objects.filter(email__iexact=User.objects.normalize_email(value)).first()
+        user = User.objects.filter(email=canonical_email(value)).first()
         if user is None:
             raise CommandError(f"--user: no user with the email {value!r}") from None
         return user

@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
+from accounts.emails import canonical_email
 from accounts.exceptions import AccountError
 from accounts.models import User
 from accounts.services import user_register
@@ -78,7 +79,7 @@ class Command(BaseCommand):
 def _ensure_user(spec: DemoUser) -> tuple[User, str]:
     """The demo account, created through registration; an existing one keeps its row and gets
     the published password back (and is re-activated), so the printed logins always work."""
-    user = User.objects.filter(email__iexact=spec.email).first()
+    user = User.objects.filter(email=canonical_email(spec.email)).first()
     if user is None:
         return (
             user_register(

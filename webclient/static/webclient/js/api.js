@@ -86,7 +86,8 @@ export class Api {
         auth: false,
       })
         .then((data) => {
-          this.session.store({ accessToken: data.access_token });
+          // Refresh tokens rotate: the one sent is spent, keep its replacement.
+          this.session.store({ accessToken: data.access_token, refreshToken: data.refresh_token });
           return true;
         })
         .catch(() => false)
