@@ -185,8 +185,9 @@ class Browser:
     pages: list = field(default_factory=list)
     page_errors: list = field(default_factory=list)  # uncaught exceptions in the client: a test fails on any
 
-    def person(self, *, viewport=DESKTOP):
-        context = self.browser.new_context(base_url=self.base_url, viewport=viewport)
+    def person(self, *, viewport=DESKTOP, base_url: str | None = None):
+        """A browser context of its own; ``base_url`` reaches the service another way (a proxy)."""
+        context = self.browser.new_context(base_url=base_url or self.base_url, viewport=viewport)
         context.set_default_timeout(WAIT_MS)
         page = context.new_page()
         page.on("pageerror", lambda error: self.page_errors.append(str(error)))

@@ -69,7 +69,8 @@ export function describeOutcome(call, { selfId, nameOf }) {
       return "The call failed";
     default: {
       const seconds = call.duration_seconds;
-      return seconds ? `Call ended · ${formatDuration(seconds)}` : "Call ended";
+      const ended = call.end_reason === "connection_lost" ? "Call ended: connection lost" : "Call ended";
+      return seconds ? `${ended} · ${formatDuration(seconds)}` : ended;
     }
   }
 }
@@ -179,12 +180,14 @@ export class CallSession extends EventTarget {
       case "participant_reconnecting":
         // Their connection to the server dropped; the server holds what we send them.
         this.emit("peer-state", { userId: from, state: "reconnecting" });
+        this.emit("state", { state: this.state, message: `${nameOf(from)} is reconnecting…` });
         break;
       case "participant_resumed": {
         clearTimeout(this.leaveTimers.get(from));
         const peer = this.peers.get(from);
         if (peer?.pc) this.emit("peer-state", { userId: from, state: peer.pc.connectionState });
         else this.peerPresent(from);
+        if (this.state === "connected") this.emit("state", { state: this.state, message: "Connected" });
         break;
       }
       case "resume_incomplete":
