@@ -66,7 +66,7 @@ HELP = {
     "wait_for_db": ("Wait until the database accepts connections", ["--max-tries", "--base-delay", "--max-delay"]),
     "db_status": ("Check the database once now", ["--json"]),
     "replay_spool": ("Replay the call journal (spool) into the database", []),
-    "expire_calls": ("Mark calls that have rung longer than CALL_RING_TIMEOUT as missed", []),
+    "expire_calls": ("Mark callees who have rung longer than CALL_RING_TIMEOUT as missed", []),
     "seed_demo": ("Create demo accounts with published passwords", ["--allow-production", "--base-url"]),
     "call_stats": ("Print the call analytics of GET /v1/calls/analytics", ["--user", "--since", "--until", "--json"]),
 }
@@ -209,9 +209,24 @@ def test_expire_calls_marks_calls_past_the_ring_timeout_missed(manage, settings)
     still_ringing = make_call(caller=caller, callees=[callee], started_at=timezone.now())
     result = manage("expire_calls")
     assert result.code == 0
-    assert result.out.strip() == "Marked 1 unanswered call(s) as missed"
+    assert result.out.splitlines() == [
+        "Marked 1 unanswered call(s) as missed",
+        "Settled 0 call(s) whose participants' connections were lost",
+    ]
     assert Call.objects.get(pk=overdue.pk).status == "missed"
     assert Call.objects.get(pk=still_ringing.pk).status == "ringing"
+
+
+def test_expire_calls_ends_answered_calls_nobody_is_connected_to(manage, settings):
+    settings.CALL_CONNECT_TIMEOUT = 1
+    caller, callee = make_user(), make_user()
+    call = make_call(caller=caller, callees=[callee], started_at=timezone.now() - timedelta(seconds=30))
+    services.call_join(call_id=call.id, user_id=callee.id)
+    Call.objects.filter(pk=call.pk).update(answered_at=timezone.now() - timedelta(seconds=5))
+    result = manage("expire_calls")
+    assert result.code == 0
+    assert result.out.splitlines()[1] == "Settled 1 call(s) whose participants' connections were lost"
+    assert Call.objects.get(pk=call.pk).end_reason == "connection_lost"
 
 
 def test_expire_calls_says_why_it_could_not(manage, db_proxy):
