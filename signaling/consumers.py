@@ -429,8 +429,12 @@ class SignalingConsumer(SocketConsumer):
                     call_id=self.call_id, user_id=self.user_id, channel_name=self.channel_name
                 )
             return
-        at = time.time() - (settings.WS_PING_TIMEOUT if code == PING_TIMEOUT_DISCONNECT else 0)
-        until = at + settings.CALL_RECONNECT_GRACE
+        # Last seen alive: now, or for a peer whose pongs stopped, when the unanswered ping went out.
+        # The grace to come back runs from now either way (a phone that changed networks is often
+        # back by the time its old socket is found dead).
+        now = time.time()
+        at = now - (settings.WS_PING_TIMEOUT if code == PING_TIMEOUT_DISCONNECT else 0)
+        until = now + settings.CALL_RECONNECT_GRACE
         try:
             others_here = await sync_to_async(self._drop, thread_sensitive=False)(at=at, until=until)
         except presence.PresenceUnavailable:
