@@ -101,18 +101,8 @@ def _ensure_user(spec: DemoUser) -> tuple[User, str]:
 
 
 def _ensure_direct_conversation(alice: User, bob: User) -> tuple[Conversation, str]:
-    existing = (
-        Conversation.objects.filter(type=Conversation.Type.DIRECT, participants__user=alice)
-        .filter(participants__user=bob)
-        .order_by("created_at")
-        .first()
-    )
-    if existing is not None:
-        return existing, "already there"
-    return (
-        conversation_create(creator_id=alice.pk, type=Conversation.Type.DIRECT, member_ids=[bob.pk]),
-        "created",
-    )
+    conversation, created = conversation_create(creator_id=alice.pk, type=Conversation.Type.DIRECT, member_ids=[bob.pk])
+    return conversation, "created" if created else "already there"
 
 
 def _ensure_group_conversation(creator: User, members: list[User]) -> tuple[Conversation, str]:
@@ -123,15 +113,13 @@ def _ensure_group_conversation(creator: User, members: list[User]) -> tuple[Conv
     )
     if existing is not None:
         return existing, "already there"
-    return (
-        conversation_create(
-            creator_id=creator.pk,
-            type=Conversation.Type.GROUP,
-            title=DEMO_GROUP_TITLE,
-            member_ids=[m.pk for m in members],
-        ),
-        "created",
+    conversation, _ = conversation_create(
+        creator_id=creator.pk,
+        type=Conversation.Type.GROUP,
+        title=DEMO_GROUP_TITLE,
+        member_ids=[m.pk for m in members],
     )
+    return conversation, "created"
 
 
 def _one_line(exc: Exception) -> str:
