@@ -67,7 +67,8 @@ class ConversationParticipant(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user_id} in {self.conversation_id}"
+        # The person's name (admin rows, delete confirmations); load ``user`` with the row.
+        return f"{self.user} ({self.role})"
 
 
 class Call(models.Model):
@@ -176,4 +177,5 @@ class CallParticipant(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user_id} ({self.role}, {self.state})"
+        # The person's name (admin rows, delete confirmations); load ``user`` with the row.
+        return f"{self.user} ({self.role}, {self.state})"

@@ -4,6 +4,7 @@ Every variable is listed in README.md's configuration table and in .env.example.
 """
 
 import re
+import zoneinfo
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -56,6 +57,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "secureconnect.middleware.AdminTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -93,10 +95,28 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+
+def _time_zone(name: str, default: str) -> str:
+    """An IANA time zone name such as ``Europe/Berlin``, checked here so that a typo stops start-up."""
+    value = config.get_str(name, default)
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ImproperlyConfigured(
+            f"{name} must be an IANA time zone such as UTC or Europe/Berlin, not {value!r}"
+        ) from None
+    return value
+
+
 LANGUAGE_CODE = "en-us"
+# Stored times, the API, push payloads, commands and logs are UTC. The admin shows times in
+# ADMIN_TIME_ZONE (the TIME_ZONE variable; secureconnect/middleware.py), always with seconds and
+# the zone's name (secureconnect/formats/).
 TIME_ZONE = "UTC"
+ADMIN_TIME_ZONE = _time_zone("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
+FORMAT_MODULE_PATH = ["secureconnect.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
