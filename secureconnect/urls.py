@@ -4,6 +4,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from secureconnect import health
+from secureconnect.api.schema import SchemaPageRenderer
 
 admin.site.site_header = "SecureConnect video service"
 admin.site.site_title = "SecureConnect admin"
@@ -17,7 +18,11 @@ urlpatterns = [
     path("health", health.health, name="health"),
     path("health/ready", health.ready, name="health-ready"),
     path("metrics", health.metrics, name="metrics"),
-    path("v1/schema", SpectacularAPIView.as_view(), name="schema"),
+    path(
+        "v1/schema",
+        SpectacularAPIView.as_view(renderer_classes=[*SpectacularAPIView.renderer_classes, SchemaPageRenderer]),
+        name="schema",
+    ),
     path("v1/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("v1/", include("accounts.urls")),
     path("v1/", include("accounts.push.urls")),

@@ -1,6 +1,7 @@
-"""The calls list as support staff see it, in Chromium at 1280x800: every column that answers
-"what happened to this call" in view beside the filters, people by name, times with seconds and
-the zone. Screenshots in test-artifacts/e2e/<test>/."""
+"""Pages operators open in a browser, in Chromium at 1280x800: the calls list as support staff
+see it (every column that answers "what happened to this call" in view beside the filters,
+people by name, times with seconds and the zone) and the API schema (shown, not downloaded).
+Screenshots in test-artifacts/e2e/<test>/."""
 
 from __future__ import annotations
 
@@ -72,3 +73,12 @@ def test_calls_list_at_1280_shows_duration_and_end_reason_names_and_zoned_second
     expect(carol_row.locator("td.field-left")).to_have_text("-")
     bob_row = page.locator(".inline-related tbody tr", has_text="Bob")
     expect(bob_row.locator("td.field-left")).to_have_text("2026-11-30 09:28:19 CET")
+
+
+def test_the_schema_opens_as_a_page_in_the_browser(browser, shots):
+    page = browser.person(viewport=DESKTOP)
+    response = page.goto("/v1/schema")  # a download would raise here ("Download is starting")
+    assert response.status == 200 and response.headers["content-type"].startswith("text/html")
+    expect(page.locator("pre")).to_contain_text("openapi: 3.0.3")
+    expect(page.locator("pre")).to_contain_text("/v1/calls/initiate:")
+    shots.take(page, "schema")
