@@ -145,7 +145,8 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "secureconnect",
+            # Several deployments (or test runs) can share one Redis without reading each other's keys.
+            "KEY_PREFIX": config.get_str("CACHE_KEY_PREFIX", "secureconnect"),
         }
     }
 else:
