@@ -23,9 +23,10 @@ class Conversation(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="created_conversations"
     )
-    # The two members' ids, sorted and joined (``direct_key_for``); null for groups. Unique, so
-    # the database holds "one direct conversation per pair" even against simultaneous creates.
-    direct_key = models.CharField(max_length=73, null=True, blank=True, editable=False)  # noqa: DJ001 - null, not "", so groups never collide
+    # The two members' ids, sorted and joined (``direct_key_for``); null (not "", which would
+    # collide) for groups and for the later duplicates migration 0003 found. Unique, so the
+    # database holds "one direct conversation per pair" even against simultaneous creates.
+    direct_key = models.CharField(max_length=73, null=True, blank=True, editable=False)  # noqa: DJ001
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="ConversationParticipant", related_name="conversations"
     )
