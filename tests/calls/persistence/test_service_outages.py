@@ -162,6 +162,7 @@ def test_calls_made_during_an_outage_survive_a_restart_and_land_exactly_once(pro
         "/v1/calls/initiate",
         json={"call_type": "audio", "conversation_id": str(conversation.id), "callee_ids": [str(callee.id)]},
     )
+    assert second.status_code == 201, second.text  # a 503 here says which part was unknown locally
     second_id = second.json()["data"]["call_id"]
     assert as_callee.post(f"/v1/calls/{second_id}/join").status_code == 200
     history = as_caller.get("/v1/calls")
