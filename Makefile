@@ -1,7 +1,13 @@
 # The two commands: `make run` and `make test`. Both set up what they need first.
+#
+# Each has a virtualenv of its own: `make run` uses $(VENV), `make test` (and lint, e2e, bench)
+# $(TEST_VENV). Installing test tools never touches the files a running `make run` has loaded,
+# so its autoreloader does not restart the dev server (and drop live calls) during `make test`.
 PYTHON ?= python3
 VENV ?= .venv
+TEST_VENV ?= .venv-test
 PY := $(VENV)/bin/python
+TEST_PY := $(TEST_VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8083
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/secureconnect
@@ -14,12 +20,13 @@ $(VENV)/.runtime: requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-$(VENV)/.test: requirements-test.txt $(VENV)/.runtime
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
+$(TEST_VENV)/.test: requirements.txt requirements-test.txt
+	$(PYTHON) -m venv $(TEST_VENV)
+	$(TEST_PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-test.txt
 	touch $@
 
-$(VENV)/.bench: requirements-bench.txt $(VENV)/.test
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+$(TEST_VENV)/.bench: requirements-bench.txt $(TEST_VENV)/.test
+	$(TEST_PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	touch $@
 
 venv: $(VENV)/.runtime
@@ -27,36 +34,37 @@ venv: $(VENV)/.runtime
 migrate: $(VENV)/.runtime
 	$(PY) manage.py migrate --no-input
 
-## Set up and start the service on http://$(HOST):$(PORT) (embedded SQLite unless DATABASE_URL or DB_HOST is set).
+## Set up and start the service on http://$(HOST):$(PORT) (embedded SQLite unless DATABASE_URL or DB_HOST is set);
+## `make run PORT=8091` for another port.
 run: migrate
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
-lint: $(VENV)/.test
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/ruff check .
+lint: $(TEST_VENV)/.test
+	$(TEST_VENV)/bin/ruff format --check .
+	$(TEST_VENV)/bin/ruff check .
 
 ## Set up and run the whole suite: lint, everything on PostgreSQL, the portable part on SQLite.
 test: lint
-	$(PY) manage.py check
-	$(PY) -m pytest
-	TEST_DATABASE_URL=sqlite:///$(CURDIR)/var/test-portable.sqlite3 $(PY) -m pytest -m portable -q
+	$(TEST_PY) manage.py check
+	$(TEST_PY) -m pytest
+	TEST_DATABASE_URL=sqlite:///$(CURDIR)/var/test-portable.sqlite3 $(TEST_PY) -m pytest -m portable -q
 
 ## Only the browser end-to-end tests (headless Chromium from `apt-get install chromium`); screenshots in test-artifacts/e2e/.
-e2e: $(VENV)/.test
-	$(PY) -m pytest tests/e2e
+e2e: $(TEST_VENV)/.test
+	$(TEST_PY) -m pytest tests/e2e
 
 ## Every benchmark and drill (bench/README.md; about 15 minutes, loopback only), then the plots and
 ## results into docs/benchmarks/. A failing drill is reported and the rest still run.
-bench: $(VENV)/.bench
-	$(PY) -m bench.relay
-	$(PY) -m bench.rest
-	$(PY) -m bench.rest --server uvicorn
-	$(PY) -m bench.history
-	$(PY) -m bench.connections
-	-$(PY) -m bench.drills.db_outage
-	-$(PY) -m bench.drills.redis_outage
-	-$(PY) -m bench.drills.kill_restart
-	$(PY) -m bench.report --markdown
+bench: $(TEST_VENV)/.bench
+	$(TEST_PY) -m bench.relay
+	$(TEST_PY) -m bench.rest
+	$(TEST_PY) -m bench.rest --server uvicorn
+	$(TEST_PY) -m bench.history
+	$(TEST_PY) -m bench.connections
+	-$(TEST_PY) -m bench.drills.db_outage
+	-$(TEST_PY) -m bench.drills.redis_outage
+	-$(TEST_PY) -m bench.drills.kill_restart
+	$(TEST_PY) -m bench.report --markdown
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) $(TEST_VENV) var .pytest_cache

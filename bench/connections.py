@@ -6,8 +6,8 @@ connections) and the time to open them. The same counts go to the floor relay
 (bench/floor_relay.py, plain websockets) for comparison. Limits are raised for the run:
 ``WS_MAX_EVENTS_CONNECTIONS``, and the open-files limit of both processes (``ulimit -n``).
 
-    .venv/bin/python -m bench.connections              # 1,000 and 5,000 connections
-    .venv/bin/python -m bench.connections --counts 1000 2000
+    .venv-test/bin/python -m bench.connections              # 1,000 and 5,000 connections
+    .venv-test/bin/python -m bench.connections --counts 1000 2000
 """
 
 from __future__ import annotations

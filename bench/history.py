@@ -7,8 +7,8 @@ Rows are written with COPY into a database of the benchmark's own, dropped at th
 ``--keep``. What the history page costs must not grow with the table: the 1M/10k ratio says
 whether it does.
 
-    .venv/bin/python -m bench.history                      # 10k, 100k, 1M calls
-    .venv/bin/python -m bench.history --sizes 10000 100000 --keep
+    .venv-test/bin/python -m bench.history                      # 10k, 100k, 1M calls
+    .venv-test/bin/python -m bench.history --sizes 10000 100000 --keep
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ The same load goes, in the same run, to:
 - ``uvicorn-redis``: the same ASGI application under uvicorn (the choice of ASGI server);
 - ``floor``: ``bench/floor_relay.py``, the same routing written directly on websockets.
 
-    .venv/bin/python -m bench.relay                # N = 10, 100, 500; 10 s each
-    .venv/bin/python -m bench.relay --pairs 10 100 --duration 5 --variants daphne-redis floor
+    .venv-test/bin/python -m bench.relay                # N = 10, 100, 500; 10 s each
+    .venv-test/bin/python -m bench.relay --pairs 10 100 --duration 5 --variants daphne-redis floor
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 the benchmarks wrote (bench/results/). The results are copied next to the plots, so the
 document's numbers can be traced to the run that produced them.
 
-    .venv/bin/python -m bench.report                 # plots and results into docs/benchmarks/
-    .venv/bin/python -m bench.report --markdown      # also print the tables
+    .venv-test/bin/python -m bench.report                 # plots and results into docs/benchmarks/
+    .venv-test/bin/python -m bench.report --markdown      # also print the tables
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ the caller ``POST /v1/calls/initiate``, the callee ``POST /v1/calls/{id}/join``,
 views that write the same rows with no framework layers on top (bench/floor_views.py), served
 by the same daphne process through a bench-only URLconf (bench/floor_settings.py).
 
-    .venv/bin/python -m bench.rest                   # 10 and 50 clients, 15 s each
-    .venv/bin/python -m bench.rest --clients 10 --duration 5
-    .venv/bin/python -m bench.rest --server uvicorn  # the same under uvicorn (bench/results/rest_uvicorn.json)
+    .venv-test/bin/python -m bench.rest                   # 10 and 50 clients, 15 s each
+    .venv-test/bin/python -m bench.rest --clients 10 --duration 5
+    .venv-test/bin/python -m bench.rest --server uvicorn  # the same under uvicorn (bench/results/rest_uvicorn.json)
 """
 
 from __future__ import annotations

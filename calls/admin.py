@@ -3,10 +3,11 @@
 import csv
 
 from django.contrib import admin
-from django.db import models
+from django.contrib.admin.utils import display_for_value
 from django.db.models import Count, Prefetch
 from django.http import StreamingHttpResponse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from calls.models import Call, CallParticipant, Conversation, ConversationParticipant
 
@@ -39,6 +40,18 @@ class _Echo:
         return value
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value):
+    """A cell as OWASP recommends: text that a spreadsheet would take for a formula gets a
+    leading single quote, so it is shown as text and never evaluated."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
 def _iso(value) -> str:
     return value.isoformat() if value else ""
 
@@ -46,47 +59,84 @@ def _iso(value) -> str:
 def call_csv_rows(calls):
     yield CSV_COLUMNS
     for call in calls:
-        yield (
-            call.id,
-            call.conversation_id,
-            call.call_type,
-            call.status,
-            call.end_reason,
-            call.caller.email,
-            "; ".join(f"{p.user.email} ({p.role}, {p.state})" for p in call.participants.all()),
-            _iso(call.started_at),
-            _iso(call.answered_at),
-            _iso(call.ended_at),
-            call.duration_seconds,
-        )
+        yield tuple(map(csv_safe, _call_csv_row(call)))
 
 
-class CallParticipantInline(admin.TabularInline):
-    model = CallParticipant
-    extra = 0
-    can_delete = False
-    fields = ("user", "role", "state", "joined_at", "left_at", "is_muted", "is_video_on")
-    readonly_fields = fields
-    list_select_related = ("user",)
+def _call_csv_row(call):
+    return (
+        str(call.id),
+        str(call.conversation_id),
+        call.call_type,
+        call.status,
+        call.end_reason,
+        call.caller.email,
+        "; ".join(f"{p.user.email} ({p.role}, {p.state})" for p in call.participants.all()),
+        _iso(call.started_at),
+        _iso(call.answered_at),
+        _iso(call.ended_at),
+        call.duration_seconds,
+    )
+
+
+def person(user) -> str:
+    """How the admin names someone: display name and email (the email alone when unnamed)."""
+    return f"{user.display_name} <{user.email}>" if user.display_name else user.email
+
+
+def person_short(user) -> str:
+    """The display name, else the email: for list cells, where the full form is the tooltip."""
+    return user.display_name or user.email
+
+
+class ReadOnlyAdminMixin:
+    """Call history is evidence: nobody adds or edits it in the admin, whatever their
+    permissions. Deleting stays Django's own ``delete`` permission, which staff do not have
+    unless it is given to them (superusers have every permission)."""
 
     def has_add_permission(self, request, obj=None):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class CallParticipantInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = CallParticipant
+    extra = 0
+    can_delete = False
+    fields = ("who", "role", "state", "joined_at", "left", "is_muted", "is_video_on")
+    readonly_fields = fields
+    ordering = ("-role", "joined_at")  # the caller first, then callees as they answered
+
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("user")
 
+    @admin.display(description="Person")
+    def who(self, participant):
+        return person(participant.user)
+
+    @admin.display(description="Left")
+    def left(self, participant):
+        # Someone who never joined never left: the time the lifecycle stamps on a callee whose
+        # ringing stopped is when someone else ended the call, not anything she did.
+        if participant.joined_at is None:
+            return self.admin_site.empty_value_display
+        return display_for_value(participant.left_at, self.admin_site.empty_value_display)
+
 
 @admin.register(Call)
-class CallAdmin(admin.ModelAdmin):
+class CallAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    # Duration and end reason come first after the id, so they stay in view beside the filters
+    # on a 1280 px screen; the names wrap.
     list_display = (
         "short_id",
-        "call_type",
-        "status",
-        "caller",
-        "participant_count",
         "started_at",
         "duration",
         "end_reason",
+        "status",
+        "call_type",
+        "caller_name",
+        "callee_names",
     )
     list_filter = ("status", "call_type", "end_reason", ("started_at", admin.DateFieldListFilter))
     search_fields = ("id", "caller__email", "caller__username", "participants__user__email")
@@ -95,48 +145,51 @@ class CallAdmin(admin.ModelAdmin):
     ordering = ("-started_at",)
     inlines = (CallParticipantInline,)
     actions = ("export_csv",)
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
-    readonly_fields = (
-        "id",
-        "conversation",
-        "caller",
-        "started_at",
-        "answered_at",
-        "ended_at",
-        "duration_seconds",
-        "created_at",
-        "updated_at",
-    )
     fields = (
         "id",
         "conversation",
-        "caller",
+        "caller_person",
         "call_type",
         "status",
         "end_reason",
         "started_at",
         "answered_at",
         "ended_at",
-        "duration_seconds",
+        "duration",
         "recording_url",
         "created_at",
         "updated_at",
     )
+    readonly_fields = ("caller_person", "duration")
 
-    def has_add_permission(self, request):
-        # Calls are created by clients through the API, never typed in by hand.
-        return False
+    class Media:
+        css = {"all": ("calls/admin.css",)}
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(participant_total=Count("participants", distinct=True))
+        # One query for every row's participants (and their users), whatever the page size.
+        participants = CallParticipant.objects.select_related("user").order_by("role", "joined_at", "user__email")
+        return super().get_queryset(request).prefetch_related(Prefetch("participants", queryset=participants))
 
     @admin.display(description="Call", ordering="id")
     def short_id(self, call):
         return call.short_id
 
-    @admin.display(description="Participants", ordering="participant_total")
-    def participant_count(self, call):
-        return call.participant_total
+    @admin.display(description="Caller", ordering="caller__display_name")
+    def caller_name(self, call):
+        return format_html('<span title="{}">{}</span>', call.caller.email, person_short(call.caller))
+
+    @admin.display(description="Caller")
+    def caller_person(self, call):
+        return person(call.caller)
+
+    @admin.display(description="Callees")
+    def callee_names(self, call):
+        callees = [p for p in call.participants.all() if p.role == CallParticipant.Role.CALLEE]
+        return format_html_join(
+            ", ",
+            '<span title="{}">{}</span> ({})',
+            ((p.user.email, person_short(p.user), p.get_state_display().lower()) for p in callees),
+        )
 
     @admin.display(description="Duration", ordering="duration_seconds")
     def duration(self, call):
@@ -146,6 +199,7 @@ class CallAdmin(admin.ModelAdmin):
     def export_csv(self, request, queryset):
         calls = (
             queryset.select_related("caller")
+            .prefetch_related(None)
             .prefetch_related(Prefetch("participants", queryset=CallParticipant.objects.select_related("user")))
             .order_by("-started_at")
         )
@@ -164,6 +218,9 @@ class ConversationParticipantInline(admin.TabularInline):
     extra = 0
     autocomplete_fields = ("user",)
     readonly_fields = ("joined_at",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user")
 
 
 @admin.register(Conversation)

@@ -23,6 +23,10 @@ class Conversation(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="created_conversations"
     )
+    # The two members' ids, sorted and joined (``direct_key_for``); null (not "", which would
+    # collide) for groups and for the later duplicates migration 0003 found. Unique, so the
+    # database holds "one direct conversation per pair" even against simultaneous creates.
+    direct_key = models.CharField(max_length=73, null=True, blank=True, editable=False)  # noqa: DJ001
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="ConversationParticipant", related_name="conversations"
     )
@@ -31,9 +35,18 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["direct_key"], name="conversation_direct_pair_unique"),
+        ]
 
     def __str__(self) -> str:
         return self.title or f"{self.get_type_display()} conversation {str(self.id)[:8]}"
+
+
+def direct_key_for(user_id_a, user_id_b) -> str:
+    """The ``direct_key`` of the direct conversation between two users (order does not matter)."""
+    first, second = sorted((str(user_id_a), str(user_id_b)))
+    return f"{first}:{second}"
 
 
 class ConversationParticipant(models.Model):
@@ -55,7 +68,8 @@ class ConversationParticipant(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user_id} in {self.conversation_id}"
+        # The person's name (admin rows, delete confirmations); load ``user`` with the row.
+        return f"{self.user} ({self.role})"
 
 
 class Call(models.Model):
@@ -167,4 +181,5 @@ class CallParticipant(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user_id} ({self.role}, {self.state})"
+        # The person's name (admin rows, delete confirmations); load ``user`` with the row.
+        return f"{self.user} ({self.role}, {self.state})"

@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, IntegrityError
 from django.utils import timezone
 
 from calls import events, lifecycle, presence
@@ -26,7 +26,7 @@ from calls.exceptions import (
     NotAParticipant,
     PersistenceUnavailable,
 )
-from calls.models import Call, CallParticipant, Conversation, ConversationParticipant
+from calls.models import Call, CallParticipant, Conversation, ConversationParticipant, direct_key_for
 from calls.persistence import state, store
 from calls.persistence.errors import is_transient
 from calls.persistence.snapshots import decode_call
@@ -41,8 +41,14 @@ Status = Call.Status
 # --- conversations -------------------------------------------------------------------------------
 
 
-def conversation_create(*, creator_id, type: str, title: str = "", member_ids) -> Conversation:
-    """A conversation with the creator (admin) and the members. Needs the database."""
+def conversation_create(*, creator_id, type: str, title: str = "", member_ids) -> tuple[Conversation, bool]:
+    """A conversation with the creator (admin) and the members, and whether it is new. Needs
+    the database.
+
+    A direct conversation is unique per pair: when the two already have one, that one is
+    returned (``created`` false) and ``title`` is ignored. The unique ``direct_key`` holds this
+    against simultaneous creates: the loser's insert fails (a serialization failure, retried by
+    ``run_in_transaction``, or a unique violation), and it then finds the winner's row."""
     from accounts.models import User
 
     store.guard_available()
@@ -57,13 +63,22 @@ def conversation_create(*, creator_id, type: str, title: str = "", member_ids) -
             "A conversation needs at least one other member.",
             details={"member_ids": ["Give at least one other member."]},
         )
+    direct_key = direct_key_for(creator_id, next(iter(members))) if type == Conversation.Type.DIRECT else None
+
+    def existing_direct():
+        return Conversation.objects.filter(direct_key=direct_key).first() if direct_key else None
 
     def create():
         found = {str(pk) for pk in User.objects.filter(pk__in=members, is_active=True).values_list("pk", flat=True)}
         missing = sorted(members - found)
         if missing:
             raise InvalidCallRequest("Some members do not exist.", details={"member_ids": missing})
-        conversation = Conversation.objects.create(type=type, title=title, created_by_id=creator_id)
+        existing = existing_direct()
+        if existing is not None:
+            return existing, False
+        conversation = Conversation.objects.create(
+            type=type, title=title, created_by_id=creator_id, direct_key=direct_key
+        )
         ConversationParticipant.objects.bulk_create(
             [
                 ConversationParticipant(
@@ -72,11 +87,17 @@ def conversation_create(*, creator_id, type: str, title: str = "", member_ids) -
             ]
             + [ConversationParticipant(conversation=conversation, user_id=m) for m in sorted(members)]
         )
-        return conversation
+        return conversation, True
 
-    conversation = _database_write(create)
+    try:
+        conversation, created = _database_write(create)
+    except IntegrityError:
+        # A simultaneous create of the same pair committed first: answer with its conversation.
+        conversation, created = _database_write(existing_direct), False
+        if conversation is None:
+            raise
     store.remember_members(conversation.id, members | {str(creator_id)})
-    return conversation
+    return conversation, created
 
 
 def _database_write(fn):

@@ -4,6 +4,7 @@ Every variable is listed in README.md's configuration table and in .env.example.
 """
 
 import re
+import zoneinfo
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -56,6 +57,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "secureconnect.middleware.AdminTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -104,10 +106,28 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "accounts.password_validation.PasswordVarietyValidator"},
 ]
 
+
+def _time_zone(name: str, default: str) -> str:
+    """An IANA time zone name such as ``Europe/Berlin``, checked here so that a typo stops start-up."""
+    value = config.get_str(name, default)
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ImproperlyConfigured(
+            f"{name} must be an IANA time zone such as UTC or Europe/Berlin, not {value!r}"
+        ) from None
+    return value
+
+
 LANGUAGE_CODE = "en-us"
+# Stored times, the API, push payloads, commands and logs are UTC. The admin shows times in
+# ADMIN_TIME_ZONE (the TIME_ZONE variable; secureconnect/middleware.py), always with seconds and
+# the zone's name (secureconnect/formats/).
 TIME_ZONE = "UTC"
+ADMIN_TIME_ZONE = _time_zone("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
+FORMAT_MODULE_PATH = ["secureconnect.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
@@ -136,7 +156,8 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "secureconnect",
+            # Several deployments (or test runs) can share one Redis without reading each other's keys.
+            "KEY_PREFIX": config.get_str("CACHE_KEY_PREFIX", "secureconnect"),
         }
     }
 else:

@@ -91,3 +91,46 @@ def test_metrics_report_state_spool_depth_and_replays(db_proxy, spool_path):
         "secureconnect_spool_refused_writes_total",
     ):
         assert name in text
+
+
+# What README.md says about the health endpoints, checked as written there.
+
+
+@pytest.mark.portable
+def test_liveness_body_is_plain_json_with_the_documented_keys():
+    state.reset_for_tests(state.OPERATIONAL)
+    body = Client().get("/health").json()
+    assert set(body) == {"status", "service", "persistence", "timestamp"}, "not the envelope"
+    assert body["persistence"] == "operational" and body["timestamp"].endswith("Z")
+
+
+@pytest.mark.portable
+def test_readiness_body_is_plain_json_with_the_documented_keys(spool_path):
+    state.reset_for_tests(state.LIMITED)
+    response = Client().get("/health/ready")
+    expected = {"status", "service", "state", "engine", "server_version", "attempts", "last_error", "since"}
+    assert set(response.json()) == expected | {"spool_depth", "channel_layer"}
+    assert response.json()["status"] == "not_ready" and response["Retry-After"]
+
+
+@pytest.mark.portable
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("post", "/health", 405, "METHOD_NOT_ALLOWED"),
+        ("get", "/health/nothing-here", 404, "NOT_FOUND"),
+    ],
+)
+def test_errors_on_health_paths_use_the_error_envelope(method, path, status, code):
+    response = getattr(Client(), method)(path)
+    assert response.status_code == status
+    body = response.json()
+    assert body["success"] is False and body["error"]["code"] == code and "request_id" in body["meta"]
+
+
+@pytest.mark.portable
+def test_an_oversized_body_on_a_health_path_is_413_in_the_envelope(settings):
+    response = Client().post(
+        "/health", data=b"x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1), content_type="application/octet-stream"
+    )
+    assert response.status_code == 413 and response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"

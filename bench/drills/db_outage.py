@@ -7,8 +7,8 @@ database exactly once, in a state at least as far as the client was told; /healt
 answered 200 throughout; the drill reports how long /health/ready took to answer 200 again
 after the database returned and how many requests failed (and how).
 
-    .venv/bin/python -m bench.drills.db_outage                 # 30 s outage, production backoff
-    .venv/bin/python -m bench.drills.db_outage --outage 10
+    .venv-test/bin/python -m bench.drills.db_outage                 # 30 s outage, production backoff
+    .venv-test/bin/python -m bench.drills.db_outage --outage 10
 """
 
 from __future__ import annotations

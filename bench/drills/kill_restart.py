@@ -8,8 +8,8 @@ started again on the same port and spool, still without a database; the load goe
 database returns: the spool must replay, and every write a client was told about must be in
 the database, exactly once. Requests in flight at the kill have no answer and count as failed.
 
-    .venv/bin/python -m bench.drills.kill_restart               # production start-up backoff
-    .venv/bin/python -m bench.drills.kill_restart --limited 20
+    .venv-test/bin/python -m bench.drills.kill_restart               # production start-up backoff
+    .venv-test/bin/python -m bench.drills.kill_restart --limited 20
 """
 
 from __future__ import annotations

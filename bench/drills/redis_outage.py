@@ -6,8 +6,8 @@ stay 200, open signaling sockets must be closed with 4503 (not dropped or left h
 new socket must be refused cleanly (an error message, then close 4503). After Redis returns, a
 fresh pair must connect and relay an offer within seconds, with no restart.
 
-    .venv/bin/python -m bench.drills.redis_outage            # 30 s outage
-    .venv/bin/python -m bench.drills.redis_outage --outage 10
+    .venv-test/bin/python -m bench.drills.redis_outage            # 30 s outage
+    .venv-test/bin/python -m bench.drills.redis_outage --outage 10
 """
 
 from __future__ import annotations

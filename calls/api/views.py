@@ -47,14 +47,25 @@ class ConversationListCreateApi(APIView):
         )
 
     @extend_schema(
-        request=s.ConversationCreateInput, responses={201: s.ConversationOutput}, summary="Create a conversation"
+        request=s.ConversationCreateInput,
+        responses={
+            201: s.ConversationOutput,
+            200: OpenApiResponse(
+                s.ConversationOutput,
+                description="A direct conversation of these two already exists: that conversation.",
+            ),
+        },
+        summary="Create a conversation",
     )
     def post(self, request):
         data = s.ConversationCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        conversation = services.conversation_create(creator_id=request.user.id, **data.validated_data)
+        conversation, created = services.conversation_create(creator_id=request.user.id, **data.validated_data)
         members = selectors.conversation_members(conversation)
-        return Response(conversation_to_dict(conversation, members), status=status.HTTP_201_CREATED)
+        return Response(
+            conversation_to_dict(conversation, members),
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
 
 
 class ConversationDetailApi(APIView):

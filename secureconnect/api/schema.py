@@ -9,6 +9,11 @@ special.
 
 from __future__ import annotations
 
+from html import escape
+
+from drf_spectacular.renderers import OpenApiYamlRenderer
+from rest_framework.renderers import BaseRenderer
+
 from secureconnect.api.envelope import ERROR_STATUS, PERSISTENCE_DEFERRED
 from secureconnect.api.request_id import HEADER as REQUEST_ID_HEADER
 
@@ -149,3 +154,23 @@ def _possible_errors(method: str, operation: dict) -> list[int]:
         errors.append(429)
     errors.append(503)
     return errors
+
+
+class SchemaPageRenderer(BaseRenderer):
+    """``/v1/schema`` for a browser (``Accept: text/html``): the same YAML, escaped in a page,
+    instead of an ``application/vnd.oai.openapi`` file the browser would download. Listed after
+    the YAML and JSON renderers, so ``*/*`` and the OpenAPI media types get those as before."""
+
+    media_type = "text/html"
+    format = "html"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        yaml = OpenApiYamlRenderer().render(data, renderer_context=renderer_context).decode()
+        return (
+            '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            "<title>SecureConnect video service API schema</title></head><body>"
+            '<p>OpenAPI 3 schema (YAML). <a href="?format=json">JSON</a> · '
+            '<a href="/v1/docs">interactive docs</a></p>'
+            f"<pre>{escape(yaml)}</pre></body></html>"
+        ).encode()

@@ -166,3 +166,28 @@ def test_starting_a_call_in_an_unknown_conversation_answers_a_documented_404(cli
     response = post_json(client, "/v1/calls/initiate", body, headers=bearer(login.json()["data"]["access_token"]))
     assert response.status_code == 404
     assert_matches_schema(spec, "/v1/calls/initiate", "post", response)
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+
+
+def test_a_browser_gets_the_schema_as_a_page_it_shows_not_a_download(client):
+    response = client.get("/v1/schema", HTTP_ACCEPT=BROWSER_ACCEPT)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+    page = response.content.decode()
+    assert "<pre>openapi: 3.0.3" in page and "/v1/conversations:" in page
+    assert "<script" not in page.replace("&lt;script", ""), "the YAML is escaped"
+
+
+@pytest.mark.parametrize(
+    ("accept", "query", "media_type"),
+    [
+        ("*/*", {}, "application/vnd.oai.openapi"),
+        ("application/vnd.oai.openapi+json", {}, "application/vnd.oai.openapi+json"),
+        (BROWSER_ACCEPT, {"format": "json"}, "application/vnd.oai.openapi+json"),
+    ],
+)
+def test_tools_still_get_yaml_or_json(client, accept, query, media_type):
+    response = client.get("/v1/schema", query, HTTP_ACCEPT=accept)
+    assert response.status_code == 200 and response["Content-Type"].split(";")[0] == media_type

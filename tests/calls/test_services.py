@@ -208,7 +208,8 @@ def test_set_media_records_mute_and_video(trio):
 
 def test_conversation_create_adds_the_creator_as_admin():
     creator, other = make_user(), make_user()
-    conversation = services.conversation_create(creator_id=creator.id, type="direct", member_ids=[other.id])
+    conversation, created = services.conversation_create(creator_id=creator.id, type="direct", member_ids=[other.id])
+    assert created is True
     roles = dict(conversation.participants.values_list("user_id", "role"))
     assert roles == {creator.id: "admin", other.id: "member"}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_MODULE = ROOT / "secureconnect" / "config.py"
-SKIPPED_DIRS = {".venv", ".git", "tests", "migrations", "var", "node_modules", "test-artifacts", "bench"}
+SKIPPED_DIRS = {".venv", ".venv-test", ".git", "tests", "migrations", "var", "node_modules", "test-artifacts", "bench"}
 GETTERS = ("get_str", "get_bool", "get_int", "get_float", "get_list", "get_choice")
 NAME = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 

@@ -1,3 +1,4 @@
+import json
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -102,18 +103,8 @@ def _ensure_user(spec: DemoUser) -> tuple[User, str]:
 
 
 def _ensure_direct_conversation(alice: User, bob: User) -> tuple[Conversation, str]:
-    existing = (
-        Conversation.objects.filter(type=Conversation.Type.DIRECT, participants__user=alice)
-        .filter(participants__user=bob)
-        .order_by("created_at")
-        .first()
-    )
-    if existing is not None:
-        return existing, "already there"
-    return (
-        conversation_create(creator_id=alice.pk, type=Conversation.Type.DIRECT, member_ids=[bob.pk]),
-        "created",
-    )
+    conversation, created = conversation_create(creator_id=alice.pk, type=Conversation.Type.DIRECT, member_ids=[bob.pk])
+    return conversation, "created" if created else "already there"
 
 
 def _ensure_group_conversation(creator: User, members: list[User]) -> tuple[Conversation, str]:
@@ -124,15 +115,13 @@ def _ensure_group_conversation(creator: User, members: list[User]) -> tuple[Conv
     )
     if existing is not None:
         return existing, "already there"
-    return (
-        conversation_create(
-            creator_id=creator.pk,
-            type=Conversation.Type.GROUP,
-            title=DEMO_GROUP_TITLE,
-            member_ids=[m.pk for m in members],
-        ),
-        "created",
+    conversation, _ = conversation_create(
+        creator_id=creator.pk,
+        type=Conversation.Type.GROUP,
+        title=DEMO_GROUP_TITLE,
+        member_ids=[m.pk for m in members],
     )
+    return conversation, "created"
 
 
 def _one_line(exc: Exception) -> str:
@@ -154,19 +143,34 @@ def _instructions(users, *, direct, group, bob, base_url: str) -> str:
     lines = ["Demo accounts (log in with POST /v1/auth/login):"]
     for (user, state), spec in zip(users, DEMO_USERS, strict=True):
         lines.append(f"  {user.email:<{width}}  password {spec.password:<24}  id {user.pk}  [{state}]")
+    alice_spec, bob_spec = DEMO_USERS[0], DEMO_USERS[1]
+    read = 'python3 -c \'import json,sys; print(json.load(sys.stdin)["data"]["{}"])\''
+    body = json.dumps(
+        {"call_type": "video", "conversation_id": str(direct_conversation.pk), "callee_ids": [str(bob.pk)]},
+        separators=(",", ":"),
+    )
     lines += [
         "",
         "Conversations:",
         f"  Alice and Bob (direct)   {direct_conversation.pk}  [{direct_state}]",
         f"  {DEMO_GROUP_TITLE} (group)        {group_conversation.pk}  [{group_state}]",
         "",
-        "Try a call (Alice calls Bob):",
-        f"  curl -s -X POST {base_url}/v1/auth/login -H 'Content-Type: application/json' \\",
-        f'    -d \'{{"email":"alice@example.com","password":"{DEMO_USERS[0].password}"}}\'',
-        f'  curl -s -X POST {base_url}/v1/calls/initiate -H "Authorization: Bearer $ALICE_ACCESS_TOKEN" \\',
-        "    -H 'Content-Type: application/json' \\",
-        f'    -d \'{{"call_type":"video","conversation_id":"{direct_conversation.pk}","callee_ids":["{bob.pk}"]}}\'',
-        "  Bob answers with POST /v1/calls/<call_id>/join (README.md, Calls API has the whole walk-through).",
-        f"  The admin is at {base_url}/admin/ (python manage.py createsuperuser for an account).",
+        "Try a call: paste these lines into a shell (python3 only reads fields from the JSON).",
+        "Alice and Bob log in, Alice calls Bob, Bob answers (active), Alice hangs up (ended):",
+        "",
+        f"API={base_url}/v1",
+        "token() { curl -s -X POST \"$API/auth/login\" -H 'Content-Type: application/json' \\",
+        '  -d "{\\"email\\":\\"$1\\",\\"password\\":\\"$2\\"}" | ' + read.format("access_token") + "; }",
+        f"export ALICE_ACCESS_TOKEN=$(token {alice_spec.email} {alice_spec.password})",
+        f"export BOB_ACCESS_TOKEN=$(token {bob_spec.email} {bob_spec.password})",
+        'export CALL_ID=$(curl -s -X POST "$API/calls/initiate" -H "Authorization: Bearer $ALICE_ACCESS_TOKEN" \\',
+        f"  -H 'Content-Type: application/json' -d '{body}' | " + read.format("call_id") + ")",
+        'curl -s -X POST "$API/calls/$CALL_ID/join" -H "Authorization: Bearer $BOB_ACCESS_TOKEN" | '
+        + read.format("status"),
+        'curl -s -X POST "$API/calls/$CALL_ID/end" -H "Authorization: Bearer $ALICE_ACCESS_TOKEN" | '
+        + read.format("status"),
+        "",
+        "README.md (Calls API) has the whole walk-through.",
+        f"The admin is at {base_url}/admin/ (python manage.py createsuperuser for an account).",
     ]
     return "\n".join(lines)

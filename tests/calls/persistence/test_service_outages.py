@@ -3,7 +3,9 @@ takes down and brings back, and REST clients making calls through it all."""
 
 from __future__ import annotations
 
+import os
 import re
+import uuid
 
 import pytest
 import redis
@@ -31,11 +33,27 @@ def proxy():
 
 
 @pytest.fixture
-def service_env(proxy, tmp_path):
-    redis.Redis.from_url(f"redis://127.0.0.1:6379/{REDIS_TEST_DB}").flushdb()
+def redis_prefix():
+    """Redis is shared with other runs and other suites on this machine: nothing here flushes it.
+    The services get key prefixes of their own for this test, and only those keys are deleted."""
+    prefix = f"test-outages-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = redis.Redis.from_url(f"redis://127.0.0.1:6379/{REDIS_TEST_DB}")
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}-*", count=500))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def service_env(proxy, tmp_path, redis_prefix):
     return {
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:{proxy.port}/{connection.settings_dict['NAME']}",
         "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_TEST_DB}",
+        "CHANNEL_LAYER_PREFIX": f"{redis_prefix}-layer",
+        "CACHE_KEY_PREFIX": f"{redis_prefix}-cache",
         "JWT_SECRET": settings.JWT_SECRET,
         "SPOOL_PATH": str(tmp_path / "spool.sqlite3"),
         "DB_STARTUP_MODE": "background",
@@ -114,7 +132,7 @@ def test_long_outage_at_start_up_means_limited_then_recovery_without_restart(pro
     assert service.process.poll() is None and service.process.pid == pid_before
 
 
-def test_calls_made_during_an_outage_survive_a_restart_and_land_exactly_once(proxy, services):
+def test_calls_made_during_an_outage_survive_a_restart_and_land_exactly_once(proxy, services, redis_prefix):
     caller, callee = make_user(), make_user()
     conversation = make_conversation(members=[caller, callee])
     proxy.up()
@@ -124,6 +142,9 @@ def test_calls_made_during_an_outage_survive_a_restart_and_land_exactly_once(pro
     as_callee = service.client(token_for(callee))
     # Seen once while the database is up, so its members are in the shared snapshot cache.
     assert as_caller.get(f"/v1/conversations/{conversation.id}").status_code == 200
+    shared = redis.Redis.from_url(f"redis://127.0.0.1:6379/{REDIS_TEST_DB}")
+    assert list(shared.scan_iter(match=f"{redis_prefix}-cache:*")), "the cache writes under this test's prefix"
+    shared.close()
 
     proxy.down()
     first = as_caller.post(
@@ -141,6 +162,7 @@ def test_calls_made_during_an_outage_survive_a_restart_and_land_exactly_once(pro
         "/v1/calls/initiate",
         json={"call_type": "audio", "conversation_id": str(conversation.id), "callee_ids": [str(callee.id)]},
     )
+    assert second.status_code == 201, second.text  # a 503 here says which part was unknown locally
     second_id = second.json()["data"]["call_id"]
     assert as_callee.post(f"/v1/calls/{second_id}/join").status_code == 200
     history = as_caller.get("/v1/calls")
