@@ -13,27 +13,7 @@ from calls.models import Call, CallParticipant
 from calls.persistence import state, store
 from calls.persistence.spool import SpoolFull, get_spool
 from calls.persistence.supervisor import Supervisor
-from tests.factories import make_conversation, make_user
-
-
-@pytest.fixture
-def pair(db_proxy, spool_path):
-    caller, callee = make_user(), make_user()
-    conversation = make_conversation(members=[caller, callee])
-    # A settled server has seen the conversation (so its members are in the snapshot cache).
-    selectors.conversation_get_for_user(conversation_id=conversation.id, user_id=caller.id)
-    return caller, callee, conversation
-
-
-def initiate(caller, callee, conversation):
-    return services.call_initiate(
-        caller_id=caller.id, conversation_id=conversation.id, callee_ids=[callee.id], call_type="video"
-    )
-
-
-def recover():
-    """What the supervisor does once a probe connects: replay, then close the breaker."""
-    assert Supervisor()._drain_and_close()
+from tests.calls.persistence.outage import initiate, recover
 
 
 def test_write_during_an_outage_is_deferred_not_failed(pair, db_proxy):
