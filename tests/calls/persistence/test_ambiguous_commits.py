@@ -7,11 +7,13 @@ the client was told, each call once, each participant once.
 """
 
 import threading
+from contextlib import contextmanager
 
 import pytest
 from django.db import connection
 
 from calls import services
+from calls.exceptions import PersistenceUnavailable
 from calls.models import Call, CallParticipant
 from calls.persistence import metrics, state
 from calls.persistence.spool import get_spool
@@ -122,29 +124,38 @@ def initiate_in_thread(caller, callee, conversation):
         connection.close()
 
 
-AMBIGUOUS_TRIGGER = """
-CREATE FUNCTION test_result_is_ambiguous() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'result is ambiguous (error=rpc error: node unavailable)' USING ERRCODE = '40003';
-END $$;
-CREATE CONSTRAINT TRIGGER test_result_is_ambiguous AFTER INSERT ON calls_call
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_result_is_ambiguous();
-"""
+@contextmanager
+def ambiguous_commits_on(table: str):
+    """While inside, every COMMIT that inserted into ``table`` fails as CockroachDB's "result is
+    ambiguous" (SQLSTATE 40003), raised for real by PostgreSQL (a deferred constraint trigger)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            CREATE FUNCTION test_result_is_ambiguous() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION 'result is ambiguous (error=rpc error: node unavailable)' USING ERRCODE = '40003';
+            END $$;
+            """
+        )
+        cursor.execute(
+            f"CREATE CONSTRAINT TRIGGER test_result_is_ambiguous AFTER INSERT ON {table}"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_result_is_ambiguous()"
+        )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TRIGGER test_result_is_ambiguous ON {table}")
+            cursor.execute("DROP FUNCTION test_result_is_ambiguous()")
 
 
 def test_sqlstate_40003_at_commit_is_journaled_and_replayed(pair, db_proxy):
     """CockroachDB's "result is ambiguous" (SQLSTATE 40003), raised for real by PostgreSQL at
     COMMIT (a deferred trigger): the write is journaled, not failed and not retried in place."""
     caller, callee, conversation = pair
-    with connection.cursor() as cursor:
-        cursor.execute(AMBIGUOUS_TRIGGER)
     retries_before = metrics.transaction_retries._value.get()
-    try:
+    with ambiguous_commits_on("calls_call"):
         started = initiate(caller, callee, conversation)
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("DROP TRIGGER test_result_is_ambiguous ON calls_call")
-            cursor.execute("DROP FUNCTION test_result_is_ambiguous()")
     assert started.deferred and state.current() == state.LIMITED
     assert "result is ambiguous" in state.status().last_error
     assert metrics.transaction_retries._value.get() == retries_before, "not retried in place"
@@ -154,3 +165,12 @@ def test_sqlstate_40003_at_commit_is_journaled_and_replayed(pair, db_proxy):
     assert state.current() == state.OPERATIONAL
     assert Call.objects.filter(pk=call_id).count() == 1
     assert CallParticipant.objects.filter(call_id=call_id).count() == 2
+
+
+def test_sqlstate_40003_on_a_write_nothing_journals_answers_503_and_is_not_retried(pair, db_proxy):
+    caller, callee, _conversation = pair
+    retries_before = metrics.transaction_retries._value.get()
+    with ambiguous_commits_on("calls_conversation"), pytest.raises(PersistenceUnavailable, match="could not confirm"):
+        services.conversation_create(creator_id=caller.id, type="direct", member_ids=[callee.id])
+    assert metrics.transaction_retries._value.get() == retries_before
+    assert state.current() == state.OPERATIONAL  # the database answered: nothing to replay, no breaker
