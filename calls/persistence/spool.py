@@ -178,12 +178,7 @@ class Spool:
                 break
             applied, quarantined = set(), {}
             try:
-                for seq, call_id, payload in _newest_per_call(rows):
-                    reason = _apply_one(apply, seq, payload)
-                    if reason is None:
-                        applied.add(call_id)
-                    else:
-                        quarantined[call_id] = reason
+                _apply_newest_per_call(apply, rows, applied, quarantined)
             finally:
                 with self._connect() as conn:
                     conn.execute("BEGIN IMMEDIATE")
@@ -206,12 +201,7 @@ class Spool:
             try:
                 rows = conn.execute("SELECT seq, call_id, payload FROM entries ORDER BY seq").fetchall()
                 applied, quarantined = set(), {}
-                for seq, call_id, payload in _newest_per_call(rows):
-                    reason = _apply_one(apply, seq, payload)
-                    if reason is None:
-                        applied.add(call_id)
-                    else:
-                        quarantined[call_id] = reason
+                _apply_newest_per_call(apply, rows, applied, quarantined)
                 done = _settle(conn, rows, applied, quarantined)
                 on_empty()
                 conn.execute("COMMIT")
@@ -304,6 +294,18 @@ class Spool:
 
     def _publish_quarantined(self) -> None:
         metrics.spool_quarantined.set(self.quarantined_count())
+
+
+def _apply_newest_per_call(apply, rows, applied: set, quarantined: dict[str, str]) -> None:
+    """Apply the newest of ``rows`` per call, noting in ``applied`` and ``quarantined`` (call id ->
+    reason) how each went, as it goes: an exception other than ``UnappliableEntry`` leaves both
+    telling the truth about what came before it."""
+    for seq, call_id, payload in _newest_per_call(rows):
+        reason = _apply_one(apply, seq, payload)
+        if reason is None:
+            applied.add(call_id)
+        else:
+            quarantined[call_id] = reason
 
 
 def _apply_one(apply: Callable[[dict], None], seq: int, payload: str, *, quarantining: bool = True) -> str | None:
