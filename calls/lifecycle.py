@@ -10,6 +10,7 @@ commands reach these rules only through the services.
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -92,6 +93,16 @@ def participant_for(participants: Iterable[CallParticipant], user_id) -> CallPar
     raise NotAParticipant()
 
 
+# Participant ids are derived from (call, user), the participant's natural key: the same write
+# run twice (its first commit's answer lost, then journaled) makes the same rows.
+PARTICIPANT_ID_NAMESPACE = uuid.UUID("6f1d3c2e-5b0a-4c61-9a57-2b1f0d6c8e41")
+
+
+def participant_id(call_id, user_id) -> uuid.UUID:
+    """The id of ``user_id``'s part in ``call_id``: the same for every run of the same write."""
+    return uuid.uuid5(PARTICIPANT_ID_NAMESPACE, f"{uuid.UUID(str(call_id))}/{uuid.UUID(str(user_id))}")
+
+
 def new_call(*, call_id, conversation_id, caller_id, callee_ids, call_type: str, at: datetime):
     """A ringing call with the caller joined and every callee ringing (not saved)."""
     call = Call(
@@ -106,6 +117,7 @@ def new_call(*, call_id, conversation_id, caller_id, callee_ids, call_type: str,
     )
     participants = [
         CallParticipant(
+            id=participant_id(call_id, caller_id),
             call_id=call_id,
             user_id=caller_id,
             role=CallParticipant.Role.CALLER,
@@ -117,6 +129,7 @@ def new_call(*, call_id, conversation_id, caller_id, callee_ids, call_type: str,
     ]
     participants += [
         CallParticipant(
+            id=participant_id(call_id, callee_id),
             call_id=call_id,
             user_id=callee_id,
             role=CallParticipant.Role.CALLEE,

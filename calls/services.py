@@ -28,7 +28,7 @@ from calls.exceptions import (
 )
 from calls.models import Call, CallParticipant, Conversation, ConversationParticipant, direct_key_for
 from calls.persistence import state, store
-from calls.persistence.errors import is_transient
+from calls.persistence.errors import is_ambiguous, is_transient
 from calls.persistence.snapshots import decode_call
 from calls.persistence.spool import get_spool
 from calls.persistence.store import CallRecord, WriteResult
@@ -101,10 +101,16 @@ def conversation_create(*, creator_id, type: str, title: str = "", member_ids) -
 
 
 def _database_write(fn):
-    """A write only the database can take (no spool): report an outage and answer 503."""
+    """A write only the database can take (no spool): report an outage and answer 503. A commit
+    of unknown outcome (SQLSTATE 40003) is not retried here: nothing journals it, so the client
+    is told to look before trying again."""
     try:
         return run_in_transaction(fn)
     except DatabaseError as exc:
+        if is_ambiguous(exc):
+            raise PersistenceUnavailable(
+                "The database could not confirm the write; check whether it happened before trying again."
+            ) from exc
         if not is_transient(exc):
             raise
         from calls.persistence import supervisor

@@ -1,7 +1,9 @@
 """Liveness, readiness and metrics for operators and orchestrators.
 
 ``/health`` never touches the database or Redis: a liveness probe that depends on a backend
-turns a backend outage into a restart storm. ``/health/ready`` follows the persistence state.
+turns a backend outage into a restart storm. ``/health/ready`` follows the persistence state;
+quarantined journal entries are named in its body (``spool_quarantined``) but do not make the
+instance unready: the database is fine, and an operator's alert can fire on the count.
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ SERVICE_NAME = "video-service"
 def _spool_depth() -> int | None:
     try:
         return get_spool().depth()
+    except Exception:
+        return None
+
+
+def _spool_quarantined() -> int | None:
+    try:
+        return get_spool().quarantined_count()
     except Exception:
         return None
 
@@ -47,6 +56,7 @@ def ready(request):
         "service": SERVICE_NAME,
         **status.as_dict(),
         "spool_depth": depth,
+        "spool_quarantined": _spool_quarantined(),
         # What signaling last saw of Redis (no I/O here). Informational only: REST works without
         # Redis, so an outage there must not take the instance out of rotation.
         "channel_layer": layer_status(),
@@ -64,4 +74,7 @@ def metrics(request):
     depth = _spool_depth()
     if depth is not None:
         persistence_metrics.spool_depth.set(depth)
+    quarantined = _spool_quarantined()
+    if quarantined is not None:
+        persistence_metrics.spool_quarantined.set(quarantined)
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

@@ -48,6 +48,7 @@ def test_readiness_follows_the_state(current, code, spool_path):
     assert response.status_code == code
     body = response.json()
     assert body["state"] == current and body["attempts"] == 3 and body["spool_depth"] == 0
+    assert body["spool_quarantined"] == 0
     assert body["last_error"] == "connection refused" and body["server_version"] == "PostgreSQL 15.19"
     assert body["since"]
     assert ("Retry-After" in response.headers) is (code == 503)

@@ -11,6 +11,10 @@ import sqlite3
 from django.db import DatabaseError, InterfaceError, OperationalError
 
 SERIALIZATION_FAILURE = "40001"
+# CockroachDB's "result is ambiguous": the commit may or may not have happened. Not retried in
+# place (a blind retry could apply a write twice); the write is journaled instead, and the
+# journal's replay, idempotent by natural key, converges whichever way the commit went.
+AMBIGUOUS_RESULT = "40003"
 # Codes that mean "this will not heal by waiting": wrong password, unknown database or role.
 PERMANENT_CODES = frozenset({"28P01", "28000", "3D000", "42501"})
 # SQLSTATE classes that heal: 08 connection exception, 57 operator intervention (57P01
@@ -62,6 +66,13 @@ def is_serialization_failure(exc: BaseException) -> bool:
         return True
     message = str(exc).lower()
     return "restart transaction" in message or "could not serialize access" in message
+
+
+def is_ambiguous(exc: BaseException) -> bool:
+    """The database could not say whether the transaction committed (SQLSTATE 40003)."""
+    if not isinstance(exc, DatabaseError):
+        return False
+    return sqlstate(exc) == AMBIGUOUS_RESULT or "result is ambiguous" in str(exc).lower()
 
 
 def is_permanent(exc: BaseException) -> bool:

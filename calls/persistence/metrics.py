@@ -25,6 +25,11 @@ persistence_state = Gauge(
     ["state"],
 )
 spool_depth = Gauge("secureconnect_spool_depth", "Call writes waiting in the spool for the database.")
+spool_quarantined = Gauge(
+    "secureconnect_spool_quarantined_entries",
+    "Journaled call writes the replay could not apply (for a reason that is not an outage), kept in "
+    "the spool's quarantine until retried (manage.py replay_spool --quarantined) or discarded.",
+)
 spool_replayed = Counter("secureconnect_spool_replayed_records", "Spooled call writes replayed into the database.")
 spool_refused = Counter("secureconnect_spool_refused_writes", "Writes refused because the spool was full or too old.")
 transaction_retries = Counter(

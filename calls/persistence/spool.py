@@ -6,6 +6,13 @@ as replaying it once. Entries are replayed in the order they were written and de
 after the database has committed them; a process that dies mid-replay replays the last entry
 again, which changes nothing.
 
+An entry that cannot be applied for a reason that is not an outage (``apply`` raises
+``UnappliableEntry``: a constraint, a payload that does not decode, a bug) does not stop the
+replay: it moves, with its reason and time, to the ``quarantine`` table of the same file, and the
+replay goes on. Nothing leaves the quarantine by itself: ``retry_quarantined`` applies the
+entries again (after a fix), ``discard_quarantined`` removes one on purpose; both are logged.
+Quarantined entries count neither towards the depth nor towards the size and age limits.
+
 The journal is an SQLite file (WAL, ``synchronous=FULL``: an entry is on disk before the client
 hears "deferred"). SQLite's own file locking lets several service processes on one host share
 it; ``BEGIN IMMEDIATE`` makes one replayer at a time.
@@ -14,6 +21,7 @@ it; ``BEGIN IMMEDIATE`` makes one replayer at a time.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -38,7 +46,31 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE INDEX IF NOT EXISTS entries_call ON entries (call_id, seq);
 CREATE INDEX IF NOT EXISTS entries_conversation ON entries (conversation_id, seq);
+CREATE TABLE IF NOT EXISTS quarantine (
+    seq INTEGER PRIMARY KEY,  -- the entry's seq in the journal: the id operators name it by
+    call_id TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    written_at REAL NOT NULL,
+    payload TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    quarantined_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 1
+);
 """
+ENTRY_COLUMNS = "seq, call_id, conversation_id, status, operation, written_at, payload"
+
+logger = logging.getLogger("calls.persistence")
+
+
+class UnappliableEntry(Exception):
+    """Raised by a replay's ``apply`` for an entry that will not apply however long one waits;
+    the replay quarantines the entry and goes on."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 class SpoolFull(PersistenceUnavailable):
@@ -128,8 +160,10 @@ class Spool:
         (``store.replay_entry`` is, and does not): a process that dies after applying an entry and
         before deleting it, or two processes replaying the same journal, change nothing by
         applying an entry twice. Each entry is a whole call, so of a chunk's entries for one call
-        only the newest is applied (the others would be overwritten at once). An exception from
-        ``apply`` stops the replay; the entries not yet deleted stay journaled.
+        only the newest is applied (the others would be overwritten at once); when that one is
+        quarantined, so are the chunk's older entries of the call. Any exception from ``apply``
+        but ``UnappliableEntry`` stops the replay; the entries not yet settled stay journaled.
+        Returns how many entries were applied (quarantined ones are not counted).
         """
         replayed = 0
         with self._connect() as conn:
@@ -142,48 +176,168 @@ class Spool:
                 ).fetchall()
             if not rows:
                 break
-            applied = set()
+            applied, quarantined = set(), {}
             try:
-                for _seq, call_id, payload in _newest_per_call(rows):
-                    apply(json.loads(payload))
-                    applied.add(call_id)
+                _apply_newest_per_call(apply, rows, applied, quarantined)
             finally:
-                done = [seq for seq, call_id, _payload in rows if call_id in applied]
-                self._delete(done)
-                replayed += len(done)
-                metrics.spool_replayed.inc(len(done))
+                with self._connect() as conn:
+                    conn.execute("BEGIN IMMEDIATE")
+                    done = _settle(conn, rows, applied, quarantined)
+                    conn.execute("COMMIT")
+                replayed += done
+                metrics.spool_replayed.inc(done)
+                if quarantined:
+                    self._publish_quarantined()
         metrics.spool_depth.set(self.depth())
         return replayed
 
     def drain_and_then(self, apply: Callable[[dict], None], on_empty: Callable[[], None]) -> int:
         """Finish a replay atomically: with the journal locked against writers, apply what is
-        left, delete it and call ``on_empty`` (which closes the breaker) before anyone can
-        journal again. Call it after ``replay`` has caught up, so the lock is held briefly."""
+        left (quarantining what cannot apply), delete it and call ``on_empty`` (which closes the
+        breaker) before anyone can journal again. Call it after ``replay`` has caught up, so the
+        lock is held briefly."""
         with self._lock, self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 rows = conn.execute("SELECT seq, call_id, payload FROM entries ORDER BY seq").fetchall()
-                for _seq, _call_id, payload in _newest_per_call(rows):
-                    apply(json.loads(payload))
-                conn.execute("DELETE FROM entries")
+                applied, quarantined = set(), {}
+                _apply_newest_per_call(apply, rows, applied, quarantined)
+                done = _settle(conn, rows, applied, quarantined)
                 on_empty()
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        metrics.spool_replayed.inc(len(rows))
+        metrics.spool_replayed.inc(done)
         metrics.spool_depth.set(0)
+        if quarantined:
+            self._publish_quarantined()
         with self._connect() as conn:
             conn.execute("VACUUM")  # truncate the file once drained
-        return len(rows)
+        return done
 
-    def _delete(self, seqs: list[int]) -> None:
-        if not seqs:
-            return
+    # --- quarantine ----------------------------------------------------------------------------
+
+    def quarantined_count(self) -> int:
+        with self._connect() as conn:
+            return conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
+
+    def quarantined(self) -> list[dict]:
+        """The quarantined entries, oldest first, without their payloads."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT seq, call_id, operation, status, written_at, reason, quarantined_at, attempts"
+                " FROM quarantine ORDER BY seq"
+            ).fetchall()
+        keys = ("seq", "call_id", "operation", "status", "written_at", "reason", "quarantined_at", "attempts")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def retry_quarantined(self, apply: Callable[[dict], None]) -> tuple[int, int]:
+        """Apply every quarantined entry again, oldest first (after the cause was removed): one
+        that applies leaves the quarantine, one that still cannot stays with its new reason.
+        Any other exception from ``apply`` (an outage) stops, keeping the rest. Returns (applied,
+        still quarantined)."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT seq, call_id, operation, payload FROM quarantine ORDER BY seq").fetchall()
+        applied = 0
+        try:
+            for seq, call_id, operation, payload in rows:
+                reason = _apply_one(apply, seq, payload, quarantining=False)
+                with self._connect() as conn:
+                    conn.execute("BEGIN IMMEDIATE")
+                    if reason is None:
+                        conn.execute("DELETE FROM quarantine WHERE seq = ?", (seq,))
+                    else:
+                        conn.execute(
+                            "UPDATE quarantine SET reason = ?, attempts = attempts + 1 WHERE seq = ?", (reason, seq)
+                        )
+                    conn.execute("COMMIT")
+                if reason is None:
+                    applied += 1
+                    logger.info("Quarantined call write %d (call %s, %s) applied on retry", seq, call_id, operation)
+                else:
+                    logger.warning(
+                        "Quarantined call write %d (call %s, %s) still cannot be applied: %s",
+                        seq,
+                        call_id,
+                        operation,
+                        reason,
+                    )
+        finally:
+            self._publish_quarantined()
+        return applied, self.quarantined_count()
+
+    def discard_quarantined(self, seq: int) -> dict | None:
+        """Remove one quarantined entry on purpose; the entry (with its payload, also logged), or
+        None when no quarantined entry has that seq."""
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("DELETE FROM entries WHERE seq = ?", [(seq,) for seq in seqs])
+            row = conn.execute(
+                "SELECT seq, call_id, operation, status, reason, payload FROM quarantine WHERE seq = ?", (seq,)
+            ).fetchone()
+            if row is not None:
+                conn.execute("DELETE FROM quarantine WHERE seq = ?", (seq,))
             conn.execute("COMMIT")
+        if row is None:
+            return None
+        entry = dict(zip(("seq", "call_id", "operation", "status", "reason", "payload"), row, strict=True))
+        logger.warning(
+            "Discarded quarantined call write %d (call %s, %s; quarantined for: %s) on request; its payload was: %s",
+            entry["seq"],
+            entry["call_id"],
+            entry["operation"],
+            entry["reason"],
+            entry["payload"],
+        )
+        self._publish_quarantined()
+        return entry
+
+    def _publish_quarantined(self) -> None:
+        metrics.spool_quarantined.set(self.quarantined_count())
+
+
+def _apply_newest_per_call(apply, rows, applied: set, quarantined: dict[str, str]) -> None:
+    """Apply the newest of ``rows`` per call, noting in ``applied`` and ``quarantined`` (call id ->
+    reason) how each went, as it goes: an exception other than ``UnappliableEntry`` leaves both
+    telling the truth about what came before it."""
+    for seq, call_id, payload in _newest_per_call(rows):
+        reason = _apply_one(apply, seq, payload)
+        if reason is None:
+            applied.add(call_id)
+        else:
+            quarantined[call_id] = reason
+
+
+def _apply_one(apply: Callable[[dict], None], seq: int, payload: str, *, quarantining: bool = True) -> str | None:
+    """Apply one entry; None when it applied, the reason when it cannot (``UnappliableEntry``)."""
+    try:
+        decoded = json.loads(payload)
+    except ValueError as exc:
+        reason = f"undecodable payload: {exc}"
+    else:
+        try:
+            apply(decoded)
+            return None
+        except UnappliableEntry as exc:
+            reason = exc.reason
+    if quarantining:
+        logger.error("Quarantined journaled call write %d: %s; the replay goes on", seq, reason)
+    return reason
+
+
+def _settle(conn: sqlite3.Connection, rows, applied: set, quarantined: dict[str, str]) -> int:
+    """Inside a write transaction: delete the rows of the applied calls and move those of the
+    quarantined calls to the quarantine with their reason; how many rows were applied."""
+    now = time.time()
+    done = [seq for seq, call_id, _payload in rows if call_id in applied]
+    moved = [(quarantined[call_id], now, seq) for seq, call_id, _payload in rows if call_id in quarantined]
+    conn.executemany(
+        f"INSERT OR REPLACE INTO quarantine ({ENTRY_COLUMNS}, reason, quarantined_at)"  # noqa: S608 (constant columns)
+        f" SELECT {ENTRY_COLUMNS}, ?, ? FROM entries WHERE seq = ?",
+        moved,
+    )
+    conn.executemany("DELETE FROM entries WHERE seq = ?", [(seq,) for seq in done] + [(m[2],) for m in moved])
+    return len(done)
 
 
 def _newest_per_call(rows) -> list[tuple[int, str, str]]:

@@ -7,6 +7,14 @@ spool (journal lock), and saves the result where it ran. A connection failure in
 of a database write opens the breaker and the same write is journaled instead: the client
 never sees a 500 for an outage.
 
+A write whose commit outcome is unknown (the connection died during COMMIT, or CockroachDB
+answered "result is ambiguous", SQLSTATE 40003) is journaled the same way, although its first
+commit may have landed. That is safe because the journaled state is the same write computed
+again from the state before it (the snapshot cache is only updated after a commit), the call id
+and participant ids do not change between runs (``lifecycle.participant_id``), and
+``replay_entry`` matches rows on their natural keys: the replay converges to one row set
+whether or not the first commit landed.
+
 The snapshot cache (the Django cache: Redis when configured) keeps each call's latest state and
 each conversation's members, so that calls begun before an outage can still be acted on.
 """
@@ -19,16 +27,17 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DatabaseError, IntegrityError
+from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from calls import lifecycle
 from calls.exceptions import PersistenceUnavailable
 from calls.models import Call, CallParticipant, ConversationParticipant
 from calls.persistence import spool as spool_module
 from calls.persistence import state
-from calls.persistence.errors import describe, is_transient
+from calls.persistence.errors import describe, is_ambiguous, is_permanent, is_serialization_failure, is_transient
 from calls.persistence.snapshots import decode_call, encode_call
-from calls.persistence.transactions import run_in_transaction
+from calls.persistence.spool import UnappliableEntry
+from calls.persistence.transactions import TransactionConflict, run_in_transaction
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +135,10 @@ class DatabaseSource:
             record.call.save()
             for participant in record.participants:
                 participant.save()
-        remember_call(record)
+        # Only once committed: a commit whose answer is lost is journaled again, computed from the
+        # snapshot as it stood before this write (a snapshot of a commit that may never have
+        # happened would make the journaled write a no-op, and lose it).
+        transaction.on_commit(lambda: remember_call(record))
 
 
 class SpoolSource:
@@ -187,13 +199,19 @@ def execute_call_write(*, operation: str, call_id, mutate: Mutation, creates: bo
     """Run one call write where it can be made durable now. See the module docstring.
 
     ``creates``: the call is new (its id was just generated), so there is nothing to load."""
+    uncertain = False  # a database attempt failed in a way that may have committed it
     for _ in range(3):
         if _database_first():
             try:
-                return run_in_transaction(lambda: _run(operation, call_id, mutate, DatabaseSource(), creates))
+                return run_in_transaction(
+                    lambda may_exist=uncertain: _run(
+                        operation, call_id, mutate, DatabaseSource(), creates, may_exist=may_exist
+                    )
+                )
             except DatabaseError as exc:
-                if isinstance(exc, IntegrityError) or not is_transient(exc):
+                if isinstance(exc, IntegrityError) or not (is_transient(exc) or is_ambiguous(exc)):
                     raise
+                uncertain = True
                 from calls.persistence import supervisor
 
                 supervisor.report_outage(exc)
@@ -204,7 +222,13 @@ def execute_call_write(*, operation: str, call_id, mutate: Mutation, creates: bo
     raise PersistenceUnavailable()
 
 
-def _run(operation, call_id, mutate: Mutation, source, creates: bool) -> WriteResult:
+def _run(operation, call_id, mutate: Mutation, source, creates: bool, *, may_exist: bool = False) -> WriteResult:
+    if creates and may_exist:
+        # An earlier attempt of this very write may have committed although its answer was lost:
+        # then the call is there, and it is this write's result (not a conflict with itself).
+        existing = source.load_call(call_id)
+        if existing is not None:
+            return WriteResult(existing, lifecycle.Outcome(changed=True), deferred=source.deferred)
     record = None if creates else source.load_call(call_id)
     new_record, outcome = mutate(record, source)
     if outcome.changed:
@@ -240,7 +264,34 @@ def read_call(call_id) -> tuple[CallRecord | None, bool]:
 
 
 def replay_entry(payload: dict) -> None:
-    """Write one journaled call state into the database, unless the database holds a newer one."""
+    """Write one journaled call state into the database, unless the database holds a newer one.
+
+    Idempotent by natural key, whatever the database already holds of the call: the call is
+    matched on its id (generated before the write's first attempt) and each participant on
+    (call, user), never on a primary key a second run of the same write could have changed. A
+    state the database already has, or a newer one, changes nothing.
+
+    Raises ``UnappliableEntry`` (the spool quarantines the entry and goes on) when the entry
+    fails twice for a reason that is not an outage (a constraint, a payload that does not
+    decode, a bug) while the database answers; anything that heals by waiting propagates and
+    stops the replay with the entry kept.
+    """
+    try:
+        _apply_journaled(payload)
+    except Exception as exc:
+        if _heals_by_waiting(exc):
+            raise
+    else:
+        return
+    try:  # once more in a fresh transaction: a concurrent replayer may have written the same rows
+        _apply_journaled(payload)
+    except Exception as exc:
+        if _heals_by_waiting(exc) or not _database_answers():
+            raise
+        raise UnappliableEntry(f"{type(exc).__name__}: {describe(exc)}") from exc
+
+
+def _apply_journaled(payload: dict) -> None:
     call, participants = decode_call(payload)
 
     def apply():
@@ -249,10 +300,31 @@ def replay_entry(payload: dict) -> None:
             logger.info("Replay skipped call %s: the database holds a newer state", call.pk)
             return
         call.save_base(raw=True)
+        existing = dict(CallParticipant.objects.filter(call_id=call.pk).values_list("user_id", "pk"))
         for participant in participants:
+            participant.pk = existing.get(participant.user_id, participant.pk)
             participant.save_base(raw=True)
 
     run_in_transaction(apply)
+
+
+def _heals_by_waiting(exc: BaseException) -> bool:
+    """An outage, a conflict or an unknown outcome: replay the entry later, as it is."""
+    if isinstance(exc, TransactionConflict | OSError):
+        return True
+    if isinstance(exc, DatabaseError) and (is_permanent(exc) or is_serialization_failure(exc) or is_ambiguous(exc)):
+        return True
+    return is_transient(exc)
+
+
+def _database_answers() -> bool:
+    """Whether the database answers now: a failure while it does not is an outage, not a poison entry."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except DatabaseError:
+        return False
 
 
 def guard_available() -> None:

@@ -22,7 +22,7 @@ from django.db import DatabaseError, connections
 
 from calls.persistence import metrics, state
 from calls.persistence import spool as spool_module
-from calls.persistence.errors import describe, is_permanent, is_transient
+from calls.persistence.errors import describe, is_ambiguous, is_permanent, is_transient
 
 logger = logging.getLogger("calls.persistence")
 
@@ -148,9 +148,14 @@ class Supervisor:
         return bool(self._thread and self._thread.is_alive())
 
     def report_outage(self, exc: BaseException) -> None:
-        """A request met a connection error: open the breaker (once) and wake the prober."""
+        """A request met a connection error, or a commit whose outcome is unknown: open the
+        breaker (once) and wake the prober. The write is journaled, and the replay (idempotent
+        by natural key) settles it whichever way the commit went."""
         if state.current() == state.OPERATIONAL and state.transition(state.LIMITED, error=describe(exc)):
-            logger.error("%s became unreachable: %s", engine_name(), describe(exc))
+            if is_ambiguous(exc):
+                logger.error("%s could not confirm a commit: %s", engine_name(), describe(exc))
+            else:
+                logger.error("%s became unreachable: %s", engine_name(), describe(exc))
             logger.warning(LIMITED_MODE_LINE)
         self._wake.set()
 
@@ -272,8 +277,15 @@ class Supervisor:
             finished = spool.drain_and_then(replay_entry, lambda: state.transition(state.OPERATIONAL))
             if finished:
                 logger.info("Replayed %d journaled call write(s) into %s", finished, engine_name())
+            quarantined = spool.quarantined_count()
+            if quarantined:
+                logger.warning(
+                    "%d journaled call write(s) are quarantined (manage.py db_status lists them; "
+                    "manage.py replay_spool --quarantined retries them)",
+                    quarantined,
+                )
             return True
-        except (DatabaseError, sqlite3.Error, OSError) as exc:
+        except Exception as exc:  # an outage (or a conflict) met mid-replay: the entries stay journaled
             logger.warning("Replay interrupted: %s; staying in limited mode", describe(exc))
             state.record_attempt(attempts=state.status().attempts, error=describe(exc))
             return False

@@ -21,6 +21,7 @@ from calls import selectors, services
 from calls.management.commands.seed_demo import DEMO_GROUP_TITLE, DEMO_USERS
 from calls.models import Call, Conversation
 from calls.persistence.spool import get_spool
+from calls.persistence.store import replay_entry
 from tests.factories import make_call, make_conversation, make_user
 
 # Commands close every connection when they finish, as manage.py does: each test needs its own
@@ -65,7 +66,7 @@ def manage(capsys):
 HELP = {
     "wait_for_db": ("Wait until the database accepts connections", ["--max-tries", "--base-delay", "--max-delay"]),
     "db_status": ("Check the database once now", ["--json"]),
-    "replay_spool": ("Replay the call journal (spool) into the database", []),
+    "replay_spool": ("Replay the call journal (spool) into the database", ["--quarantined", "--discard-quarantined"]),
     "expire_calls": ("Mark callees who have rung longer than CALL_RING_TIMEOUT as missed", []),
     "seed_demo": ("Create demo accounts with published passwords", ["--allow-production", "--base-url"]),
     "call_stats": ("Print the call analytics of GET /v1/calls/analytics", ["--user", "--since", "--until", "--json"]),
@@ -135,6 +136,7 @@ def test_db_status_reports_operational(manage, spool_path):
     assert rows["engine"] == "PostgreSQL"
     assert rows["server_version"].startswith("PostgreSQL ")
     assert (rows["error"], rows["spool_depth"], rows["spool_path"]) == ("-", "0", str(spool_path))
+    assert rows["spool_quarantined"] == "0"
 
 
 def test_db_status_json(manage, spool_path):
@@ -197,6 +199,57 @@ def test_replay_spool_stops_keeping_the_journal_when_the_database_is_away(manage
     assert result.reason.startswith("Replay stopped: PostgreSQL is unavailable (")
     assert result.reason.endswith("); 1 of 1 entries remain journaled")
     assert get_spool().depth() == 1
+
+
+@pytest.fixture
+def quarantined_entry(spool_path):
+    """A journaled write no retry can apply (its payload lacks the call), quarantined by a replay."""
+    spool = get_spool()
+    seq = spool.append(call_id="c0ffee", conversation_id="c", status="ringing", operation="initiate", payload={})
+    assert spool.replay(replay_entry) == 0 and spool.quarantined_count() == 1
+    return seq
+
+
+def test_db_status_lists_quarantined_entries_and_stays_operational(manage, quarantined_entry):
+    result = manage("db_status")
+    assert result.code == 0
+    assert "spool_quarantined 1" in result.out
+    [line] = [line for line in result.out.splitlines() if line.startswith("quarantined ")]
+    assert f"{quarantined_entry} call c0ffee (initiate, quarantined " in line and line.endswith("KeyError: 'call'")
+
+
+def test_replay_spool_keeps_retrying_out_of_the_plain_replay(manage, quarantined_entry):
+    result = manage("replay_spool")
+    assert result.code == 0
+    assert result.out.splitlines() == [
+        "Replayed 0 journaled call write(s); 0 remain",
+        "1 quarantined (replay_spool --quarantined retries them)",
+    ]
+
+
+def test_replay_spool_quarantined_exits_1_while_an_entry_still_cannot_apply(manage, quarantined_entry):
+    result = manage("replay_spool", "--quarantined")
+    assert result.code == 1
+    assert result.out.splitlines()[0] == "Applied 0 quarantined call write(s); 1 remain quarantined"
+    assert result.reason == "1 quarantined call write(s) still cannot be applied"
+    assert get_spool().quarantined()[0]["attempts"] == 2
+
+
+def test_replay_spool_quarantined_with_nothing_quarantined(manage, spool_path):
+    result = manage("replay_spool", "--quarantined")
+    assert result.code == 0
+    assert result.out.strip() == "Applied 0 quarantined call write(s); 0 remain quarantined"
+
+
+def test_replay_spool_discards_one_quarantined_entry_and_prints_it(manage, quarantined_entry):
+    result = manage("replay_spool", "--discard-quarantined", str(quarantined_entry))
+    assert result.code == 0
+    assert result.out.strip() == (
+        f"Discarded quarantined call write {quarantined_entry} (call c0ffee, initiate); its payload was: {{}}"
+    )
+    assert get_spool().quarantined_count() == 0
+    again = manage("replay_spool", "--discard-quarantined", str(quarantined_entry))
+    assert again.code == 1 and again.reason == f"No quarantined call write has id {quarantined_entry}"
 
 
 # --- expire_calls --------------------------------------------------------------------------------

@@ -75,6 +75,27 @@ def test_new_call_rings_every_callee_and_joins_the_caller():
     assert all(p.call_started_at == T0 for p in participants)
 
 
+def test_participant_ids_follow_from_call_and_user_so_a_second_run_makes_the_same_rows():
+    call_id = uuid.uuid4()
+
+    def participant_ids():
+        _call, participants = lifecycle.new_call(
+            call_id=call_id,
+            conversation_id=uuid.uuid4(),
+            caller_id=CALLER,
+            callee_ids=[ALICE],
+            call_type="audio",
+            at=T0,
+        )
+        return {p.user_id: p.id for p in participants}
+
+    first = participant_ids()
+    assert participant_ids() == first
+    assert first[CALLER] == lifecycle.participant_id(str(call_id), str(CALLER).upper())  # spelling does not matter
+    assert len(set(first.values())) == 2
+    assert first[ALICE] != lifecycle.participant_id(uuid.uuid4(), ALICE)  # another call, another id
+
+
 def test_first_accept_makes_the_call_active_and_sets_answered_at():
     call, participants = ringing_call(ALICE, BOB)
     outcome = lifecycle.accept(call, participants, user_id=ALICE, at=T0 + timedelta(seconds=4))

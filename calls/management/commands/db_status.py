@@ -1,4 +1,5 @@
 import json
+from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
@@ -8,12 +9,15 @@ from calls.persistence.errors import describe
 from calls.persistence.spool import get_spool
 from calls.persistence.supervisor import PermanentConnectionError, connect_with_backoff, engine_name
 
+ROWS = ("state", "engine", "server_version", "error", "spool_depth", "spool_quarantined", "spool_bytes", "spool_path")
+
 
 class Command(BaseCommand):
     help = (
         "Check the database once now and print what a fresh check finds: the state it would put "
-        "the service in (operational or limited), the engine and server version, and the spool "
-        "depth. Exits 0 when operational, 1 when limited."
+        "the service in (operational or limited), the engine and server version, the spool "
+        "depth, and the quarantined journal entries (which do not make it limited). Exits 0 when "
+        "operational, 1 when limited."
     )
 
     def add_arguments(self, parser):
@@ -32,13 +36,28 @@ class Command(BaseCommand):
         report["spool_depth"] = spool.depth()
         report["spool_bytes"] = spool.size_bytes()
         report["spool_path"] = str(spool.path)
+        quarantined = [{**entry, **_times(entry)} for entry in spool.quarantined()]
+        report["spool_quarantined"] = len(quarantined)
+        report["quarantined"] = quarantined
         if json:
             self.stdout.write(_json_dumps(report))
         else:
-            for key in ("state", "engine", "server_version", "error", "spool_depth", "spool_bytes", "spool_path"):
-                self.stdout.write(f"{key:15} {report[key] if report[key] is not None else '-'}")
+            for key in ROWS:
+                self.stdout.write(f"{key:17} {report[key] if report[key] is not None else '-'}")
+            for entry in quarantined:
+                self.stdout.write(
+                    f"{'quarantined':17} {entry['seq']} call {entry['call_id']} ({entry['operation']}, "
+                    f"quarantined {entry['quarantined_at']}): {entry['reason']}"
+                )
         if report["state"] != state.OPERATIONAL:
             raise CommandError(f"{report['engine']} is unavailable (limited): {report['error']}")
+
+
+def _times(entry: dict) -> dict:
+    return {
+        key: datetime.fromtimestamp(entry[key], UTC).isoformat().replace("+00:00", "Z")
+        for key in ("written_at", "quarantined_at")
+    }
 
 
 def _json_dumps(data) -> str:

@@ -7,7 +7,7 @@ import psycopg2
 import pytest
 from django.db import OperationalError, connection
 
-from calls.persistence.errors import is_permanent, is_serialization_failure, is_transient
+from calls.persistence.errors import is_ambiguous, is_permanent, is_serialization_failure, is_transient
 from calls.persistence.supervisor import PermanentConnectionError, check_connection, connect_with_backoff
 
 
@@ -46,6 +46,21 @@ def test_classification(error, transient, permanent, serialization):
     assert is_transient(error) is transient
     assert is_permanent(error) is permanent
     assert is_serialization_failure(error) is serialization
+
+
+@pytest.mark.portable
+def test_sqlstate_40003_is_ambiguous_and_neither_transient_nor_retried_in_place():
+    """CockroachDB's "result is ambiguous": the commit may have happened. Not an outage to retry
+    blindly, not a serialization failure to rerun: the write is journaled (store)."""
+    error = wrapped("result is ambiguous (error=rpc error: code = Unavailable)", "40003")
+    assert is_ambiguous(error)
+    assert not is_transient(error)
+    assert not is_serialization_failure(error)
+    assert not is_permanent(error)
+    assert is_ambiguous(wrapped("result is ambiguous (error=...)"))  # the message alone, no SQLSTATE
+    assert not is_ambiguous(wrapped("restart transaction", "40001"))
+    assert not is_ambiguous(wrapped("duplicate key value", "23505"))
+    assert not is_ambiguous(ValueError("result is ambiguous"))
 
 
 def test_admin_shutdown_of_a_real_session_is_transient(transactional_db):

@@ -13,27 +13,7 @@ from calls.models import Call, CallParticipant
 from calls.persistence import state, store
 from calls.persistence.spool import SpoolFull, get_spool
 from calls.persistence.supervisor import Supervisor
-from tests.factories import make_conversation, make_user
-
-
-@pytest.fixture
-def pair(db_proxy, spool_path):
-    caller, callee = make_user(), make_user()
-    conversation = make_conversation(members=[caller, callee])
-    # A settled server has seen the conversation (so its members are in the snapshot cache).
-    selectors.conversation_get_for_user(conversation_id=conversation.id, user_id=caller.id)
-    return caller, callee, conversation
-
-
-def initiate(caller, callee, conversation):
-    return services.call_initiate(
-        caller_id=caller.id, conversation_id=conversation.id, callee_ids=[callee.id], call_type="video"
-    )
-
-
-def recover():
-    """What the supervisor does once a probe connects: replay, then close the breaker."""
-    assert Supervisor()._drain_and_close()
+from tests.calls.persistence.outage import initiate, recover
 
 
 def test_write_during_an_outage_is_deferred_not_failed(pair, db_proxy):
@@ -96,6 +76,24 @@ def test_replay_never_overwrites_a_newer_database_state(pair, db_proxy):
     services.call_end(call_id=call_id, user_id=caller.id)  # database: ended, newer
     store.replay_entry(stale)
     assert Call.objects.get(pk=call_id).status == "ended"
+
+
+def test_replay_matches_participants_on_call_and_user_whatever_their_ids(pair, db_proxy):
+    """Rows written before participant ids were derived from (call, user) keep their random ids;
+    a journaled state of the call, whose ids differ, updates those rows instead of colliding."""
+    caller, callee, conversation = pair
+    call_id = initiate(caller, callee, conversation).record.call.id
+    old_ids = {}
+    for participant in CallParticipant.objects.filter(call_id=call_id):
+        old_ids[participant.user_id] = uuid.uuid4()
+        CallParticipant.objects.filter(pk=participant.pk).update(id=old_ids[participant.user_id])
+    db_proxy.down()
+    services.call_join(call_id=call_id, user_id=callee.id)  # journaled from the snapshot (derived ids)
+    db_proxy.up()
+    recover()
+    rows = {p.user_id: (p.id, p.state) for p in CallParticipant.objects.filter(call_id=call_id)}
+    assert rows == {caller.id: (old_ids[caller.id], "joined"), callee.id: (old_ids[callee.id], "joined")}
+    assert get_spool().quarantined_count() == 0
 
 
 def test_a_call_begun_before_the_outage_can_still_be_acted_on(pair, db_proxy):

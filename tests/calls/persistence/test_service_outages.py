@@ -247,3 +247,42 @@ def test_a_missing_database_is_reported_at_once_and_not_retried(proxy, services,
     assert "connection attempt 1 failed" not in log, "a permanent error is not retried at start-up"
     with service.client() as client:
         assert "does not exist" in client.get("/health/ready").json()["last_error"]
+
+
+def test_an_initiate_committed_while_its_answer_was_lost_replays_and_the_service_recovers(proxy, services):
+    """The stall of issue 13, through the service: the COMMIT of an initiate reaches PostgreSQL,
+    its answer never comes back, and the database stays away while the callee answers. The client
+    was told "deferred"; once the database returns, the service is operational again within a few
+    probes, with the call once, its two participants, and nothing quarantined."""
+    caller, callee = make_user(), make_user()
+    conversation = make_conversation(members=[caller, callee])
+    proxy.up()
+    service = services()
+    wait_until(lambda: ready_state(service) == "operational", timeout=30, message="operational")
+    with service.client(token_for(caller)) as as_caller:
+        assert as_caller.get(f"/v1/conversations/{conversation.id}").status_code == 200
+        cut = proxy.cut_at(b"COMMIT", deliver=True)
+        started = as_caller.post(
+            "/v1/calls/initiate",
+            json={"call_type": "video", "conversation_id": str(conversation.id), "callee_ids": [str(callee.id)]},
+        )
+    assert cut.is_set()
+    assert started.status_code == 201 and started.headers["X-Persistence"] == "deferred", started.text
+    call_id = started.json()["data"]["call_id"]
+    assert Call.objects.filter(pk=call_id).exists(), "the first commit landed"
+    assert ready_state(service) == "limited"
+    with service.client(token_for(callee)) as as_callee:
+        joined = as_callee.post(f"/v1/calls/{call_id}/join")
+    assert joined.status_code == 200 and joined.headers["X-Persistence"] == "deferred"
+    proxy.up()
+    wait_until(lambda: ready_state(service) == "operational", timeout=15, message="operational again")
+    with service.client() as client:
+        body = client.get("/health/ready").json()
+    assert (body["spool_depth"], body["spool_quarantined"]) == (0, 0)
+    assert Call.objects.filter(pk=call_id).count() == 1
+    assert Call.objects.get(pk=call_id).status == "active"
+    assert dict(CallParticipant.objects.filter(call_id=call_id).values_list("user_id", "state")) == {
+        caller.id: "joined",
+        callee.id: "joined",
+    }
+    assert "Replay interrupted" not in service.log_text()
