@@ -434,12 +434,12 @@ class SignalingConsumer(SocketConsumer):
         # back by the time its old socket is found dead).
         now = time.time()
         at = now - (settings.WS_PING_TIMEOUT if code == PING_TIMEOUT_DISCONNECT else 0)
-        until = now + settings.CALL_RECONNECT_GRACE
+        until = None if code == SERVER_ERROR.code else now + settings.CALL_RECONNECT_GRACE  # a failure holds nothing
         try:
             others_here = await sync_to_async(self._drop, thread_sensitive=False)(at=at, until=until)
         except presence.PresenceUnavailable:
             others_here = False
-        if others_here or code == SERVER_ERROR.code:
+        if others_here or until is None:
             return
         reconnecting = protocol.presence_message(
             MessageType.PARTICIPANT_RECONNECTING, call_id=self.call_id, user_id=self.user_id
@@ -455,8 +455,9 @@ class SignalingConsumer(SocketConsumer):
         )
         self.joined_groups = []  # the holder keeps them until it goes
 
-    def _drop(self, *, at: float, until: float) -> bool:
-        """Record the drop with a hold; True (and no hold) when another socket of the user is live."""
+    def _drop(self, *, at: float, until: float | None) -> bool:
+        """Record the drop (with a hold until ``until``); True, and no hold, when another socket of
+        the user is live."""
         presence.presence_socket_dropped(
             call_id=self.call_id, user_id=self.user_id, channel_name=self.channel_name, at=at, hold_until=until
         )
