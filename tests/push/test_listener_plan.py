@@ -94,3 +94,12 @@ def test_nobody_to_tell_means_no_push():
     call = call_dict(caller_id="caller", callees={"a": "declined"}, status="declined")
 
     assert push_plan(event(EventType.CALL_CANCELLED, call, actor_id="caller")) == []
+
+
+def test_a_callee_who_rang_out_of_an_answered_group_call_alone_gets_the_missed_call():
+    call = call_dict(caller_id="caller", callees={"bob": "joined", "carol": "missed"}, status="active")
+
+    plan = push_plan(event(EventType.CALL_MISSED, call, stopped_ringing_ids=["carol"]))
+
+    # Bob is talking: his phone hears nothing; Carol's stops ringing and shows a missed call.
+    assert plan == [PlannedPush("call_cancelled", ("carol",), "missed"), PlannedPush("missed_call", ("carol",))]
