@@ -392,6 +392,7 @@ async def test_crash_inputs_from_2000_sockets_leak_nothing(start_services):
 # --- keepalive --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.timeout(420)
 async def test_an_old_client_silent_for_5_minutes_stays_connected(start_services):
     """It sends nothing at all and only answers protocol pings (websockets does that by itself)."""
     a = start_services("a")
