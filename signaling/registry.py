@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import time
 
@@ -125,8 +124,10 @@ class SocketRegistry:
         entries = [entry for c in self.sockets.values() if (entry := c.presence_entry()) is not None]
         if not entries:
             return
-        with contextlib.suppress(presence.PresenceUnavailable):
+        try:
             await sync_to_async(presence.presence_sockets_renewed, thread_sensitive=False)(entries)
+        except presence.PresenceUnavailable as exc:  # Redis away: the layer's 4503 closes the sockets
+            logger.warning("Presence of %d socket(s) not renewed: %s", len(entries), exc)
 
 
 registry = SocketRegistry()
