@@ -53,6 +53,7 @@ from signaling.protocol import (
     REFUSABLE_ERRORS,
     SERVER_ERROR,
     TOO_MANY_CONNECTIONS,
+    UNAUTHENTICATED,
     ErrorCode,
     MessageType,
     ProtocolError,
@@ -306,11 +307,17 @@ class SocketConsumer(AsyncWebsocketConsumer):
         await self.refuse(refusal)
 
     async def session_refused(self, error: Exception, *, disabled: bool = False) -> None:
-        """The registry found this socket's session over: token expired, revoked, account disabled."""
-        if disabled:
-            await self.end(Refused(FORBIDDEN, str(error)))
-        else:
-            await self.end(refusal_for(error))
+        """The registry found this socket's session over (token expired, revoked, account
+        disabled): the socket ends it from its own dispatch loop, one message at a time."""
+        close = FORBIDDEN if disabled else UNAUTHENTICATED
+        with contextlib.suppress(*LAYER_ERRORS):
+            await self.channel_layer.send(
+                self.channel_name, {"type": "session.over", "code": close.code, "message": str(error)}
+            )
+
+    async def session_over(self, event: dict) -> None:
+        close = FORBIDDEN if event["code"] == FORBIDDEN.code else UNAUTHENTICATED
+        await self.end(Refused(close, event["message"]))
 
     async def close_socket(self, code: int, reason: str) -> None:
         if self.closed:
