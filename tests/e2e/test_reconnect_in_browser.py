@@ -95,3 +95,9 @@ def test_a_browser_closed_mid_call_ends_it_as_connection_lost_for_the_other(brow
     assert call["duration"] == call["duration_seconds"] >= 1
     bob_row = next(p for p in call["participants"] if p["user_id"] == cast.bob.user_id)
     assert bob_row["leave_reason"] == "connection_lost"
+
+    alice.locator("#tab-history").click()
+    row = alice.locator(f'.call-row[data-call-id="{call_id}"]')
+    expect(row).to_have_attribute("data-end-reason", "connection_lost")
+    expect(row.locator(".status")).to_have_text("Answered · connection lost")
+    shots.take(alice, "alice-history-connection-lost")

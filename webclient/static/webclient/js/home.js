@@ -182,11 +182,17 @@ export class Home {
     const others = call.participants.map((p) => p.user_id).filter((id) => id !== selfId);
     let label = STATUS_LABELS[call.status] || call.status;
     if (call.status === "missed" && outgoing) label = "No answer";
+    if (call.end_reason === "connection_lost") label = `${label} · connection lost`;
     return h(
       "article",
       {
         class: "row call-row",
-        dataset: { callId: call.call_id, status: call.status, direction: outgoing ? "outgoing" : "incoming" },
+        dataset: {
+          callId: call.call_id,
+          status: call.status,
+          endReason: call.end_reason || "",
+          direction: outgoing ? "outgoing" : "incoming",
+        },
       },
       h(
         "div",
