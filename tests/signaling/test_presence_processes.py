@@ -406,6 +406,7 @@ async def test_an_old_client_silent_for_5_minutes_stays_connected(start_services
     )
     await next_of_type(old, "participants")
     peer = await signaling(a, call, call.caller)
+    assert (await next_of_type(old, "join"))["sender_id"] == call.caller.id
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
