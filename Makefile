@@ -7,19 +7,23 @@ PORT ?= 8083
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/secureconnect
 export TEST_DATABASE_URL
 
-.PHONY: run test e2e bench lint migrate venv clean
+.PHONY: run test e2e bench lint migrate venv lock clean
 
-$(VENV)/.runtime: requirements.txt
+# Installs come only from the hashed lock files (`make lock` writes them from requirements*.txt):
+# every package, transitive ones included, at one version with its hashes.
+PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --only-binary=:all:
+
+$(VENV)/.runtime: requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PIP_INSTALL) -r requirements.lock
 	touch $@
 
-$(VENV)/.test: requirements-test.txt $(VENV)/.runtime
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
+$(VENV)/.test: requirements-test.lock $(VENV)/.runtime
+	$(PIP_INSTALL) -r requirements-test.lock
 	touch $@
 
-$(VENV)/.bench: requirements-bench.txt $(VENV)/.test
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+$(VENV)/.bench: requirements-bench.lock $(VENV)/.test
+	$(PIP_INSTALL) -r requirements-bench.lock
 	touch $@
 
 venv: $(VENV)/.runtime
@@ -58,5 +62,22 @@ bench: $(VENV)/.bench
 	-$(PY) -m bench.drills.kill_restart
 	$(PY) -m bench.report --markdown
 
+## Re-resolve the lock files after a change to requirements*.txt. pip-tools runs in its own
+## virtualenv (.venv-lock), never in the service's. The widest lock is resolved first and seeds the
+## narrower ones, so a package has the same version in all three; existing pins are kept
+## (LOCK_FLAGS=--upgrade to move everything to the newest allowed versions).
+PIP_TOOLS_VERSION ?= 7.6.2
+LOCK_FLAGS ?=
+PIP_COMPILE = .venv-lock/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --disable-pip-version-check pip-tools==$(PIP_TOOLS_VERSION)
+	$(PIP_COMPILE) $(LOCK_FLAGS) --output-file requirements-bench.lock requirements-bench.txt
+	cp requirements-bench.lock requirements-test.lock
+	$(PIP_COMPILE) --output-file requirements-test.lock requirements-test.txt
+	cp requirements-test.lock requirements.lock
+	$(PIP_COMPILE) --output-file requirements.lock requirements.txt
+
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) .venv-lock var .pytest_cache
