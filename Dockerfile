@@ -2,14 +2,15 @@
 # The SecureConnect video service: daphne serving HTTP and WebSockets on port 8083.
 # Build: docker build -t secureconnect-video-service .  (docker-compose.yml builds it for you)
 
-# --- build: the dependencies in a virtualenv (every pinned dependency ships a wheel: no compiler) --
+# --- build: the dependencies in a virtualenv, from the hashed lock file (requirements.lock: every
+# package, transitive ones included, pinned with its hashes; each ships a wheel: no compiler) ----
 FROM python:3.11.13-slim-bookworm AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
-COPY requirements.txt /tmp/requirements.txt
-RUN /opt/venv/bin/pip install --no-cache-dir --only-binary=:all: -r /tmp/requirements.txt
+COPY requirements.lock /tmp/requirements.lock
+RUN /opt/venv/bin/pip install --no-cache-dir --only-binary=:all: --require-hashes -r /tmp/requirements.lock
 
 # --- runtime: the virtualenv and the code, run as an unprivileged user -----------------------------
 FROM python:3.11.13-slim-bookworm AS runtime

@@ -13,20 +13,25 @@ PORT ?= 8083
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/secureconnect
 export TEST_DATABASE_URL
 
-.PHONY: run test e2e bench lint migrate venv clean
+.PHONY: run test e2e bench lint migrate venv lock clean
 
-$(VENV)/.runtime: requirements.txt
+# Installs come only from the hashed lock files (`make lock` writes them from requirements*.txt):
+# every package, transitive ones included, at one version with its hashes.
+PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --only-binary=:all:
+TEST_PIP_INSTALL := $(TEST_PY) -m pip install --quiet --disable-pip-version-check --require-hashes --only-binary=:all:
+
+$(VENV)/.runtime: requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PIP_INSTALL) -r requirements.lock
 	touch $@
 
-$(TEST_VENV)/.test: requirements.txt requirements-test.txt
+$(TEST_VENV)/.test: requirements-test.lock
 	$(PYTHON) -m venv $(TEST_VENV)
-	$(TEST_PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-test.txt
+	$(TEST_PIP_INSTALL) -r requirements-test.lock
 	touch $@
 
-$(TEST_VENV)/.bench: requirements-bench.txt $(TEST_VENV)/.test
-	$(TEST_PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+$(TEST_VENV)/.bench: requirements-bench.lock $(TEST_VENV)/.test
+	$(TEST_PIP_INSTALL) -r requirements-bench.lock
 	touch $@
 
 venv: $(VENV)/.runtime
@@ -66,5 +71,22 @@ bench: $(TEST_VENV)/.bench
 	-$(TEST_PY) -m bench.drills.kill_restart
 	$(TEST_PY) -m bench.report --markdown
 
+## Re-resolve the lock files after a change to requirements*.txt. pip-tools runs in its own
+## virtualenv (.venv-lock), never in the service's. The widest lock is resolved first and seeds the
+## narrower ones, so a package has the same version in all three; existing pins are kept
+## (LOCK_FLAGS=--upgrade to move everything to the newest allowed versions).
+PIP_TOOLS_VERSION ?= 7.6.2
+LOCK_FLAGS ?=
+PIP_COMPILE = .venv-lock/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --disable-pip-version-check pip-tools==$(PIP_TOOLS_VERSION)
+	$(PIP_COMPILE) $(LOCK_FLAGS) --output-file requirements-bench.lock requirements-bench.txt
+	cp requirements-bench.lock requirements-test.lock
+	$(PIP_COMPILE) --output-file requirements-test.lock requirements-test.txt
+	cp requirements-test.lock requirements.lock
+	$(PIP_COMPILE) --output-file requirements.lock requirements.txt
+
 clean:
-	rm -rf $(VENV) $(TEST_VENV) var .pytest_cache
+	rm -rf $(VENV) $(TEST_VENV) .venv-lock var .pytest_cache

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import dj_database_url
 import environ
@@ -102,12 +102,14 @@ def database_config(*, base_dir: Path, conn_max_age: int = 0) -> dict:
     """
     url = get_str("DATABASE_URL")
     if url:
-        return parse_database_url(url, variable="DATABASE_URL", conn_max_age=conn_max_age)
+        return with_database_tls_files(parse_database_url(url, variable="DATABASE_URL", conn_max_age=conn_max_age))
     if get_str("DB_HOST"):
-        return parse_database_url(legacy_cockroach_url(), variable="DB_HOST", conn_max_age=conn_max_age)
+        return with_database_tls_files(
+            parse_database_url(legacy_cockroach_url(), variable="DB_HOST", conn_max_age=conn_max_age)
+        )
     sqlite_path = base_dir / "var" / "secureconnect.sqlite3"
     sqlite_path.parent.mkdir(parents=True, exist_ok=True)  # so a bare checkout runs
-    return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(sqlite_path)}
+    return with_database_tls_files({"ENGINE": "django.db.backends.sqlite3", "NAME": str(sqlite_path)})
 
 
 def legacy_cockroach_url() -> str:
@@ -136,6 +138,63 @@ def parse_database_url(url: str, *, variable: str, conn_max_age: int = 0) -> dic
     if config["ENGINE"] == "django.db.backends.sqlite3":
         config.pop("CONN_HEALTH_CHECKS", None)
     return config
+
+
+# --- Deployment: the database's TLS files and the Redis password ---------------------------------
+
+
+def with_database_tls_files(config: dict) -> dict:
+    """The database settings plus the TLS files named by ``DB_SSLROOTCERT``, ``DB_SSLCERT`` and
+    ``DB_SSLKEY`` (paths), as libpq's ``sslrootcert``, ``sslcert`` and ``sslkey`` options.
+
+    The same parameters may be in the URL's query instead; given in both places they must agree.
+    A file that cannot be read, a certificate without its key, or an sslmode that may fall back
+    to plain text (disable, allow, prefer) stop start-up: a typo never means an unverified link.
+    """
+    files = {
+        "DB_SSLROOTCERT": ("sslrootcert", get_str("DB_SSLROOTCERT")),
+        "DB_SSLCERT": ("sslcert", get_str("DB_SSLCERT")),
+        "DB_SSLKEY": ("sslkey", get_str("DB_SSLKEY")),
+    }
+    given = {variable: (option, path) for variable, (option, path) in files.items() if path}
+    if not given:
+        return config
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        raise ImproperlyConfigured(f"{', '.join(given)} apply to CockroachDB and PostgreSQL, not SQLite")
+    options = config.setdefault("OPTIONS", {})
+    for variable, (option, path) in given.items():
+        if options.get(option, path) != path:
+            raise ImproperlyConfigured(f"{variable} and the {option} in the database URL differ; give one of them")
+        if not (os.path.isfile(path) and os.access(path, os.R_OK)):
+            raise ImproperlyConfigured(f"{variable} points at {path!r}, which is not a readable file")
+        options[option] = path
+    if bool(options.get("sslcert")) != bool(options.get("sslkey")):
+        raise ImproperlyConfigured("DB_SSLCERT and DB_SSLKEY go together: a client certificate needs its key")
+    if options.get("sslmode", "prefer") in ("disable", "allow", "prefer"):
+        raise ImproperlyConfigured(f"{', '.join(given)} need TLS: set DB_SSLMODE (or sslmode) to verify-full")
+    return config
+
+
+def redis_url() -> str:
+    """``REDIS_URL`` with the password of ``REDIS_PASSWORD`` (or ``REDIS_PASSWORD_FILE``, a Docker
+    secret) in it, for the cache and the channel layer alike. Empty when Redis is not configured.
+
+    The result holds the password: it is for connecting, never for logs or pages.
+    """
+    url = get_str("REDIS_URL")
+    password = _read("REDIS_PASSWORD") or ""
+    if not password:
+        return url
+    if not url:
+        raise ImproperlyConfigured("REDIS_PASSWORD is set but REDIS_URL is not")
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ImproperlyConfigured("REDIS_PASSWORD needs a redis:// or rediss:// REDIS_URL")
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    if ":" in userinfo:
+        raise ImproperlyConfigured("REDIS_URL has a password already; give it there or in REDIS_PASSWORD, not both")
+    netloc = f"{userinfo}:{quote(password, safe='')}@{hostport}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def require_production_secret(name: str, value: str, *, weak_values: tuple[str, ...] = (), min_length: int = 0) -> None:

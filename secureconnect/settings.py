@@ -29,7 +29,7 @@ ALLOWED_HOSTS = config.get_list(
 )
 CORS_ALLOWED_ORIGINS = config.get_list("CORS_ALLOWED_ORIGINS")
 CSRF_TRUSTED_ORIGINS = CORS_ALLOWED_ORIGINS
-REDIS_URL = config.get_str("REDIS_URL")
+REDIS_URL = config.redis_url()  # with the password of REDIS_PASSWORD(_FILE): never log it
 
 INSTALLED_APPS = [
     "daphne",

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# One-shot `cockroach init` for the Compose cluster. The first run initialises the cluster; every
-# later `docker compose up` finds it initialised, which is success too. Retries while the first
-# node is still starting.
+# One-shot `cockroach init` for the Compose cluster (secure mode: as root, with the client
+# certificate create-certs.sh left in the certificates directory). The first run initialises the
+# cluster; every later `docker compose up` finds it initialised, which is success too. Retries
+# while the first node is still starting.
 set -uo pipefail
 
 host="${COCKROACH_INIT_HOST:-cockroachdb-1:26257}"
+certs_dir="${COCKROACH_CERTS_DIR:-/cockroach/certs}"
 tries="${COCKROACH_INIT_TRIES:-60}"
 delay="${COCKROACH_RETRY_DELAY:-2}"
 
 for ((attempt = 1; attempt <= tries; attempt++)); do
-  if output=$(cockroach init --insecure --host="$host" 2>&1); then
+  if output=$(cockroach init --certs-dir="$certs_dir" --host="$host" 2>&1); then
     echo "$output"
     exit 0
   fi

@@ -1,5 +1,7 @@
 """docker-compose.yml, checked statically (no Docker engine runs here): start order, health
-checks, the database creation step, secrets, pinned images, scaling behind the proxy.
+checks, the database creation step, secrets, pinned images, scaling behind the proxy, and the
+hardening of issue 14 (CockroachDB in secure mode, Redis with a password, TLS at the proxy, no
+port on all interfaces).
 
 Nothing here proves the stack runs on CockroachDB; it proves the file says what README.md says.
 """
@@ -21,6 +23,10 @@ NODES = ("cockroachdb-1", "cockroachdb-2", "cockroachdb-3")
 SERVICE = SERVICES["video-service"]
 SERVICE_ENV = compose.environment(SERVICE)
 SECRET_NAMES = re.compile(r"(SECRET|SECRET_KEY|PASSWORD|PASSPHRASE|TOKEN|PRIVATE_KEY|API_KEY)$")
+SINGLE_NODE = compose.merge(PROJECT, compose.load(compose.SINGLE_NODE_FILE))
+VARIANTS = {"three nodes": PROJECT, "single node": SINGLE_NODE}
+CERTS_DIR = "/cockroach/certs"
+NGINX_CONF = (compose.ROOT / "deploy" / "nginx" / "nginx.conf").read_text()
 
 
 def cockroach_version(image: str) -> tuple[int, int, int]:
@@ -55,7 +61,7 @@ def test_every_image_is_pinned_to_a_version(name):
 
 
 def test_cockroachdb_is_a_release_the_installed_django_cockroachdb_supports():
-    images = {SERVICES[name]["image"] for name in (*NODES, "cockroachdb-init", "create-database")}
+    images = {SERVICES[name]["image"] for name in (*NODES, "cockroachdb-certs", "cockroachdb-init", "create-database")}
     assert len(images) == 1, f"every CockroachDB container runs the same release, not {images}"
     major, minor, _ = cockroach_version(images.pop())
     assert (major, minor) >= DatabaseFeatures.minimum_database_version
@@ -75,7 +81,7 @@ def test_the_proxy_image_can_re_resolve_scaled_replicas():
 def test_three_nodes_join_one_cluster(name):
     node = SERVICES[name]
     command = compose.command_text(node)
-    assert node["command"][0] == "start" and "--insecure" in command
+    assert node["command"][0] == "start" and f"--certs-dir={CERTS_DIR}" in command
     join = re.search(r"--join=(\S+)", command).group(1).split(",")
     assert sorted(host.split(":")[0] for host in join) == list(NODES)
     assert f"--advertise-addr={name}:" in command
@@ -96,7 +102,9 @@ def test_each_node_keeps_its_data_on_its_own_named_volume(name):
 def test_each_node_is_health_checked_on_cockroachdbs_readiness_endpoint(name):
     test = SERVICES[name]["healthcheck"]["test"]
     assert test[0] == "CMD" and test[1] == "curl"
-    assert "http://localhost:8080/health?ready=1" in test
+    # Secure mode serves the HTTP port over TLS; the node certificate names localhost.
+    assert "https://localhost:8080/health?ready=1" in test
+    assert test[test.index("--cacert") + 1] == f"{CERTS_DIR}/ca.crt"
     assert "-f" in test or any(arg.startswith("-") and "f" in arg for arg in test[2:])
 
 
@@ -109,10 +117,13 @@ def test_the_cluster_is_initialised_by_a_one_shot_step_that_does_not_wait_for_he
     init = SERVICES["cockroachdb-init"]
     # A node of a new cluster only becomes ready after `cockroach init`: waiting for health
     # here would wait forever.
-    assert compose.depends_on(init) == {"cockroachdb-1": "service_started"}
+    assert compose.depends_on(init) == {
+        "cockroachdb-1": "service_started",
+        "cockroachdb-certs": "service_completed_successfully",
+    }
     assert init["restart"] == "no"
     script = script_of(init)
-    assert "cockroach init --insecure" in script and "already been initialized" in script
+    assert 'cockroach init --certs-dir="$certs_dir"' in script and "already been initialized" in script
 
 
 def test_a_one_shot_step_creates_the_database_the_service_uses_before_it_migrates():
@@ -124,6 +135,7 @@ def test_a_one_shot_step_creates_the_database_the_service_uses_before_it_migrate
     assert create["restart"] == "no"
     assert compose.environment(create)["DB_NAME"] == SERVICE_ENV["DB_NAME"] == "secureconnect_poc"
     assert "CREATE DATABASE IF NOT EXISTS $name" in script_of(create)
+    assert compose.environment(create)["DB_USER"] == SERVICE_ENV["DB_USER"]
     for name in ("migrate", "video-service"):
         assert compose.depends_on(SERVICES[name])["create-database"] == "service_completed_successfully"
 
@@ -137,6 +149,7 @@ def script_of(service: dict) -> str:
     """The deploy/cockroach script a one-shot CockroachDB step runs (mounted at /deploy)."""
     assert "./deploy/cockroach:/deploy:ro" in service["volumes"]
     (path,) = service["command"]
+    assert path.startswith("/deploy/")
     return (compose.ROOT / "deploy" / "cockroach" / path.removeprefix("/deploy/")).read_text()
 
 
@@ -148,7 +161,8 @@ def test_redis_persists_with_append_only_and_is_health_checked():
     assert "--appendonly" in redis["command"]
     assert redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
     assert any(m.split(":")[0] in PROJECT["volumes"] and m.endswith(":/data") for m in redis["volumes"])
-    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    kind, check = redis["healthcheck"]["test"]
+    assert kind == "CMD-SHELL" and "redis-cli ping" in check and "PONG" in check
 
 
 # --- the video service ---------------------------------------------------------------------------
@@ -223,7 +237,13 @@ def test_the_service_publishes_no_host_port_so_it_can_be_scaled():
 
 def test_secrets_are_docker_secrets_passed_through_file_variables():
     mounted = set(SERVICE["secrets"])
-    for variable in ("SECRET_KEY_FILE", "JWT_SECRET_FILE", "TURN_SECRET_FILE", "GOOGLE_APPLICATION_CREDENTIALS"):
+    for variable in (
+        "SECRET_KEY_FILE",
+        "JWT_SECRET_FILE",
+        "TURN_SECRET_FILE",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "REDIS_PASSWORD_FILE",
+    ):
         path = SERVICE_ENV[variable]
         assert path.startswith("/run/secrets/"), variable
         assert path.removeprefix("/run/secrets/") in mounted, variable
@@ -251,7 +271,10 @@ def test_secret_files_live_under_secrets_and_are_git_ignored():
 def test_the_secrets_script_creates_every_file_compose_reads():
     script = (compose.ROOT / "deploy" / "make-secrets.sh").read_text()
     for spec in PROJECT["secrets"].values():
-        assert f"write_once {spec['file'].removeprefix('./secrets/')} " in script
+        name = spec["file"].removeprefix("./secrets/")
+        assert (
+            f"write_once {name} " in script or f"-out secrets/{name}" in script or f"-keyout secrets/{name}" in script
+        )
 
 
 # --- scaling behind the proxy --------------------------------------------------------------------
@@ -260,13 +283,13 @@ def test_the_secrets_script_creates_every_file_compose_reads():
 def test_the_proxy_is_the_only_public_port_and_fronts_every_replica():
     proxy = SERVICES["proxy"]
     assert compose.depends_on(proxy) == {"video-service": "service_healthy"}
-    assert compose.interpolate(proxy["ports"]) == ["8083:8080"]
+    assert compose.interpolate(proxy["ports"]) == ["127.0.0.1:8443:8443", "127.0.0.1:8083:8080"]
     assert "./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in proxy["volumes"]
     assert "wget" in proxy["healthcheck"]["test"]
     published = {name for name, service in SERVICES.items() if service.get("ports")}
     assert published == {"proxy", "cockroachdb-1"}
     (console,) = compose.interpolate(SERVICES["cockroachdb-1"]["ports"])
-    assert console.startswith("127.0.0.1:"), "the insecure cluster's console stays on the host"
+    assert console.startswith("127.0.0.1:"), "the DB Console stays on the host"
 
 
 def test_nginx_proxies_http_and_websocket_upgrades_to_re_resolved_replicas():
@@ -278,7 +301,7 @@ def test_nginx_proxies_http_and_websocket_upgrades_to_re_resolved_replicas():
     assert "proxy_set_header Upgrade $http_upgrade;" in conf
     assert "proxy_set_header Connection $connection_upgrade;" in conf
     assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in conf
-    assert "listen 8080;" in conf
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" in conf
     # One proxy in front: the service reads the client address one X-Forwarded-For hop in.
     assert SERVICE_ENV["NUM_PROXIES"] == "1"
 
@@ -320,6 +343,7 @@ def test_the_single_node_variant_runs_start_single_node_and_nothing_of_the_clust
     active = compose.active_services(project)
     assert "cockroachdb-2" not in active and "cockroachdb-3" not in active
     assert active["cockroachdb-1"]["command"][0] == "start-single-node"
+    assert f"--certs-dir={CERTS_DIR}" in compose.command_text(active["cockroachdb-1"])
     assert "--join" not in compose.command_text(active["cockroachdb-1"])
     # The rest of the stack is the same.
     assert active["video-service"] == SERVICE
@@ -334,11 +358,234 @@ def test_bind_mounted_paths_exist_in_the_repository():
 
 
 @pytest.mark.parametrize(
-    "script", ["deploy/cockroach/init-cluster.sh", "deploy/cockroach/create-database.sh", "deploy/make-secrets.sh"]
+    ("script", "shell"),
+    [
+        ("deploy/cockroach/create-certs.sh", "bash"),
+        ("deploy/cockroach/init-cluster.sh", "bash"),
+        ("deploy/cockroach/create-database.sh", "bash"),
+        ("deploy/make-secrets.sh", "bash"),
+        ("deploy/redis/start-redis.sh", "sh"),  # the redis alpine image has no bash
+    ],
 )
-def test_scripts_are_executable_bash_that_parses(script):
+def test_scripts_are_executable_and_parse(script, shell):
     path = compose.ROOT / script
     assert path.stat().st_mode & stat.S_IXUSR
-    assert path.read_text().startswith("#!/usr/bin/env bash\n")
-    result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    shebang = "#!/usr/bin/env bash\n" if shell == "bash" else "#!/bin/sh\n"
+    assert path.read_text().startswith(shebang)
+    result = subprocess.run([shell, "-n", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# --- hardening: CockroachDB in secure mode -------------------------------------------------------
+
+
+def everything_a_service_runs(service: dict) -> str:
+    """Its command, entrypoint and health check, as one text."""
+    parts = [compose.command_text(service)]
+    for key in ("entrypoint",):
+        value = service.get(key) or []
+        parts.append(value if isinstance(value, str) else " ".join(value))
+    parts.append(" ".join((service.get("healthcheck") or {}).get("test") or []))
+    return " ".join(parts)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_nothing_runs_cockroachdb_in_insecure_mode(variant):
+    for name, service in compose.active_services(VARIANTS[variant]).items():
+        assert "--insecure" not in everything_a_service_runs(service), f"{variant}: {name}"
+        assert compose.environment(service).get("COCKROACH_INSECURE", "false") == "false", f"{variant}: {name}"
+    for script in (compose.ROOT / "deploy" / "cockroach").glob("*.sh"):
+        assert "--insecure" not in script.read_text(), script.name
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_node_starts_with_the_certificates_of_the_certificate_step(variant):
+    active = compose.active_services(VARIANTS[variant])
+    nodes = [name for name in NODES if name in active]
+    assert nodes
+    for name in nodes:
+        node = active[name]
+        assert f"--certs-dir={CERTS_DIR}" in compose.command_text(node), name
+        assert f"cockroachdb-certs:{CERTS_DIR}:ro" in node["volumes"], name
+        assert compose.depends_on(node)["cockroachdb-certs"] == "service_completed_successfully", name
+
+
+def test_a_one_shot_step_creates_the_ca_node_and_client_certificates_into_volumes():
+    certs = SERVICES["cockroachdb-certs"]
+    assert certs["restart"] == "no"
+    assert compose.depends_on(certs) == {}
+    script = script_of(certs)
+    for command in ("cockroach cert create-ca", "cockroach cert create-node", "cockroach cert create-client"):
+        assert command in script
+    env = compose.environment(certs)
+    hosts = env["COCKROACH_NODE_HOSTS"].split()
+    # The certificate must name every address a client uses, or verify-full refuses it.
+    assert set(NODES) | {SERVICE_ENV["DB_HOST"], "localhost"} <= set(hosts)
+    assert env["DB_USER"] == SERVICE_ENV["DB_USER"]
+    assert env["SERVICE_UID"] == "10001"  # the image's USER: libpq wants the key owned by it, 0600
+    mounts = {m.split(":")[0]: m.split(":")[1] for m in certs["volumes"] if not m.startswith("./")}
+    assert mounts == {
+        "cockroachdb-ca": "/cockroach/ca",
+        "cockroachdb-certs": CERTS_DIR,
+        "video-service-db-certs": "/cockroach/service-certs",
+    }
+    assert set(mounts) <= set(PROJECT["volumes"])
+
+
+def test_the_ca_key_is_mounted_by_the_certificate_step_only():
+    holders = {name for name, s in SERVICES.items() for m in s.get("volumes", []) if m.startswith("cockroachdb-ca:")}
+    assert holders == {"cockroachdb-certs"}
+
+
+def test_the_service_mounts_its_own_client_certificate_and_nothing_of_roots():
+    for name in ("video-service", "migrate"):
+        volumes = [m.split(":") for m in SERVICES[name]["volumes"]]
+        assert not any(source in ("cockroachdb-certs", "cockroachdb-ca") for source, *_ in volumes), name
+        (mount,) = [(target, rest) for source, target, *rest in volumes if source == "video-service-db-certs"]
+        assert mount[1] == ["ro"]
+    directory = next(m.split(":")[1] for m in SERVICE["volumes"] if m.startswith("video-service-db-certs:"))
+    user = SERVICE_ENV["DB_USER"]
+    assert SERVICE_ENV["DB_SSLROOTCERT"] == f"{directory}/ca.crt"
+    assert SERVICE_ENV["DB_SSLCERT"] == f"{directory}/client.{user}.crt"
+    assert SERVICE_ENV["DB_SSLKEY"] == f"{directory}/client.{user}.key"
+
+
+def test_the_service_connects_as_its_own_sql_user_with_the_server_verified():
+    for name in ("video-service", "migrate"):
+        env = compose.environment(SERVICES[name])
+        assert env["DB_USER"] not in ("", "root", "admin"), name
+        assert env["DB_SSLMODE"] == "verify-full", name
+        assert "DATABASE_URL" not in env, name
+    for name, service in SERVICES.items():
+        for variable, value in compose.environment(service).items():
+            assert not re.search(r"://root[@:]", value), f"{name}: {variable} connects as root"
+
+
+def test_the_database_step_creates_the_service_user_and_grants_it_the_database():
+    create = SERVICES["create-database"]
+    script = script_of(create)
+    assert "CREATE USER IF NOT EXISTS $user;" in script
+    assert "GRANT ALL ON DATABASE $name TO $user;" in script
+    assert "GRANT ALL ON SCHEMA public TO $user;" in script
+    assert "admin" not in re.findall(r"GRANT (\S+) TO \$user", script)
+
+
+def test_the_db_console_needs_a_login_whose_password_is_a_docker_secret():
+    # Secure mode (no --insecure anywhere, checked above) makes the console ask for a login; the
+    # database step gives the console user a password from a secret, and the port stays local.
+    create = SERVICES["create-database"]
+    env = compose.environment(create)
+    path = env["COCKROACH_CONSOLE_PASSWORD_FILE"]
+    assert path.startswith("/run/secrets/") and path.removeprefix("/run/secrets/") in create["secrets"]
+    assert "ALTER USER $console_user WITH PASSWORD" in script_of(create)
+    (console,) = compose.interpolate(SERVICES["cockroachdb-1"]["ports"])
+    assert console.startswith("127.0.0.1:") and console.endswith(":8080")
+
+
+# --- hardening: Redis with a password --------------------------------------------------------------
+
+
+def test_redis_requires_a_password_from_a_docker_secret():
+    redis = SERVICES["redis"]
+    assert redis["entrypoint"] == ["/deploy/start-redis.sh"]
+    assert "./deploy/redis:/deploy:ro" in redis["volumes"]
+    script = (compose.ROOT / "deploy" / "redis" / "start-redis.sh").read_text()
+    assert "requirepass" in script and 'exec docker-entrypoint.sh redis-server "$conf"' in script
+    path = compose.environment(redis)["REDIS_PASSWORD_FILE"]
+    secret = path.removeprefix("/run/secrets/")
+    assert path.startswith("/run/secrets/") and secret in redis["secrets"] and secret in PROJECT["secrets"]
+    # Never on a command line, where `ps` and `docker inspect` would show it.
+    assert "requirepass" not in everything_a_service_runs(redis)
+
+
+def test_the_service_reads_the_same_redis_password_and_the_health_check_authenticates():
+    secret = compose.environment(SERVICES["redis"])["REDIS_PASSWORD_FILE"]
+    assert SERVICE_ENV["REDIS_PASSWORD_FILE"] == secret
+    assert secret.removeprefix("/run/secrets/") in SERVICE["secrets"]
+    assert "@" not in SERVICE_ENV["REDIS_URL"]  # the password comes from the file, not the URL
+    check = SERVICES["redis"]["healthcheck"]["test"][1]
+    assert f'REDISCLI_AUTH="$$(cat {secret})" redis-cli ping' in check  # $$: Compose's escaped $
+    assert "grep -q PONG" in check  # redis-cli exits 0 on NOAUTH too
+
+
+# --- hardening: TLS at the proxy, nothing on all interfaces ---------------------------------------
+
+
+def published_ports(service: dict, env: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
+    """(host address, host port, container port) of each published port; "" when unbound."""
+    result = []
+    for port in compose.interpolate(service.get("ports") or [], env):
+        if isinstance(port, dict):
+            result.append((port.get("host_ip", ""), str(port.get("published", "")), str(port["target"])))
+            continue
+        parts = str(port).rsplit(":", 2)
+        result.append(tuple([""] * (3 - len(parts)) + parts))
+    return result
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_no_port_is_published_on_all_interfaces(variant):
+    for name, service in compose.active_services(VARIANTS[variant]).items():
+        for address, _, container in published_ports(service):
+            assert address == "127.0.0.1", f"{variant}: {name} publishes {container} on {address or 'all interfaces'}"
+        for port in service.get("ports") or []:
+            # Only the proxy's address can be changed (PROXY_BIND_ADDRESS, for a server).
+            assert name == "proxy" or str(port).startswith("127.0.0.1:"), f"{name}: {port}"
+
+
+def test_the_proxy_opens_to_the_network_only_when_asked():
+    ports = published_ports(
+        SERVICES["proxy"], {"PROXY_BIND_ADDRESS": "0.0.0.0", "HTTPS_PORT": "443", "HTTP_PORT": "80"}
+    )
+    assert ports == [("0.0.0.0", "443", "8443"), ("0.0.0.0", "80", "8080")]
+    assert compose.interpolate(SERVICES["proxy"]["environment"], {"HTTPS_PORT": "443"}) == {"PUBLIC_HTTPS_PORT": "443"}
+
+
+def nginx_servers() -> list[str]:
+    """The bodies of the `server { ... }` blocks of nginx.conf (braces matched, comments dropped)."""
+    text = re.sub(r"#[^\n]*", "", NGINX_CONF)
+    servers = []
+    for match in re.finditer(r"\bserver\s*\{", text):
+        depth, index = 1, match.end()
+        while depth:
+            depth += {"{": 1, "}": -1}.get(text[index], 0)
+            index += 1
+        servers.append(text[match.end() : index - 1])
+    return servers
+
+
+def directives(body: str) -> list[str]:
+    return [" ".join(d.split()) for d in body.split(";") if d.strip()]
+
+
+def test_the_proxy_terminates_tls_with_the_certificate_and_key_as_docker_secrets():
+    proxy = SERVICES["proxy"]
+    (tls,) = [body for body in nginx_servers() if "listen 8443 ssl" in directives(body)[0:3]]
+    found = dict(d.split(" ", 1) for d in directives(tls) if d.startswith("ssl_certificate"))
+    for directive, secret in (("ssl_certificate", "tls_certificate"), ("ssl_certificate_key", "tls_private_key")):
+        assert found[directive] == f"/run/secrets/{secret}"
+        assert secret in proxy["secrets"] and PROJECT["secrets"][secret]["file"].startswith("./secrets/")
+    assert "ssl_protocols TLSv1.2 TLSv1.3" in directives(tls)
+    assert "proxy_pass http://video_service" in tls
+    assert ("127.0.0.1", "8443", "8443") in published_ports(proxy)
+
+
+def test_plain_http_only_redirects_to_https_on_the_published_port():
+    (plain,) = [body for body in nginx_servers() if "listen 8080" in directives(body)]
+    assert directives(plain) == ["listen 8080", "return 301 https://$host:$public_https_port$request_uri"]
+    template = compose.ROOT / "deploy" / "nginx" / "templates" / "public-https-port.conf.template"
+    assert '"${PUBLIC_HTTPS_PORT}"' in template.read_text() and "$public_https_port" in template.read_text()
+    assert "include /etc/nginx/conf.d/public-https-port.conf;" in NGINX_CONF
+    proxy = SERVICES["proxy"]
+    assert "./deploy/nginx/templates:/etc/nginx/templates:ro" in proxy["volumes"]
+    https_host_port = next(host for _, host, container in published_ports(proxy) if container == "8443")
+    assert compose.environment(proxy)["PUBLIC_HTTPS_PORT"] == https_host_port
+
+
+def test_the_proxy_health_check_has_a_loopback_listener_of_its_own():
+    (health,) = [body for body in nginx_servers() if "listen 127.0.0.1:8081" in directives(body)]
+    assert "location = /proxy-health" in health and "proxy_pass" not in health
+    assert "http://127.0.0.1:8081/proxy-health" in SERVICES["proxy"]["healthcheck"]["test"]
+    assert "8081" not in {container for *_, container in published_ports(SERVICES["proxy"])}
+    listens = [d for body in nginx_servers() for d in directives(body) if d.startswith("listen ")]
+    assert sorted(listens) == ["listen 127.0.0.1:8081", "listen 8080", "listen 8443 ssl"]

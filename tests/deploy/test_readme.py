@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.portable
 
@@ -34,6 +35,20 @@ def test_every_management_command_is_in_the_operations_list():
         "docker compose logs",
         "secureconnect_poc",
         "has not been run",
+        # The hardened deployment (issue 14): certificates, users, secrets, TLS, ports.
+        "cockroach cert create-ca",
+        "--certs-dir=/cockroach/certs",
+        "DB_USER=secureconnect",
+        "DB_SSLMODE=verify-full",
+        "DB_SSLROOTCERT",
+        "REDIS_PASSWORD_FILE",
+        "secrets/redis_password",
+        "secrets/cockroach_console_password",
+        "secrets/tls.crt",
+        "TLS_HOSTNAME=",
+        "https://localhost:8443",
+        "PROXY_BIND_ADDRESS",
+        "requirements.lock",
     ],
 )
 def test_the_deployment_section_covers(topic):
@@ -50,3 +65,15 @@ def test_the_production_server_section_gives_the_command_and_its_limits():
     assert "python -m secureconnect.server --bind 0.0.0.0 --port 8083" in text
     for name in ("MAX_REQUEST_BODY_BYTES", "HTTP_HEADER_TIMEOUT", "WS_PING_INTERVAL", "WS_PING_TIMEOUT", "4408"):
         assert name in text
+
+
+def test_the_deployment_section_names_every_secret_file_compose_reads():
+    secrets = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["secrets"]
+    for spec in secrets.values():
+        assert f"`{spec['file'].removeprefix('./')}`" in section("Deploying with CockroachDB"), spec["file"]
+
+
+def test_the_readme_says_how_the_locks_are_made_and_used():
+    text = section("The two commands")
+    for topic in ("requirements.lock", "requirements-test.lock", "--require-hashes", "make lock", "--generate-hashes"):
+        assert topic in text
