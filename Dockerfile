@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The SecureConnect video service: daphne serving HTTP and WebSockets on port 8083.
+# The SecureConnect video service: the production server (python -m secureconnect.server, daphne underneath) on port 8083.
 # Build: docker build -t secureconnect-video-service .  (docker-compose.yml builds it for you)
 
 # --- build: the dependencies in a virtualenv, from the hashed lock file (requirements.lock: every
