@@ -141,7 +141,8 @@ async def test_the_others_hear_reconnecting_then_leave_when_a_socket_goes_for_go
     again = await sockets.signaling(two_party.id, two_party.callees[0])
     assert again.participants == [two_party.caller.id]  # the one who left is no longer listed
     await caller.disconnect()
-    await receive_type(again, "leave")
+    await receive_type(again, "participant_reconnecting")
+    await receive_type(again, "leave", timeout=3)
     await again.disconnect()
     assert (await sockets.signaling(two_party.id, two_party.caller)).participants == []
 
