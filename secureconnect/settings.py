@@ -255,3 +255,6 @@ PUSH_QUEUE_LIMIT = config.get_int("PUSH_QUEUE_LIMIT", 1000, minimum=1)
 PUSH_RETRY_ATTEMPTS = config.get_int("PUSH_RETRY_ATTEMPTS", 4, minimum=1)
 PUSH_RETRY_BASE_DELAY = config.get_float("PUSH_RETRY_BASE_DELAY", 0.5, minimum=0)
 PUSH_RETRY_MAX_DELAY = config.get_float("PUSH_RETRY_MAX_DELAY", 8.0, minimum=0)
+
+# --- Production hardening: refusals, transport security, operator endpoints (issue 14) -----------
+METRICS_TOKEN = config.get_str("METRICS_TOKEN")  # bearer token for /metrics and /health/ready's report

@@ -78,7 +78,7 @@ def test_env_example_lists_only_service_and_compose_variables():
 def test_env_example_sets_no_secret_value():
     for line in (compose.ROOT / ".env.example").read_text().splitlines():
         name, _, value = line.lstrip("# ").partition("=")
-        if name in ("SECRET_KEY", "JWT_SECRET", "TURN_SECRET", "DB_PASSWORD"):
+        if name in ("SECRET_KEY", "JWT_SECRET", "TURN_SECRET", "DB_PASSWORD", "METRICS_TOKEN"):
             assert value == "", f"{name} has a value in .env.example"
 
 
