@@ -14,6 +14,7 @@ import textwrap
 import pytest
 
 from tests.deploy import compose, environment
+from tests.support import production
 
 pytestmark = pytest.mark.portable
 
@@ -86,7 +87,11 @@ def manage_under_compose(tmp_path, *args, **overrides) -> subprocess.CompletedPr
     """`manage.py <args>` in a fresh process with a video-service container's environment:
     docker-compose.yml's (defaults interpolated), and its secrets as files."""
     env = compose.environment(compose.load()["services"]["video-service"])
-    secrets = {"SECRET_KEY_FILE": "s" * 50, "JWT_SECRET_FILE": "j" * 40, "TURN_SECRET_FILE": "t" * 32}
+    secrets = {
+        "SECRET_KEY_FILE": production.SECRET_KEY,
+        "JWT_SECRET_FILE": production.JWT_SECRET,
+        "TURN_SECRET_FILE": production.TURN_SECRET,
+    }
     for variable, value in secrets.items():
         (tmp_path / variable).write_text(value + "\n")
         env[variable] = str(tmp_path / variable)
@@ -148,8 +153,8 @@ def test_the_compose_environment_selects_django_cockroachdb_with_telemetry_off(t
 
 def test_the_compose_environment_reads_secrets_from_the_mounted_files(tmp_path):
     settings = settings_under_compose(tmp_path)
-    assert (settings["secret_key"], settings["jwt_secret"]) == ("s" * 50, "j" * 40)
-    assert settings["turn_secret"] == ["t" * 32]
+    assert (settings["secret_key"], settings["jwt_secret"]) == (production.SECRET_KEY, production.JWT_SECRET)
+    assert settings["turn_secret"] == [production.TURN_SECRET]
     assert settings["allowed_hosts"] == ["127.0.0.1", "localhost"]
     assert settings["num_proxies"] == 1
     assert settings["redis_url"] == "redis://redis:6379/0"
