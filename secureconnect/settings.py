@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from this service (/v1/docs)
     "accounts",
     "calls",
     "signaling",
@@ -51,6 +52,7 @@ MIDDLEWARE = [
     "secureconnect.api.middleware.RequestIdMiddleware",  # first: every log line and response has the id
     "secureconnect.api.middleware.ApiErrorMiddleware",  # then: body cap and JSON errors on API paths
     "django.middleware.security.SecurityMiddleware",
+    "secureconnect.security.ContentSecurityPolicyMiddleware",  # the admin and /v1/docs
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -283,3 +285,12 @@ if REST_FRAMEWORK["NUM_PROXIES"] > 0:
     # Only a proxy we were told about may say the client's connection was https (it must set,
     # not pass on, X-Forwarded-Proto: deploy/nginx/nginx.conf does).
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+SPECTACULAR_SETTINGS |= {
+    # Swagger UI from the installed drf-spectacular-sidecar, not a CDN; its init script is a file of
+    # its own (SpectacularSwaggerSplitView) so that the page's CSP needs no inline script.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},  # no call to swagger.io
+}
