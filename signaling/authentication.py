@@ -70,8 +70,11 @@ def origin_check(scope) -> None:
     if normalized in allowed or is_same_origin(scope, normalized):
         return
     if not settings.IS_PRODUCTION:
-        parts = urlsplit(normalized)
-        if parts.scheme in ("http", "https") and parts.hostname in LOCAL_HOSTNAMES:
+        try:
+            parts = urlsplit(normalized)
+        except ValueError:  # "http://[::1": not a URL, so not an allowed origin
+            parts = None
+        if parts and parts.scheme in ("http", "https") and parts.hostname in LOCAL_HOSTNAMES:
             return
     raise Refused(FORBIDDEN, "This Origin is not allowed to open signaling sockets.")
 

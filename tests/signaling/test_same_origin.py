@@ -15,11 +15,13 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from accounts.tokens import issue_access_token
+from signaling.authentication import origin_check
+from signaling.protocol import Refused
 from tests.signaling.conftest import EVENTS_PATH
 from tests.support import production
 from tests.support.servers import ServiceProcess
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.portable]
+pytestmark = pytest.mark.portable
 
 WAIT = 10
 PROXIED_HOST = "video.test"  # what a browser behind the proxy has in its address bar
@@ -79,23 +81,28 @@ def assert_refused_as_foreign(answer):
     assert "Origin is not allowed" in answer["message"]
 
 
+@pytest.mark.asyncio
 async def test_the_web_clients_own_origin_opens_its_socket_without_cors_settings(direct, token):
     answer = await open_events(direct, token, origin=f"http://127.0.0.1:{direct.port}")
     assert answer["type"] == "pong", answer
 
 
+@pytest.mark.asyncio
 async def test_a_foreign_origin_is_still_refused_in_production(direct, token):
     assert_refused_as_foreign(await open_events(direct, token, origin="https://evil.example"))
 
 
+@pytest.mark.asyncio
 async def test_an_origin_on_another_port_of_the_same_host_is_refused(direct, token):
     assert_refused_as_foreign(await open_events(direct, token, origin="http://127.0.0.1:1"))
 
 
+@pytest.mark.asyncio
 async def test_an_https_origin_on_a_plain_ws_socket_is_refused(direct, token):
     assert_refused_as_foreign(await open_events(direct, token, origin=f"https://127.0.0.1:{direct.port}"))
 
 
+@pytest.mark.asyncio
 async def test_a_host_outside_allowed_hosts_cannot_vouch_for_its_own_origin(direct, token):
     """DNS rebinding: the attacker's name points at the service, Origin and Host agree, but the
     name is not one the service answers to."""
@@ -103,6 +110,7 @@ async def test_a_host_outside_allowed_hosts_cannot_vouch_for_its_own_origin(dire
     assert_refused_as_foreign(answer)
 
 
+@pytest.mark.asyncio
 async def test_a_client_cannot_claim_wss_when_no_proxy_is_trusted(direct, token):
     answer = await open_events(
         direct, token, origin=f"https://{PROXIED_HOST}", host=PROXIED_HOST, headers={"X-Forwarded-Proto": "https"}
@@ -110,6 +118,7 @@ async def test_a_client_cannot_claim_wss_when_no_proxy_is_trusted(direct, token)
     assert_refused_as_foreign(answer)
 
 
+@pytest.mark.asyncio
 async def test_behind_a_trusted_proxy_the_https_page_opens_its_wss_socket(proxied, token):
     answer = await open_events(
         proxied, token, origin=f"https://{PROXIED_HOST}", host=PROXIED_HOST, headers={"X-Forwarded-Proto": "https"}
@@ -117,8 +126,42 @@ async def test_behind_a_trusted_proxy_the_https_page_opens_its_wss_socket(proxie
     assert answer["type"] == "pong", answer
 
 
+@pytest.mark.asyncio
 async def test_behind_a_trusted_proxy_an_http_page_cannot_open_the_wss_socket(proxied, token):
     answer = await open_events(
         proxied, token, origin=f"http://{PROXIED_HOST}", host=PROXIED_HOST, headers={"X-Forwarded-Proto": "https"}
     )
     assert_refused_as_foreign(answer)
+
+
+MALFORMED = [
+    ("http://[::1", "127.0.0.1:8083"),
+    ("http://127.0.0.1:99999", "127.0.0.1:8083"),
+    ("http://127.0.0.1:port", "127.0.0.1:8083"),
+    ("http://ops@127.0.0.1:8083", "127.0.0.1:8083"),
+    ("null", "127.0.0.1:8083"),
+    ("http://127.0.0.1:8083", "127.0.0.1:99999"),
+    ("http://127.0.0.1:8083", "["),
+    ("http://127.0.0.1:8083", ""),
+]
+
+
+def handshake(origin: str, host: str) -> dict:
+    return {"type": "websocket", "headers": [(b"origin", origin.encode()), (b"host", host.encode())]}
+
+
+@pytest.mark.parametrize(("origin", "host"), MALFORMED)
+def test_malformed_origin_or_host_headers_are_refused_in_production(origin, host, settings):
+    """In-process: whatever the two headers hold, production answers a 4403 refusal."""
+    settings.IS_PRODUCTION, settings.ALLOWED_HOSTS, settings.CORS_ALLOWED_ORIGINS = True, ["127.0.0.1"], []
+    with pytest.raises(Refused) as refused:
+        origin_check(handshake(origin, host))
+    assert refused.value.close.code == 4403
+
+
+@pytest.mark.parametrize(("origin", "host"), MALFORMED)
+def test_malformed_origin_or_host_headers_never_crash_the_development_check(origin, host, settings):
+    """Development also allows loopback origins on any port; a malformed one is refused, not a crash."""
+    settings.IS_PRODUCTION, settings.ALLOWED_HOSTS, settings.CORS_ALLOWED_ORIGINS = False, ["127.0.0.1"], []
+    with contextlib.suppress(Refused):
+        origin_check(handshake(origin, host))
