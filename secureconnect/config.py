@@ -178,8 +178,9 @@ def refuse_guessable_production_secret(name: str, value: str) -> None:
 def refuse_insecure_production_settings(
     *, secrets: dict[str, list[str]], secret_key: str, debug: bool, allowed_hosts: list[str]
 ) -> None:
-    """Every production refusal of issue 14, in order: DEBUG, ALLOWED_HOSTS, then each secret
-    (public or uniform values, Django's development prefix, one value used for two secrets).
+    """Every production refusal of issue 14, in order: DEBUG, ALLOWED_HOSTS, then the secrets
+    (Django's development prefix, public or uniform values, one value used for two secrets).
+    Missing and short secrets are refused before, by ``require_production_secret``.
 
     ``secrets`` maps a variable to its values (several for TURN_SECRET, none when unset)."""
     if debug:
@@ -190,8 +191,6 @@ def refuse_insecure_production_settings(
         raise ImproperlyConfigured(
             f"SECRET_KEY starts with {INSECURE_SECRET_KEY_PREFIX!r}, Django's mark of a development key"
         )
-    if len(secret_key) < MIN_SECRET_KEY_LENGTH:
-        raise ImproperlyConfigured(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters in production")
     seen: dict[str, str] = {}
     for name, values in secrets.items():
         for value in values:

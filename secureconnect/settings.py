@@ -20,7 +20,9 @@ DEBUG = config.get_bool("DEBUG", not IS_PRODUCTION)
 SECRET_KEY = config.get_str("SECRET_KEY", config.INSECURE_SECRET_KEY)
 JWT_SECRET = config.get_str("JWT_SECRET", "" if IS_PRODUCTION else config.DEVELOPMENT_JWT_SECRET)
 if IS_PRODUCTION:
-    config.require_production_secret("SECRET_KEY", SECRET_KEY, weak_values=(config.INSECURE_SECRET_KEY,), min_length=32)
+    config.require_production_secret(
+        "SECRET_KEY", SECRET_KEY, weak_values=(config.INSECURE_SECRET_KEY,), min_length=config.MIN_SECRET_KEY_LENGTH
+    )
     config.require_production_secret("JWT_SECRET", JWT_SECRET, min_length=config.MIN_JWT_SECRET_LENGTH)
 
 ALLOWED_HOSTS = config.get_list(

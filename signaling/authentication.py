@@ -81,9 +81,7 @@ def origin_check(scope) -> None:
 
 def is_same_origin(scope, origin: str) -> bool:
     """The Origin names the host and port this socket was opened on (its Host header, one of
-    ALLOWED_HOSTS), with the matching scheme: https for wss, http for ws. The socket is wss when
-    the server itself speaks TLS or, with NUM_PROXIES > 0, when the proxy's SECURE_PROXY_SSL_HEADER
-    says so."""
+    ALLOWED_HOSTS), with the matching scheme: https for wss, http for ws."""
     host = scope_header(scope, "host")
     if not host or not validate_host(split_domain_port(host.lower())[0], settings.ALLOWED_HOSTS):
         return False
@@ -93,7 +91,7 @@ def is_same_origin(scope, origin: str) -> bool:
     except ValueError:
         return False
     web_scheme = "https" if socket_is_secure(scope) else "http"
-    if parts.scheme != web_scheme or not parts.hostname or parts.username or parts.path:
+    if parts.scheme != web_scheme or not parts.hostname or parts.username or parts.path or parts.query:
         return False
     try:
         request = urlsplit(f"{web_scheme}://{host.lower()}")
@@ -105,6 +103,7 @@ def is_same_origin(scope, origin: str) -> bool:
 
 
 def socket_is_secure(scope) -> bool:
+    """wss: the server itself speaks TLS, or a trusted proxy's SECURE_PROXY_SSL_HEADER says https."""
     if scope.get("scheme") == "wss":
         return True
     proxy_header = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)

@@ -243,7 +243,8 @@ def test_a_django_insecure_secret_key_is_refused(tmp_path):
 
 
 def test_a_secret_key_shorter_than_djangos_deploy_check_asks_is_refused(tmp_path):
-    assert_one_line_naming(refused_in_production({"SECRET_KEY": RANDOM_40}, tmp_path), "SECRET_KEY must be at least 50")
+    result = refused_in_production({"SECRET_KEY": RANDOM_40}, tmp_path)
+    assert_one_line_naming(result, "SECRET_KEY must be at least 50 characters in production")
 
 
 def test_debug_on_in_production_is_refused(tmp_path):
