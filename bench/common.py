@@ -23,6 +23,8 @@ VENV_BIN = Path(sys.executable).parent
 PG_SERVER_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
 JWT_SECRET = "bench-jwt-secret-0123456789abcdef0123456789"  # noqa: S105 - loopback benchmarks only
+# The operator's token for /metrics and /health/ready's full report (the state, the spool depth).
+METRICS_TOKEN = "bench-metrics-token-0123456789abcdef"  # noqa: S105 - loopback benchmarks only
 
 
 def arg_parser(description: str) -> argparse.ArgumentParser:

@@ -32,7 +32,7 @@ from pathlib import Path
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from bench.common import REDIS_URL, arg_parser, latency_summary, print_table, ratio, write_results
+from bench.common import METRICS_TOKEN, REDIS_URL, arg_parser, latency_summary, print_table, ratio, write_results
 from bench.services import BenchDatabase, Server, raise_open_files_limit, redis_client, redis_flush
 
 VARIANTS = ("daphne-redis", "daphne-memory", "uvicorn-redis", "floor")
@@ -227,7 +227,7 @@ async def measure(server: Server, pairs, duration: float, uses_redis: bool) -> d
 
 
 def dropped_messages(server: Server) -> float:
-    status, body = server.get("/metrics")
+    status, body = server.get("/metrics", token=METRICS_TOKEN)
     if status != 200:
         return 0.0
     return sum(

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 import redis
 
-from bench.common import JWT_SECRET, PG_SERVER_URL, REDIS_URL, ROOT, VENV_BIN
+from bench.common import JWT_SECRET, METRICS_TOKEN, PG_SERVER_URL, REDIS_URL, ROOT, VENV_BIN
 from tests.support.servers import SERVER_COMMAND, ServiceProcess
 
 NOFILE_TARGET = 20000
@@ -114,6 +114,7 @@ BENCH_ENVIRONMENT = {
     "DEBUG": "false",  # as in production: no query log, no debug pages
     "DJANGO_SETTINGS_MODULE": "secureconnect.settings",
     "JWT_SECRET": JWT_SECRET,
+    "METRICS_TOKEN": METRICS_TOKEN,
     "PUSH_PROVIDER": "none",
     "LOG_LEVEL": "WARNING",
     "THROTTLE_USER": "1000000/min",
@@ -210,10 +211,14 @@ class Server(ServiceProcess):
             time.sleep(0.1)
         raise TimeoutError(f"{self.kind} did not serve on {self.port} within {timeout}s:\n{self.log_tail()}")
 
-    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-        """A GET on loopback; (status, body), never an exception for an HTTP error status."""
+    def get(self, path: str, timeout: float = 5.0, *, token: str | None = None) -> tuple[int, bytes]:
+        """A GET on loopback, with a bearer token if given; (status, body), never an exception for
+        an HTTP error status."""
+        request = urllib.request.Request(f"{self.url}{path}")  # noqa: S310 - loopback
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
         try:
-            with urllib.request.urlopen(f"{self.url}{path}", timeout=timeout) as response:  # noqa: S310 - loopback
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback
                 return response.status, response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.read()

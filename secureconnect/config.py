@@ -203,3 +203,57 @@ def require_production_secret(name: str, value: str, *, weak_values: tuple[str, 
         raise ImproperlyConfigured(f"{name} must be set in production (or {name}_FILE)")
     if len(value) < min_length:
         raise ImproperlyConfigured(f"{name} must be at least {min_length} characters in production")
+
+
+# --- Production refusals and transport security (issue 14) ----------------------------------------
+# Secrets written in this repository are public: production refuses each of them by value.
+DEVELOPMENT_JWT_SECRET = "development-jwt-secret-change-me-0123456789"  # noqa: S105
+PUBLIC_SECRETS = frozenset(
+    {
+        INSECURE_SECRET_KEY,
+        DEVELOPMENT_JWT_SECRET,
+        "bench-jwt-secret-0123456789abcdef0123456789",  # bench/common.py
+    }
+)
+# A random secret of 32 or more characters from any usual alphabet has far more distinct
+# characters than this; 'a'*32, 'abab...' or a word repeated have fewer.
+MIN_DISTINCT_SECRET_CHARACTERS = 10
+MIN_SECRET_KEY_LENGTH = 50  # what Django's `check --deploy` (security.W009) asks for
+INSECURE_SECRET_KEY_PREFIX = "django-insecure-"  # noqa: S105 - a prefix, not a secret
+
+
+def refuse_guessable_production_secret(name: str, value: str) -> None:
+    """Refuse a secret that is public (a default written in the code) or too uniform to be random."""
+    if value in PUBLIC_SECRETS:
+        raise ImproperlyConfigured(
+            f"{name} is a development value written in the source code; set a random one in production"
+        )
+    if len(set(value)) < MIN_DISTINCT_SECRET_CHARACTERS:
+        raise ImproperlyConfigured(
+            f"{name} has fewer than {MIN_DISTINCT_SECRET_CHARACTERS} distinct characters, too little to be random"
+        )
+
+
+def refuse_insecure_production_settings(
+    *, secrets: dict[str, list[str]], secret_key: str, debug: bool, allowed_hosts: list[str]
+) -> None:
+    """Every production refusal of issue 14, in order: DEBUG, ALLOWED_HOSTS, then the secrets
+    (Django's development prefix, public or uniform values, one value used for two secrets).
+    Missing and short secrets are refused before, by ``require_production_secret``.
+
+    ``secrets`` maps a variable to its values (several for TURN_SECRET, none when unset)."""
+    if debug:
+        raise ImproperlyConfigured("DEBUG must be false in production (it shows tracebacks and settings)")
+    if any("*" in host for host in allowed_hosts):
+        raise ImproperlyConfigured("ALLOWED_HOSTS must name the service's hosts in production, not '*'")
+    if secret_key.startswith(INSECURE_SECRET_KEY_PREFIX):
+        raise ImproperlyConfigured(
+            f"SECRET_KEY starts with {INSECURE_SECRET_KEY_PREFIX!r}, Django's mark of a development key"
+        )
+    seen: dict[str, str] = {}
+    for name, values in secrets.items():
+        for value in values:
+            refuse_guessable_production_secret(name, value)
+            if value in seen and seen[value] != name:
+                raise ImproperlyConfigured(f"{name} must not be the same value as {seen[value]}")
+            seen.setdefault(value, name)

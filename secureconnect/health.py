@@ -2,15 +2,22 @@
 
 ``/health`` never touches the database or Redis: a liveness probe that depends on a backend
 turns a backend outage into a restart storm. ``/health/ready`` follows the persistence state;
-quarantined journal entries are named in its body (``spool_quarantined``) but do not make the
-instance unready: the database is fine, and an operator's alert can fire on the count.
+quarantined journal entries are named in its full report (``spool_quarantined``) but do not make
+the instance unready: the database is fine, and an operator's alert can fire on the count.
+
+``/health`` is public and minimal. ``/health/ready`` tells anyone only ready or not (its status
+code, and ``{"status": ...}``); its full report (engine, version, last errors with their
+host:port, socket counts) and ``/metrics`` are for the operator who sends
+``Authorization: Bearer <METRICS_TOKEN>``.
 """
 
 from __future__ import annotations
 
+import hmac
 from datetime import UTC, datetime
 
-from django.http import HttpResponse, JsonResponse
+from django.conf import settings
+from django.http import Http404, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
@@ -35,6 +42,15 @@ def _spool_quarantined() -> int | None:
         return None
 
 
+def is_operator(request) -> bool:
+    """The request carries ``Authorization: Bearer <METRICS_TOKEN>`` (never true with no token set)."""
+    token = settings.METRICS_TOKEN
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if not token or scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(credentials.strip().encode(), token.encode())
+
+
 @require_GET
 def health(request):
     return JsonResponse(
@@ -50,17 +66,17 @@ def health(request):
 @require_GET
 def ready(request):
     status = state.status()
-    depth = _spool_depth()
-    body = {
-        "status": "ready" if status.state == state.OPERATIONAL else "not_ready",
-        "service": SERVICE_NAME,
-        **status.as_dict(),
-        "spool_depth": depth,
-        "spool_quarantined": _spool_quarantined(),
-        # What signaling last saw of Redis (no I/O here). Informational only: REST works without
-        # Redis, so an outage there must not take the instance out of rotation.
-        "channel_layer": layer_status(),
-    }
+    body = {"status": "ready" if status.state == state.OPERATIONAL else "not_ready"}
+    if is_operator(request):
+        body |= {
+            "service": SERVICE_NAME,
+            **status.as_dict(),
+            "spool_depth": _spool_depth(),
+            "spool_quarantined": _spool_quarantined(),
+            # What signaling last saw of Redis (no I/O here). Informational only: REST works without
+            # Redis, so an outage there must not take the instance out of rotation.
+            "channel_layer": layer_status(),
+        }
     response = JsonResponse(body, status=200 if status.state == state.OPERATIONAL else 503)
     if status.state != state.OPERATIONAL:
         response["Retry-After"] = "5"
@@ -69,7 +85,19 @@ def ready(request):
 
 @require_GET
 def metrics(request):
+    """For the operator's bearer token only (401 otherwise); with no token configured, open in
+    development and absent (404) in production."""
     from calls.persistence import metrics as persistence_metrics
+
+    if settings.METRICS_TOKEN:
+        if not is_operator(request):
+            response = HttpResponse(
+                "Send Authorization: Bearer <METRICS_TOKEN>.\n", status=401, content_type="text/plain"
+            )
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+    elif settings.IS_PRODUCTION:
+        raise Http404("No METRICS_TOKEN is configured.")
 
     depth = _spool_depth()
     if depth is not None:

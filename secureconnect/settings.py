@@ -19,9 +19,11 @@ IS_PRODUCTION = ENV == "production"
 DEBUG = config.get_bool("DEBUG", not IS_PRODUCTION)
 
 SECRET_KEY = config.get_str("SECRET_KEY", config.INSECURE_SECRET_KEY)
-JWT_SECRET = config.get_str("JWT_SECRET", "" if IS_PRODUCTION else "development-jwt-secret-change-me-0123456789")
+JWT_SECRET = config.get_str("JWT_SECRET", "" if IS_PRODUCTION else config.DEVELOPMENT_JWT_SECRET)
 if IS_PRODUCTION:
-    config.require_production_secret("SECRET_KEY", SECRET_KEY, weak_values=(config.INSECURE_SECRET_KEY,), min_length=32)
+    config.require_production_secret(
+        "SECRET_KEY", SECRET_KEY, weak_values=(config.INSECURE_SECRET_KEY,), min_length=config.MIN_SECRET_KEY_LENGTH
+    )
     config.require_production_secret("JWT_SECRET", JWT_SECRET, min_length=config.MIN_JWT_SECRET_LENGTH)
 
 ALLOWED_HOSTS = config.get_list(
@@ -42,6 +44,7 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from this service (/v1/docs)
     "accounts",
     "calls",
     "signaling",
@@ -52,6 +55,7 @@ MIDDLEWARE = [
     "secureconnect.api.middleware.RequestIdMiddleware",  # first: every log line and response has the id
     "secureconnect.api.middleware.ApiErrorMiddleware",  # then: body cap and JSON errors on API paths
     "django.middleware.security.SecurityMiddleware",
+    "secureconnect.security.ContentSecurityPolicyMiddleware",  # the admin and /v1/docs
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -303,3 +307,40 @@ PUSH_QUEUE_LIMIT = config.get_int("PUSH_QUEUE_LIMIT", 1000, minimum=1)
 PUSH_RETRY_ATTEMPTS = config.get_int("PUSH_RETRY_ATTEMPTS", 4, minimum=1)
 PUSH_RETRY_BASE_DELAY = config.get_float("PUSH_RETRY_BASE_DELAY", 0.5, minimum=0)
 PUSH_RETRY_MAX_DELAY = config.get_float("PUSH_RETRY_MAX_DELAY", 8.0, minimum=0)
+
+# --- Production hardening: refusals, transport security, operator endpoints (issue 14) -----------
+METRICS_TOKEN = config.get_str("METRICS_TOKEN")  # bearer token for /metrics and /health/ready's report
+if IS_PRODUCTION:
+    config.refuse_insecure_production_settings(
+        secrets={
+            "SECRET_KEY": [SECRET_KEY],
+            "JWT_SECRET": [JWT_SECRET],
+            "METRICS_TOKEN": [METRICS_TOKEN] if METRICS_TOKEN else [],
+            "TURN_SECRET": TURN_SECRET,
+        },
+        secret_key=SECRET_KEY,
+        debug=DEBUG,
+        allowed_hosts=ALLOWED_HOSTS,
+    )
+
+# Cookies only over https, HSTS and the redirect to https in production. /health and
+# /health/ready stay reachable over plain HTTP for container and load-balancer health checks.
+SESSION_COOKIE_SECURE = IS_PRODUCTION
+CSRF_COOKIE_SECURE = IS_PRODUCTION
+SECURE_HSTS_SECONDS = config.get_int("SECURE_HSTS_SECONDS", 31536000 if IS_PRODUCTION else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0  # names below the service's own host only
+SECURE_SSL_REDIRECT = config.get_bool("SECURE_SSL_REDIRECT", IS_PRODUCTION)
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^health/ready$"]  # matched against the path without its "/"
+if REST_FRAMEWORK["NUM_PROXIES"] > 0:
+    # Only a proxy we were told about may say the client's connection was https (it must set,
+    # not pass on, X-Forwarded-Proto: deploy/nginx/nginx.conf does).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+SPECTACULAR_SETTINGS |= {
+    # Swagger UI from the installed drf-spectacular-sidecar, not a CDN; its init script is a file of
+    # its own (SpectacularSwaggerSplitView) so that the page's CSP needs no inline script.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},  # no call to swagger.io
+}

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from secureconnect import health
 from secureconnect.api.schema import SchemaPageRenderer
@@ -23,7 +23,7 @@ urlpatterns = [
         SpectacularAPIView.as_view(renderer_classes=[*SpectacularAPIView.renderer_classes, SchemaPageRenderer]),
         name="schema",
     ),
-    path("v1/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("v1/docs", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
     path("v1/", include("accounts.urls")),
     path("v1/", include("accounts.push.urls")),
     path("v1/", include("calls.api.urls")),

@@ -13,6 +13,7 @@ import uuid
 from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
+from django.http.request import split_domain_port, validate_host
 
 from accounts.tokens import AccessClaims, InvalidToken, decode_access_token
 from signaling.protocol import BAD_REQUEST, FORBIDDEN, UNAUTHENTICATED, UNAVAILABLE, Refused
@@ -58,20 +59,60 @@ def call_id_from_query(scope) -> str:
 
 
 def origin_check(scope) -> None:
-    """A browser's Origin must be in CORS_ALLOWED_ORIGINS (or localhost outside production).
-    Clients that send no Origin (native apps, servers) are let through to authentication."""
+    """A browser's Origin must be this service's own (the web client at /app/), in
+    CORS_ALLOWED_ORIGINS, or localhost outside production. Clients that send no Origin (native
+    apps, servers) are let through to authentication."""
     origin = scope_header(scope, "origin")
     if origin is None:
         return
     normalized = origin.strip().rstrip("/").lower()
     allowed = {o.strip().rstrip("/").lower() for o in settings.CORS_ALLOWED_ORIGINS}
-    if normalized in allowed:
+    if normalized in allowed or is_same_origin(scope, normalized):
         return
     if not settings.IS_PRODUCTION:
-        parts = urlsplit(normalized)
-        if parts.scheme in ("http", "https") and parts.hostname in LOCAL_HOSTNAMES:
+        try:
+            parts = urlsplit(normalized)
+        except ValueError:  # "http://[::1": not a URL, so not an allowed origin
+            parts = None
+        if parts and parts.scheme in ("http", "https") and parts.hostname in LOCAL_HOSTNAMES:
             return
     raise Refused(FORBIDDEN, "This Origin is not allowed to open signaling sockets.")
+
+
+def is_same_origin(scope, origin: str) -> bool:
+    """The Origin names the host and port this socket was opened on (its Host header, one of
+    ALLOWED_HOSTS), with the matching scheme: https for wss, http for ws."""
+    host = scope_header(scope, "host")
+    if not host or not validate_host(split_domain_port(host.lower())[0], settings.ALLOWED_HOSTS):
+        return False
+    try:
+        parts = urlsplit(origin)
+        origin_port = parts.port
+    except ValueError:
+        return False
+    web_scheme = "https" if socket_is_secure(scope) else "http"
+    if parts.scheme != web_scheme or not parts.hostname or parts.username or parts.path or parts.query:
+        return False
+    try:
+        request = urlsplit(f"{web_scheme}://{host.lower()}")
+        request_port = request.port
+    except ValueError:
+        return False
+    default_port = 443 if web_scheme == "https" else 80
+    return (parts.hostname, origin_port or default_port) == (request.hostname, request_port or default_port)
+
+
+def socket_is_secure(scope) -> bool:
+    """wss: the server itself speaks TLS, or a trusted proxy's SECURE_PROXY_SSL_HEADER says https."""
+    if scope.get("scheme") == "wss":
+        return True
+    proxy_header = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+    if not proxy_header:
+        return False
+    meta_name, secure_value = proxy_header
+    value = scope_header(scope, meta_name.removeprefix("HTTP_").replace("_", "-").lower())
+    # As Django reads it for HTTP: the first value of a comma-separated header.
+    return value is not None and value.split(",", 1)[0].strip() == secure_value
 
 
 def bearer_token(scope) -> str:

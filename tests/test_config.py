@@ -2,6 +2,7 @@
 and production refusals."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from secureconnect import config
+from tests.support import production
 
 pytestmark = pytest.mark.portable
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,7 +156,10 @@ def test_bad_boolean_names_the_variable(monkeypatch):
 
 def run_manage(*args, env_overrides):
     env = {
-        k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "JWT_SECRET", "ENV", "DJANGO_SETTINGS_MODULE")
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in ("SECRET_KEY", "JWT_SECRET", "ENV", "DEBUG", "METRICS_TOKEN", "TURN_SECRET", "DJANGO_SETTINGS_MODULE")
     }
     env.update(env_overrides)
     env["DJANGO_SETTINGS_MODULE"] = "secureconnect.settings"
@@ -163,7 +168,20 @@ def run_manage(*args, env_overrides):
     )
 
 
-STRONG = {"SECRET_KEY": "k" * 50, "JWT_SECRET": "j" * 32, "ALLOWED_HOSTS": "video.example"}
+STRONG = {"SECRET_KEY": production.SECRET_KEY, "JWT_SECRET": production.JWT_SECRET, "ALLOWED_HOSTS": "video.example"}
+RANDOM_40 = "Qm3vX9pL2sT7wK4yB8nR1cF6hJ0dG5zA-uE_iO3q"  # random, but shorter than Django's 50
+
+
+def refused_in_production(overrides, tmp_path) -> subprocess.CompletedProcess:
+    env = {**STRONG, "ENV": "production", "DATABASE_URL": f"sqlite:///{tmp_path}/p.sqlite3", **overrides}
+    return run_manage("check", env_overrides=env)
+
+
+def assert_one_line_naming(result, named):
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [f"Configuration error: {result.stderr.split(': ', 1)[1].strip()}"]
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -177,17 +195,89 @@ STRONG = {"SECRET_KEY": "k" * 50, "JWT_SECRET": "j" * 32, "ALLOWED_HOSTS": "vide
     ],
 )
 def test_production_refuses_to_start_with_one_clear_line(overrides, named, tmp_path):
-    env = {**STRONG, "ENV": "production", "DATABASE_URL": f"sqlite:///{tmp_path}/p.sqlite3", **overrides}
-    result = run_manage("check", env_overrides=env)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"Configuration error: {result.stderr.split(': ', 1)[1].strip()}"]
-    assert named in result.stderr
-    assert "Traceback" not in result.stderr
+    assert_one_line_naming(refused_in_production(overrides, tmp_path), named)
+
+
+# --- Attacks on a careless production configuration (issue 14) -------------------------------------
+
+
+def test_the_development_jwt_secret_from_the_source_is_refused(tmp_path):
+    result = refused_in_production({"JWT_SECRET": "development-jwt-secret-change-me-0123456789"}, tmp_path)
+    assert_one_line_naming(result, "JWT_SECRET is a development value written in the source code")
+
+
+def test_the_benchmarks_jwt_secret_from_the_source_is_refused(tmp_path):
+    result = refused_in_production({"JWT_SECRET": "bench-jwt-secret-0123456789abcdef0123456789"}, tmp_path)
+    assert_one_line_naming(result, "JWT_SECRET is a development value")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"SECRET_KEY": "a" * 64}, "SECRET_KEY has fewer than 10 distinct characters"),
+        ({"JWT_SECRET": "a" * 32}, "JWT_SECRET has fewer than 10 distinct characters"),
+        ({"SECRET_KEY": "a" * 32, "JWT_SECRET": "a" * 32}, "SECRET_KEY"),
+        ({"JWT_SECRET": "abcdefghi" * 8}, "JWT_SECRET has fewer than 10 distinct characters"),
+        ({"JWT_SECRET": "secret" * 10}, "JWT_SECRET has fewer than 10 distinct characters"),
+        ({"TURN_SECRET": f"{production.TURN_SECRET},{'t' * 32}"}, "TURN_SECRET has fewer than 10 distinct"),
+        ({"METRICS_TOKEN": "0123" * 10}, "METRICS_TOKEN has fewer than 10 distinct characters"),
+    ],
+)
+def test_secrets_too_uniform_to_be_random_are_refused(overrides, named, tmp_path):
+    assert_one_line_naming(refused_in_production(overrides, tmp_path), named)
+
+
+def test_a_secret_key_equal_to_the_jwt_secret_is_refused(tmp_path):
+    result = refused_in_production({"JWT_SECRET": production.SECRET_KEY}, tmp_path)
+    assert_one_line_naming(result, "JWT_SECRET must not be the same value as SECRET_KEY")
+
+
+def test_a_metrics_token_equal_to_the_jwt_secret_is_refused(tmp_path):
+    result = refused_in_production({"METRICS_TOKEN": production.JWT_SECRET}, tmp_path)
+    assert_one_line_naming(result, "METRICS_TOKEN must not be the same value as JWT_SECRET")
+
+
+def test_a_django_insecure_secret_key_is_refused(tmp_path):
+    result = refused_in_production({"SECRET_KEY": "django-insecure-" + production.JWT_SECRET}, tmp_path)
+    assert_one_line_naming(result, "SECRET_KEY starts with 'django-insecure-'")
+
+
+def test_a_secret_key_shorter_than_djangos_deploy_check_asks_is_refused(tmp_path):
+    result = refused_in_production({"SECRET_KEY": RANDOM_40}, tmp_path)
+    assert_one_line_naming(result, "SECRET_KEY must be at least 50 characters in production")
+
+
+def test_debug_on_in_production_is_refused(tmp_path):
+    assert_one_line_naming(refused_in_production({"DEBUG": "true"}, tmp_path), "DEBUG must be false in production")
+
+
+@pytest.mark.parametrize("hosts", ["*", "video.example,*", "*.example.com"])
+def test_a_wildcard_allowed_host_in_production_is_refused(hosts, tmp_path):
+    result = refused_in_production({"ALLOWED_HOSTS": hosts}, tmp_path)
+    assert_one_line_naming(result, "ALLOWED_HOSTS must name the service's hosts in production")
+
+
+def test_development_keeps_its_defaults():
+    """The refusals are for production only: a bare checkout still runs on the built-in values."""
+    result = run_manage("check", env_overrides={"ENV": "development"})
+    assert result.returncode == 0, result.stderr
+
+
+def test_check_deploy_with_production_settings_reports_only_the_warnings_the_readme_justifies(tmp_path):
+    """HSTS, the https redirect, Secure cookies and the secrets are what `check --deploy` asks for;
+    what remains (the HSTS preload flag) is explained in README.md's production checklist."""
+    env = {**STRONG, "ENV": "production", "DATABASE_URL": f"sqlite:///{tmp_path}/p.sqlite3", "NUM_PROXIES": "1"}
+    result = run_manage("check", "--deploy", env_overrides=env)
+    assert result.returncode == 0, result.stderr
+    reported = set(re.findall(r"\((\w+\.[WE]\d+)\)", result.stdout + result.stderr))
+    assert reported == {"security.W021"}, result.stdout + result.stderr
+    readme = (ROOT / "README.md").read_text()
+    assert all(f"`{warning}`" in readme for warning in reported)
 
 
 def test_production_starts_with_strong_secrets_from_files(tmp_path):
-    (tmp_path / "secret_key").write_text("s" * 50)
-    (tmp_path / "jwt_secret").write_text("j" * 40 + "\n")
+    (tmp_path / "secret_key").write_text(production.SECRET_KEY)
+    (tmp_path / "jwt_secret").write_text(production.JWT_SECRET + "\n")
     env = {
         "ENV": "production",
         "SECRET_KEY_FILE": str(tmp_path / "secret_key"),

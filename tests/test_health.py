@@ -39,12 +39,22 @@ def test_liveness_never_needs_a_backend():
     assert (body["status"], body["service"], body["persistence"]) == ("healthy", "video-service", "limited")
 
 
+OPERATOR_TOKEN = "operator-token-Zx81qPw7Lm2v"
+
+
+@pytest.fixture
+def operator(settings):
+    """METRICS_TOKEN configured; the returned client sends it."""
+    settings.METRICS_TOKEN = OPERATOR_TOKEN
+    return Client(HTTP_AUTHORIZATION=f"Bearer {OPERATOR_TOKEN}")
+
+
 @pytest.mark.portable
 @pytest.mark.parametrize(("current", "code"), [("starting", 503), ("limited", 503), ("operational", 200)])
-def test_readiness_follows_the_state(current, code, spool_path):
+def test_readiness_follows_the_state(current, code, spool_path, operator):
     state.reset_for_tests(current)
     state.record_attempt(attempts=3, error="connection refused", server_version="PostgreSQL 15.19")
-    response = Client().get("/health/ready")
+    response = operator.get("/health/ready")
     assert response.status_code == code
     body = response.json()
     assert body["state"] == current and body["attempts"] == 3 and body["spool_depth"] == 0
@@ -61,27 +71,27 @@ def metric(text: str, name: str) -> float:
     raise AssertionError(f"{name} not in /metrics")
 
 
-def test_metrics_report_state_spool_depth_and_replays(db_proxy, spool_path):
+def test_metrics_report_state_spool_depth_and_replays(db_proxy, spool_path, operator):
     from calls.persistence.supervisor import Supervisor
 
     caller, callee = make_user(), make_user()
     conversation = make_conversation(members=[caller, callee])
     selectors.conversation_get_for_user(conversation_id=conversation.id, user_id=caller.id)
-    before = metric(Client().get("/metrics").content.decode(), "secureconnect_spool_replayed_records_total")
+    before = metric(operator.get("/metrics").content.decode(), "secureconnect_spool_replayed_records_total")
     limited_before = metric(
-        Client().get("/metrics").content.decode(), "secureconnect_persistence_limited_mode_entries_total"
+        operator.get("/metrics").content.decode(), "secureconnect_persistence_limited_mode_entries_total"
     )
     db_proxy.down()
     services.call_initiate(
         caller_id=caller.id, conversation_id=conversation.id, callee_ids=[callee.id], call_type="audio"
     )
-    text = Client().get("/metrics").content.decode()
+    text = operator.get("/metrics").content.decode()
     assert metric(text, "secureconnect_spool_depth") == 1
     assert 'secureconnect_persistence_state{state="limited"} 1.0' in text
     assert metric(text, "secureconnect_persistence_limited_mode_entries_total") == limited_before + 1
     db_proxy.up()
     assert Supervisor()._drain_and_close()
-    text = Client().get("/metrics").content.decode()
+    text = operator.get("/metrics").content.decode()
     assert metric(text, "secureconnect_spool_depth") == 0
     assert metric(text, "secureconnect_spool_replayed_records_total") == before + 1
     assert 'secureconnect_persistence_state{state="operational"} 1.0' in text
@@ -106,12 +116,44 @@ def test_liveness_body_is_plain_json_with_the_documented_keys():
 
 
 @pytest.mark.portable
-def test_readiness_body_is_plain_json_with_the_documented_keys(spool_path):
+def test_readiness_body_is_plain_json_with_the_documented_keys(spool_path, operator):
     state.reset_for_tests(state.LIMITED)
-    response = Client().get("/health/ready")
+    response = operator.get("/health/ready")
     expected = {"status", "service", "state", "engine", "server_version", "attempts", "last_error", "since"}
-    assert set(response.json()) == expected | {"spool_depth", "channel_layer"}
+    assert set(response.json()) == expected | {"spool_depth", "spool_quarantined", "channel_layer"}
     assert response.json()["status"] == "not_ready" and response["Retry-After"]
+
+
+# --- What the public may see (issue 14) -----------------------------------------------------------
+
+INTERNALS = ("127.0.0.1:5432", "PostgreSQL", "connection refused", "attempts", "spool_depth", "channel_layer")
+
+
+@pytest.mark.portable
+@pytest.mark.parametrize(("current", "code", "status"), [("limited", 503, "not_ready"), ("operational", 200, "ready")])
+def test_an_anonymous_readiness_probe_learns_only_ready_or_not(current, code, status, operator):
+    state.reset_for_tests(current)
+    state.record_attempt(attempts=3, error='connection to "127.0.0.1:5432" refused', server_version="PostgreSQL 15.19")
+    for headers in ({}, {"HTTP_AUTHORIZATION": "Bearer wrong-token"}, {"HTTP_AUTHORIZATION": OPERATOR_TOKEN}):
+        response = Client().get("/health/ready", **headers)
+        assert response.status_code == code
+        assert response.json() == {"status": status}
+        assert not any(secret in response.content.decode() for secret in INTERNALS)
+
+
+@pytest.mark.portable
+def test_an_anonymous_readiness_probe_learns_only_ready_or_not_with_no_token_configured(settings):
+    settings.METRICS_TOKEN = ""
+    state.record_attempt(attempts=3, error="connection refused", server_version="PostgreSQL 15.19")
+    response = Client().get("/health/ready", HTTP_AUTHORIZATION="Bearer ")
+    assert (response.status_code, response.json()) == (200, {"status": "ready"})
+
+
+@pytest.mark.portable
+def test_liveness_stays_public_and_minimal(operator):
+    state.record_attempt(attempts=3, error="connection refused", server_version="PostgreSQL 15.19")
+    body = Client().get("/health").json()
+    assert set(body) == {"status", "service", "persistence", "timestamp"}
 
 
 @pytest.mark.portable
@@ -135,3 +177,41 @@ def test_an_oversized_body_on_a_health_path_is_413_in_the_envelope(settings):
         "/health", data=b"x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1), content_type="application/octet-stream"
     )
     assert response.status_code == 413 and response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+@pytest.mark.portable
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", "Bearer wrong-token", OPERATOR_TOKEN, f"Basic {OPERATOR_TOKEN}", f"Bearer {OPERATOR_TOKEN}x"],
+)
+def test_scraping_metrics_without_the_token_is_refused(authorization, operator):
+    headers = {} if authorization is None else {"HTTP_AUTHORIZATION": authorization}
+    response = Client().get("/metrics", **headers)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert b"secureconnect_" not in response.content
+
+
+@pytest.mark.portable
+def test_the_operator_token_scrapes_metrics(operator):
+    response = operator.get("/metrics")
+    assert response.status_code == 200
+    assert b"secureconnect_persistence_state" in response.content
+
+
+@pytest.mark.portable
+def test_metrics_without_a_configured_token_do_not_exist_in_production(settings):
+    settings.METRICS_TOKEN = ""
+    settings.IS_PRODUCTION = True
+    response = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer ")
+    assert response.status_code == 404
+    assert b"secureconnect_" not in response.content
+
+
+@pytest.mark.portable
+def test_metrics_without_a_configured_token_are_open_in_development(settings):
+    settings.METRICS_TOKEN = ""
+    settings.IS_PRODUCTION = False
+    response = Client().get("/metrics")
+    assert response.status_code == 200
+    assert b"secureconnect_persistence_state" in response.content

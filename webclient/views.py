@@ -7,23 +7,14 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
+from secureconnect import security
+
 
 def content_security_policy(request: HttpRequest) -> str:
-    """Only this origin's scripts, styles and sockets; camera and microphone streams are blob/media."""
+    """The service's one policy, plus this origin's sockets and the camera and microphone streams."""
     host = request.get_host()
-    sockets = f"ws://{host} wss://{host}"
-    return "; ".join(
-        (
-            "default-src 'self'",
-            "script-src 'self'",
-            "style-src 'self'",
-            "img-src 'self' data:",
-            "media-src 'self' blob: mediastream:",
-            f"connect-src 'self' {sockets}",
-            "base-uri 'none'",
-            "form-action 'self'",
-            "frame-ancestors 'none'",
-        )
+    return security.content_security_policy(
+        media_src="'self' blob: mediastream:", connect_src=f"'self' ws://{host} wss://{host}"
     )
 
 

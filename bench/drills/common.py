@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from bench.common import METRICS_TOKEN
 from bench.http import HttpConnection
 from bench.services import Server
 
@@ -177,7 +178,7 @@ class HealthWatch:
                 if status != 200:
                     self.not_ok.append(f"{status} {body[:100]!r}")
                 try:
-                    _, body = await connection.request("GET", "/health/ready")
+                    _, body = await connection.request("GET", "/health/ready", token=METRICS_TOKEN)
                     ready = json.loads(body)
                     self.timeline.append(
                         (round(time.monotonic() - self.started, 1), ready.get("state"), ready.get("spool_depth"))
@@ -223,7 +224,7 @@ async def seconds_until_ready(server: Server, since: float, timeout: float) -> f
 async def ready_body(server: Server) -> dict:
     connection = HttpConnection("127.0.0.1", server.port, timeout=5)
     try:
-        _, body = await connection.request("GET", "/health/ready")
+        _, body = await connection.request("GET", "/health/ready", token=METRICS_TOKEN)
         return json.loads(body)
     except (ConnectionError, TimeoutError, ValueError):
         return {}

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy import compose, environment
+from tests.support import production
 
 pytestmark = pytest.mark.portable
 
@@ -79,7 +80,7 @@ def test_env_example_lists_only_service_and_compose_variables():
 def test_env_example_sets_no_secret_value():
     for line in (compose.ROOT / ".env.example").read_text().splitlines():
         name, _, value = line.lstrip("# ").partition("=")
-        if name in ("SECRET_KEY", "JWT_SECRET", "TURN_SECRET", "DB_PASSWORD", "REDIS_PASSWORD"):
+        if name in ("SECRET_KEY", "JWT_SECRET", "TURN_SECRET", "DB_PASSWORD", "REDIS_PASSWORD", "METRICS_TOKEN"):
             assert value == "", f"{name} has a value in .env.example"
 
 
@@ -90,7 +91,11 @@ def manage_under_compose(tmp_path, *args, **overrides) -> subprocess.CompletedPr
     """`manage.py <args>` in a fresh process with a video-service container's environment:
     docker-compose.yml's (defaults interpolated), and its secrets as files."""
     env = compose.environment(compose.load()["services"]["video-service"])
-    secrets = {"SECRET_KEY_FILE": "s" * 50, "JWT_SECRET_FILE": "j" * 40, "TURN_SECRET_FILE": "t" * 32}
+    secrets = {
+        "SECRET_KEY_FILE": production.SECRET_KEY,
+        "JWT_SECRET_FILE": production.JWT_SECRET,
+        "TURN_SECRET_FILE": production.TURN_SECRET,
+    }
     for variable, value in secrets.items():
         (tmp_path / variable).write_text(value + "\n")
         env[variable] = str(tmp_path / variable)
@@ -159,8 +164,8 @@ def test_the_compose_environment_selects_django_cockroachdb_with_telemetry_off(t
 
 def test_the_compose_environment_reads_secrets_from_the_mounted_files(tmp_path):
     settings = settings_under_compose(tmp_path)
-    assert (settings["secret_key"], settings["jwt_secret"]) == ("s" * 50, "j" * 40)
-    assert settings["turn_secret"] == ["t" * 32]
+    assert (settings["secret_key"], settings["jwt_secret"]) == (production.SECRET_KEY, production.JWT_SECRET)
+    assert settings["turn_secret"] == [production.TURN_SECRET]
     assert settings["allowed_hosts"] == ["127.0.0.1", "localhost"]
     assert settings["num_proxies"] == 1
     assert settings["redis_url"] == f"redis://:{REDIS_PASSWORD}@redis:6379/0"

@@ -11,6 +11,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.support import production
+
 pytestmark = pytest.mark.portable
 ROOT = Path(__file__).resolve().parents[2]
 CLEARED = (
@@ -32,8 +34,8 @@ CLEARED = (
 def manage_check(tmp_path, **variables):
     env = {k: v for k, v in os.environ.items() if k not in CLEARED and not k.endswith("_FILE")}
     env.update(
-        SECRET_KEY="k" * 50,
-        JWT_SECRET="j" * 40,
+        SECRET_KEY=production.SECRET_KEY,
+        JWT_SECRET=production.JWT_SECRET,
         ALLOWED_HOSTS="video.example",
         DATABASE_URL=f"sqlite:///{tmp_path}/check.sqlite3",
         DJANGO_SETTINGS_MODULE="secureconnect.settings",

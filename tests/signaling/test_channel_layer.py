@@ -164,8 +164,9 @@ def two_calls(transactional_db):
 
 
 async def test_without_redis_sockets_are_refused_clearly_rest_goes_on_and_recovery_needs_no_restart(
-    sockets, redis_proxy, two_calls
+    sockets, redis_proxy, two_calls, settings
 ):
+    settings.METRICS_TOKEN = "operator-token-for-the-ready-report"
     first_call, second_call = two_calls
     caller = await sockets.signaling(first_call.id, first_call.caller)
     callee = await sockets.signaling(first_call.id, first_call.callees[0])
@@ -180,7 +181,7 @@ async def test_without_redis_sockets_are_refused_clearly_rest_goes_on_and_recove
     refused = await sockets.connect_signaling(second_call.id, second_call.caller)
     assert "unavailable" in (await expect_refusal(refused, 4503))["message"]
 
-    client = Client()
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {settings.METRICS_TOKEN}")  # the full /health/ready report
     assert (await database_sync_to_async(client.get)("/health")).status_code == 200
     ready = (await database_sync_to_async(client.get)("/health/ready")).json()
     assert ready["channel_layer"]["state"] == "unavailable"

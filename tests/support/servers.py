@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -15,6 +16,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 # The production server command (README, Dockerfile, compose), from this virtualenv.
 SERVER_COMMAND = (sys.executable, "-m", "secureconnect.server")
+# The operator's bearer token for /metrics and /health/ready's full report, given to every
+# service process a test starts (a test may override it through ``env``).
+METRICS_TOKEN = secrets.token_urlsafe(32)
 
 
 def free_port() -> int:
@@ -49,7 +53,13 @@ class ServiceProcess:
         return [*command, "--application", self.application] if self.application else command
 
     def start(self, *, wait: float = 30.0) -> ServiceProcess:
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "secureconnect.settings", "PYTHONUNBUFFERED": "1", **self.env}
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "secureconnect.settings",
+            "PYTHONUNBUFFERED": "1",
+            "METRICS_TOKEN": METRICS_TOKEN,
+            **self.env,
+        }
         env.pop("PYTEST_CURRENT_TEST", None)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed on stop
         self.process = subprocess.Popen(
@@ -97,6 +107,10 @@ class ServiceProcess:
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=15)
+
+    def operator_client(self) -> httpx.Client:
+        """A client with the operator's token: /metrics and the full /health/ready report."""
+        return self.client(self.env.get("METRICS_TOKEN", METRICS_TOKEN))
 
 
 def wait_until(predicate, *, timeout: float, interval: float = 0.1, message: str = "condition"):

@@ -87,7 +87,7 @@ def token_for(user) -> str:
 
 
 def ready_state(service) -> str:
-    with service.client() as client:
+    with service.operator_client() as client:
         return client.get("/health/ready").json()["state"]
 
 
@@ -100,7 +100,7 @@ def assert_alive(service):
 def test_database_late_at_start_up_the_service_connects_by_itself(proxy, services):
     service = services(DB_CONNECT_MAX_TRIES="30", DB_CONNECT_BASE_DELAY="0.3", DB_CONNECT_MAX_DELAY="0.6")
     assert_alive(service)  # answers at once, before the database is there
-    with service.client() as client:
+    with service.operator_client() as client:
         response = client.get("/health/ready")
     assert response.status_code == 503 and response.json()["state"] == "starting"
     wait_until(lambda: "connection attempt 2 failed" in service.log_text(), timeout=20, message="two attempts")
@@ -110,7 +110,7 @@ def test_database_late_at_start_up_the_service_connects_by_itself(proxy, service
     assert re.search(r"PostgreSQL connection attempt 1 failed: .+\. Retrying in \d+\.\ds\.\.\.", log)
     assert re.search(r"Connected to PostgreSQL \(attempt \d+/30\)", log)
     assert "Running in limited mode" not in log
-    with service.client() as client:
+    with service.operator_client() as client:
         body = client.get("/health/ready").json()
     assert body["engine"] == "PostgreSQL" and body["server_version"].startswith("PostgreSQL")
     assert body["spool_depth"] == 0 and body["attempts"] >= 2
@@ -120,7 +120,7 @@ def test_long_outage_at_start_up_means_limited_then_recovery_without_restart(pro
     service = services()
     wait_until(lambda: ready_state(service) == "limited", timeout=30, message="limited")
     assert "Running in limited mode without call logs persistence" in service.log_text()
-    with service.client() as client:
+    with service.operator_client() as client:
         not_ready = client.get("/health/ready")
         assert not_ready.status_code == 503
         assert not_ready.json()["last_error"]
@@ -245,7 +245,7 @@ def test_a_missing_database_is_reported_at_once_and_not_retried(proxy, services,
     log = service.log_text()
     assert re.search(r"PostgreSQL refused the connection: .*does not exist", log)
     assert "connection attempt 1 failed" not in log, "a permanent error is not retried at start-up"
-    with service.client() as client:
+    with service.operator_client() as client:
         assert "does not exist" in client.get("/health/ready").json()["last_error"]
 
 
