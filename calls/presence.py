@@ -102,9 +102,24 @@ class MemoryPresence:
         with self._lock:
             return [dict(self._calls.get(str(c), {})) for c in call_ids]
 
-    def write_many(self, writes: list[tuple[str, dict[str, float]]]) -> None:
-        for call_id, sets in writes:
-            self.write(call_id, sets)
+    def renew(self, renewals: list[tuple[str, str, float, str, float]]) -> None:
+        with self._lock:
+            for call_id, socket_field, deadline, seen_field, now in renewals:
+                fields = self._calls.get(str(call_id), {})
+                if socket_field in fields:
+                    fields[socket_field], fields[seen_field] = repr(deadline), repr(now)
+
+
+# Renew a socket's entry only if it is still there: a renewal that crosses the socket's drop must
+# not bring it back (it would look connected for another PRESENCE_TTL).
+_RENEW_IF_PRESENT = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+  return 1
+end
+return 0
+"""
 
 
 class RedisPresence:
@@ -114,24 +129,34 @@ class RedisPresence:
         self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
         self._prefix = prefix
         self._errors = (redis.RedisError, OSError)
+        self._renew_script = self._client.register_script(_RENEW_IF_PRESENT)
 
     def _key(self, call_id) -> str:
         return f"{self._prefix}:presence:{call_id}"
 
     def write(self, call_id, sets: dict[str, float], deletes: Iterable[str] = ()) -> None:
-        self.write_many([(call_id, sets)], deletes={call_id: list(deletes)})
+        try:
+            key = self._key(call_id)
+            pipe = self._client.pipeline(transaction=False)
+            gone = list(deletes)
+            if gone:
+                pipe.hdel(key, *gone)
+            if sets:
+                pipe.hset(key, mapping={k: repr(v) for k, v in sets.items()})
+            pipe.expire(key, KEY_TTL)
+            pipe.execute()
+        except self._errors as exc:
+            raise PresenceUnavailable(str(exc)) from exc
 
-    def write_many(self, writes: list[tuple[str, dict[str, float]]], deletes: dict | None = None) -> None:
+    def renew(self, renewals: list[tuple[str, str, float, str, float]]) -> None:
         try:
             pipe = self._client.pipeline(transaction=False)
-            for call_id, sets in writes:
-                key = self._key(call_id)
-                gone = (deletes or {}).get(call_id) or []
-                if gone:
-                    pipe.hdel(key, *gone)
-                if sets:
-                    pipe.hset(key, mapping={k: repr(v) for k, v in sets.items()})
-                pipe.expire(key, KEY_TTL)
+            for call_id, socket_field, deadline, seen_field, now in renewals:
+                self._renew_script(
+                    keys=[self._key(call_id)],
+                    args=[socket_field, repr(deadline), seen_field, repr(now), KEY_TTL],
+                    client=pipe,
+                )
             pipe.execute()
         except self._errors as exc:
             raise PresenceUnavailable(str(exc)) from exc
@@ -180,15 +205,15 @@ def presence_socket_opened(*, call_id, user_id, channel_name: str, now: float | 
 
 
 def presence_sockets_renewed(sockets: Iterable[tuple[str, str, str]], *, now: float | None = None) -> None:
-    """Renew the liveness deadline of this instance's sockets, ``(call_id, user_id, channel)`` each."""
+    """Renew the liveness deadline of this instance's sockets, ``(call_id, user_id, channel)`` each
+    (an entry already gone, because its socket dropped meanwhile, stays gone)."""
     now = time.time() if now is None else now
-    by_call: dict[str, dict[str, float]] = {}
-    for call_id, user_id, channel in sockets:
-        fields = by_call.setdefault(str(call_id), {})
-        fields[_field(SOCKET, user_id, channel)] = now + ttl()
-        fields[_field(SEEN, user_id)] = now
-    if by_call:
-        backend().write_many(list(by_call.items()))
+    renewals = [
+        (str(call_id), _field(SOCKET, user_id, channel), now + ttl(), _field(SEEN, user_id), now)
+        for call_id, user_id, channel in sockets
+    ]
+    if renewals:
+        backend().renew(renewals)
 
 
 def presence_socket_dropped(*, call_id, user_id, channel_name: str, at: float, hold_until: float | None) -> None:

@@ -2,9 +2,11 @@
 backstop for an instance that died, and answered calls nobody connects to."""
 
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 from django.utils import timezone
 
 from calls import presence, services
@@ -47,3 +49,24 @@ def test_an_answered_call_nobody_connects_to_ends_at_its_answer(transactional_db
     row = call_row(call.id)
     assert row.end_reason == Call.EndReason.CONNECTION_LOST
     assert row.ended_at == row.answered_at and row.duration_seconds == 0
+
+
+def test_a_renewal_that_crosses_a_drop_does_not_bring_the_socket_back(settings):
+    """The registry renews what it saw a moment ago; a socket that dropped meanwhile stays gone."""
+    settings.REDIS_URL = "redis://127.0.0.1:6379/0"
+    settings.CHANNEL_LAYER_PREFIX = f"test-presence-{uuid.uuid4().hex[:8]}"
+    presence.reset_for_tests()
+    call_id = uuid.uuid4()
+    try:
+        presence.presence_socket_opened(call_id=call_id, user_id="bob", channel_name="c!1")
+        presence.presence_socket_dropped(
+            call_id=call_id, user_id="bob", channel_name="c!1", at=time.time(), hold_until=None
+        )
+        presence.presence_sockets_renewed([(call_id, "bob", "c!1")])
+        assert not presence.presence_of_calls([call_id])[str(call_id)].of("bob").connected
+        presence.presence_socket_opened(call_id=call_id, user_id="bob", channel_name="c!2")
+        presence.presence_sockets_renewed([(call_id, "bob", "c!2")])
+        assert presence.presence_of_calls([call_id])[str(call_id)].of("bob").live_sockets == 1
+    finally:
+        redis.Redis().delete(f"{settings.CHANNEL_LAYER_PREFIX}:presence:{call_id}")
+        presence.reset_for_tests()

@@ -349,7 +349,10 @@ async def test_logout_and_disabling_close_open_sockets_on_both_instances(start_s
 
 
 def open_sockets_gauge(service) -> dict[str, float]:
-    text = httpx.get(f"{service.url}/metrics", timeout=WAIT, trust_env=False).text
+    with service.operator_client() as client:
+        response = client.get("/metrics")
+    assert response.status_code == 200, response.status_code
+    text = response.text
     return {m[0]: float(m[1]) for m in re.findall(r'secureconnect_ws_open_sockets\{socket="(\w+)"\} ([0-9.e+]+)', text)}
 
 
