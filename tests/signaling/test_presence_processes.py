@@ -451,3 +451,37 @@ async def test_a_client_that_stops_answering_pings_is_dropped_within_interval_pl
         frozen.kill()
         frozen.wait(5)
         await peer.close()
+
+
+async def test_one_user_past_the_per_user_cap_is_refused_with_4429_by_the_server(start_services):
+    a = start_services("a", WS_MAX_EVENTS_PER_USER=3)
+    call = await sync(make_call_with)()
+    held = [await open_socket(a, EVENTS_PATH, call.caller.token) for _ in range(3)]
+    try:
+        refused = await open_socket(a, EVENTS_PATH, call.caller.token)
+        error = await expect_closed(refused, 4429)
+        assert "3 events sockets" in error["message"]
+        other_user = await open_socket(a, EVENTS_PATH, call.callees[0].token)  # the cap is per user
+        await other_user.send(json.dumps({"type": "ping"}))
+        assert (await next_of_type(other_user, "pong"))["type"] == "pong"
+        await other_user.close()
+        await held.pop().close()
+        again = await wait_for_open(a, call.caller.token)
+        await again.close()
+    finally:
+        for ws in held:
+            await ws.close()
+
+
+async def wait_for_open(service, token):
+    """A socket accepted past the refusals that came before (the cap frees as a socket closes)."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        ws = await open_socket(service, EVENTS_PATH, token)
+        await ws.send(json.dumps({"type": "ping"}))
+        message = await next_message(ws)
+        if message["type"] == "pong":
+            return ws
+        assert time.monotonic() < deadline, message
+        await ws.close()
+        await asyncio.sleep(0.1)
