@@ -37,7 +37,9 @@ CALL_COLUMNS = (
     "id, conversation_id, caller_id, call_type, status, end_reason, started_at, answered_at, ended_at, "
     "duration_seconds, recording_url, created_at, updated_at"
 )
-PARTICIPANT_COLUMNS = "id, call_id, user_id, role, state, joined_at, left_at, is_muted, is_video_on, call_started_at"
+PARTICIPANT_COLUMNS = (
+    "id, call_id, user_id, role, state, joined_at, left_at, leave_reason, is_muted, is_video_on, call_started_at"
+)
 # (status, end reason, answered, caller state, callee state, weight)
 OUTCOMES = [
     ("ended", "hangup", True, "left", "left", 60),
@@ -79,10 +81,11 @@ class RowWriter:
                 f"{call_id}\t{conversation}\t{caller}\t{rng.choice(('audio', 'video'))}\t{status}\t{reason}\t"
                 f"{s}\t{a_s}\t{e}\t{talk}\t\t{s}\t{e}\n"
             )
-            people.write(f"{self.uuid()}\t{call_id}\t{caller}\tcaller\t{caller_state}\t{s}\t{e}\tf\tt\t{s}\n")
+            left = reason if status == "ended" else ""  # leave_reason: why a joined participant left
+            people.write(f"{self.uuid()}\t{call_id}\t{caller}\tcaller\t{caller_state}\t{s}\t{e}\t{left}\tf\tt\t{s}\n")
             people.write(
                 f"{self.uuid()}\t{call_id}\t{callee}\tcallee\t{callee_state}\t{a_s}\t"
-                f"{e if answered else NULL}\tf\tt\t{s}\n"
+                f"{e if answered else NULL}\t{left if answered else ''}\tf\tt\t{s}\n"
             )
         calls.seek(0)
         people.seek(0)

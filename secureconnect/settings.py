@@ -210,6 +210,8 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "secureconnect.api.schema.wrap_responses_in_envelope",
     ],
+    # A call's end_reason and a participant's leave_reason share one set of values: one name.
+    "ENUM_NAME_OVERRIDES": {"EndReasonEnum": "calls.models.Call.EndReason"},
 }
 
 # --- Call rules (calls/) -----------------------------------------------------------------------

@@ -19,7 +19,12 @@ pytestmark = pytest.mark.portable
 
 def commands(target: str, *variables: str) -> list[str]:
     result = subprocess.run(
-        ["make", "-n", "-B", target, *variables], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+        ["make", "--no-print-directory", "-n", "-B", target, *variables],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return [line for line in result.stdout.splitlines() if line.strip()]
 

@@ -227,8 +227,10 @@ def test_an_unappliable_entry_is_quarantined_the_service_recovers_and_a_retry_ap
     report = json.loads(run_command("db_status", "--json"))
     assert (report["state"], report["spool_depth"], report["spool_quarantined"]) == ("operational", 0, 1)
     assert report["quarantined"][0]["seq"] == entry["seq"]
-    assert metric(Client().get("/metrics").content.decode(), "secureconnect_spool_quarantined_entries") == 1
-    ready = Client().get("/health/ready")
+    settings.METRICS_TOKEN = "operator-token-for-the-quarantine-test"
+    operator = Client(HTTP_AUTHORIZATION=f"Bearer {settings.METRICS_TOKEN}")
+    assert metric(operator.get("/metrics").content.decode(), "secureconnect_spool_quarantined_entries") == 1
+    ready = operator.get("/health/ready")
     assert ready.status_code == 200 and ready.json()["spool_quarantined"] == 1
 
     make_user(id=ghost)  # the cause removed

@@ -276,7 +276,7 @@ def test_an_initiate_committed_while_its_answer_was_lost_replays_and_the_service
     assert joined.status_code == 200 and joined.headers["X-Persistence"] == "deferred"
     proxy.up()
     wait_until(lambda: ready_state(service) == "operational", timeout=15, message="operational again")
-    with service.client() as client:
+    with service.operator_client() as client:
         body = client.get("/health/ready").json()
     assert (body["spool_depth"], body["spool_quarantined"]) == (0, 0)
     assert Call.objects.filter(pk=call_id).count() == 1
