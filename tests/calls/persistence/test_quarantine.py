@@ -229,7 +229,9 @@ def test_an_unappliable_entry_is_quarantined_the_service_recovers_and_a_retry_ap
     assert report["quarantined"][0]["seq"] == entry["seq"]
     settings.METRICS_TOKEN = "operator-token-for-the-quarantine-test"
     operator = Client(HTTP_AUTHORIZATION=f"Bearer {settings.METRICS_TOKEN}")
-    assert metric(operator.get("/metrics").content.decode(), "secureconnect_spool_quarantined_entries") == 1
+    scraped = operator.get("/metrics")
+    assert scraped.status_code == 200, scraped.content[:200]
+    assert metric(scraped.content.decode(), "secureconnect_spool_quarantined_entries") == 1
     ready = operator.get("/health/ready")
     assert ready.status_code == 200 and ready.json()["spool_quarantined"] == 1
 
@@ -241,7 +243,7 @@ def test_an_unappliable_entry_is_quarantined_the_service_recovers_and_a_retry_ap
         ghost,
     }
     assert spool.quarantined_count() == 0
-    assert metric(Client().get("/metrics").content.decode(), "secureconnect_spool_quarantined_entries") == 0
+    assert metric(operator.get("/metrics").content.decode(), "secureconnect_spool_quarantined_entries") == 0
 
 
 def run_command(*argv) -> str:
