@@ -37,7 +37,7 @@ class PresenceUnavailable(Exception):
 @dataclass
 class UserPresence:
     live_sockets: int = 0
-    holders: list[str] = field(default_factory=list)  # channels holding messages for a resume
+    holders: list = field(default_factory=list)  # channels holding messages for a resume, newest first
     last_seen: float | None = None
 
     @property
@@ -70,9 +70,11 @@ class CallPresence:
             if kind == SOCKET and value > now:
                 user.live_sockets += 1
             elif kind == HOLD and value > now:
-                user.holders.append(channel)
+                user.holders.append((value, channel))
             elif kind == SEEN:
                 user.last_seen = value
+        for user in presence.users.values():
+            user.holders = [channel for _, channel in sorted(user.holders, reverse=True)]
         return presence
 
 

@@ -22,7 +22,7 @@ import uuid
 from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
-from channels.exceptions import StopConsumer
+from channels.exceptions import ChannelFull, StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
@@ -69,6 +69,7 @@ logger = logging.getLogger(__name__)
 INVALID_MESSAGE_BURST = 20
 INVALID_MESSAGE_RATE = 1.0
 MAX_CLOSE_REASON_BYTES = 123  # RFC 6455
+MAX_HOLDERS_ASKED = 3  # holders a resumed socket asks for the messages of its gap
 
 # Relayed messages carry an id on the channel layer (never on the wire), so a resumed socket can
 # tell a message it got from the holder from the same message arriving live.
@@ -507,10 +508,15 @@ class SignalingConsumer(SocketConsumer):
     # --- resume -------------------------------------------------------------------------------
 
     async def _start_resume(self, holders: list[str]) -> None:
-        self.pending_holders = set(holders)
-        for holder in holders:
-            with contextlib.suppress(*LAYER_ERRORS):
+        """Ask the holders of this user's gap (the most recent few: a client that reconnects in a
+        loop must not make each new socket message every old one) for what they kept."""
+        self.pending_holders = set()
+        for holder in holders[:MAX_HOLDERS_ASKED]:
+            try:
                 await self.channel_layer.send(holder, {"type": RESUME_REQUEST, "reply_to": self.channel_name})
+            except (*LAYER_ERRORS, ChannelFull):
+                continue  # a holder that cannot be reached holds nothing for us
+            self.pending_holders.add(holder)
         if self.pending_holders:
             self.resume_timer = asyncio.get_running_loop().create_task(self._resume_deadline())
         else:  # the instance that held the gap is gone: what it held is lost, the client renegotiates
@@ -519,7 +525,7 @@ class SignalingConsumer(SocketConsumer):
     async def _resume_deadline(self) -> None:
         """A holder that does not answer (its instance died meanwhile) is not waited for long."""
         await asyncio.sleep(RESUME_WAIT)
-        with contextlib.suppress(*LAYER_ERRORS):
+        with contextlib.suppress(*LAYER_ERRORS, ChannelFull):
             await self.channel_layer.send(self.channel_name, {"type": "resume.timeout"})
 
     async def resume_timeout(self, event: dict) -> None:

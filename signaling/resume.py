@@ -26,6 +26,7 @@ import logging
 import time
 
 from asgiref.sync import sync_to_async
+from channels.exceptions import ChannelFull
 from django.conf import settings
 from django.db import connections
 
@@ -102,7 +103,7 @@ class ResumeHolder:
         batches = [self.held[i : i + BATCH_MESSAGES] for i in range(0, len(self.held), BATCH_MESSAGES)] or [[]]
         for index, batch in enumerate(batches):
             final = index == len(batches) - 1
-            with contextlib.suppress(*LAYER_ERRORS):
+            with contextlib.suppress(*LAYER_ERRORS, ChannelFull):
                 await self.layer.send(
                     reply_to,
                     {
@@ -136,6 +137,9 @@ class ResumeHolder:
         presence.presence_hold_released(call_id=self.call_id, user_id=self.user_id, channel_name=self.channel_name)
         if not grace_over:
             return True
+        seen = presence.presence_of_calls([self.call_id])[self.call_id].of(self.user_id)
+        if seen.connected or seen.holders:
+            return True  # they are back (or another drop of theirs holds): nothing to decide yet
         try:
             if call_connections_check(call_id=self.call_id) is not None:
                 return True
