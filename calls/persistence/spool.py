@@ -150,7 +150,14 @@ class Spool:
 
     # --- replay --------------------------------------------------------------------------------
 
-    def replay(self, apply: Callable[[dict], None], *, limit: int | None = None, chunk: int = 500) -> int:
+    def replay(
+        self,
+        apply: Callable[[dict], None],
+        *,
+        apply_many: Callable[[list[dict]], None] | None = None,
+        limit: int | None = None,
+        chunk: int = 500,
+    ) -> int:
         """Catch up: apply the entries journaled so far, oldest first, deleting them only after
         ``apply`` returned. Entries journaled meanwhile wait for the next call.
 
@@ -163,6 +170,8 @@ class Spool:
         only the newest is applied (the others would be overwritten at once); when that one is
         quarantined, so are the chunk's older entries of the call. Any exception from ``apply``
         but ``UnappliableEntry`` stops the replay; the entries not yet settled stay journaled.
+        ``apply_many``, when given, applies a chunk's entries in one go (the fast path); when it
+        raises ``UnappliableEntry`` the chunk is applied again entry by entry with ``apply``.
         Returns how many entries were applied (quarantined ones are not counted).
         """
         replayed = 0
@@ -178,7 +187,7 @@ class Spool:
                 break
             applied, quarantined = set(), {}
             try:
-                _apply_newest_per_call(apply, rows, applied, quarantined)
+                _apply_newest_per_call(apply, rows, applied, quarantined, apply_many=apply_many)
             finally:
                 with self._connect() as conn:
                     conn.execute("BEGIN IMMEDIATE")
@@ -191,7 +200,13 @@ class Spool:
         metrics.spool_depth.set(self.depth())
         return replayed
 
-    def drain_and_then(self, apply: Callable[[dict], None], on_empty: Callable[[], None]) -> int:
+    def drain_and_then(
+        self,
+        apply: Callable[[dict], None],
+        on_empty: Callable[[], None],
+        *,
+        apply_many: Callable[[list[dict]], None] | None = None,
+    ) -> int:
         """Finish a replay atomically: with the journal locked against writers, apply what is
         left (quarantining what cannot apply), delete it and call ``on_empty`` (which closes the
         breaker) before anyone can journal again. Call it after ``replay`` has caught up, so the
@@ -201,7 +216,7 @@ class Spool:
             try:
                 rows = conn.execute("SELECT seq, call_id, payload FROM entries ORDER BY seq").fetchall()
                 applied, quarantined = set(), {}
-                _apply_newest_per_call(apply, rows, applied, quarantined)
+                _apply_newest_per_call(apply, rows, applied, quarantined, apply_many=apply_many)
                 done = _settle(conn, rows, applied, quarantined)
                 on_empty()
                 conn.execute("COMMIT")
@@ -296,11 +311,21 @@ class Spool:
         metrics.spool_quarantined.set(self.quarantined_count())
 
 
-def _apply_newest_per_call(apply, rows, applied: set, quarantined: dict[str, str]) -> None:
+def _apply_newest_per_call(apply, rows, applied: set, quarantined: dict[str, str], *, apply_many=None) -> None:
     """Apply the newest of ``rows`` per call, noting in ``applied`` and ``quarantined`` (call id ->
     reason) how each went, as it goes: an exception other than ``UnappliableEntry`` leaves both
-    telling the truth about what came before it."""
-    for seq, call_id, payload in _newest_per_call(rows):
+    telling the truth about what came before it. With ``apply_many``, all of them in one go
+    first; one by one only when that cannot apply them all."""
+    newest = _newest_per_call(rows)
+    if apply_many is not None and len(newest) > 1:
+        try:
+            apply_many([json.loads(payload) for _seq, _call_id, payload in newest])
+        except (UnappliableEntry, ValueError):
+            pass  # one of them is at fault: find it below
+        else:
+            applied.update(call_id for _seq, call_id, _payload in newest)
+            return
+    for seq, call_id, payload in newest:
         reason = _apply_one(apply, seq, payload)
         if reason is None:
             applied.add(call_id)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models.constants import OnConflict
 
 from calls import lifecycle
 from calls.exceptions import PersistenceUnavailable
@@ -306,6 +307,59 @@ def _apply_journaled(payload: dict) -> None:
             participant.save_base(raw=True)
 
     run_in_transaction(apply)
+
+
+def replay_entries(payloads: list[dict]) -> None:
+    """Write many journaled call states (each of a different call) in one transaction: the
+    replay's fast path, one round trip per table instead of several per entry.
+
+    The same rules as ``replay_entry``: rows matched on their natural keys, and a call whose
+    database state is newer is left alone. Raises ``UnappliableEntry`` when the batch fails for a
+    reason that is not an outage; the spool then applies its entries one by one with
+    ``replay_entry``, so that only the entry at fault is quarantined. Anything that heals by
+    waiting propagates, with every entry kept.
+    """
+    try:
+        records = [decode_call(payload) for payload in payloads]
+        run_in_transaction(lambda: _apply_journaled_many(records))
+    except Exception as exc:
+        if _heals_by_waiting(exc):
+            raise
+        raise UnappliableEntry(f"{type(exc).__name__}: {describe(exc)}") from exc
+
+
+def _apply_journaled_many(records: list[tuple[Call, list[CallParticipant]]]) -> None:
+    ids = sorted(call.pk for call, _participants in records)  # locks taken in one order
+    held = dict(Call.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", "updated_at"))
+    fresh = [(call, parts) for call, parts in records if call.pk not in held or held[call.pk] <= call.updated_at]
+    if len(fresh) < len(records):
+        logger.info("Replay skipped %d call(s): the database holds a newer state", len(records) - len(fresh))
+    _upsert(Call, [call for call, _parts in fresh], unique=("id",))
+    _upsert(CallParticipant, [p for _call, parts in fresh for p in parts], unique=("call", "user"))
+
+
+def _upsert(model, objs: list, *, unique: tuple[str, ...]) -> None:
+    """INSERT ... ON CONFLICT (unique) DO UPDATE, with every value as journaled.
+
+    Through ``QuerySet._insert(raw=True)`` (what ``Model.save_base(raw=True)`` uses) because
+    ``bulk_create`` would stamp ``auto_now`` fields with the replay's time, and ``updated_at``
+    is what the never-overwrite-a-newer-state rule compares."""
+    if not objs:
+        return
+    meta = model._meta
+    fields = list(meta.local_concrete_fields)
+    unique_fields = [meta.get_field(name) for name in unique]
+    update_fields = [f for f in fields if not f.primary_key and f not in unique_fields]
+    size = connection.ops.bulk_batch_size(fields, objs) or len(objs)
+    for start in range(0, len(objs), size):
+        model._base_manager._insert(
+            objs[start : start + size],
+            fields=fields,
+            raw=True,
+            on_conflict=OnConflict.UPDATE,
+            update_fields=update_fields,
+            unique_fields=unique_fields,
+        )
 
 
 def _heals_by_waiting(exc: BaseException) -> bool:

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from calls.persistence.errors import describe
 from calls.persistence.spool import get_spool
-from calls.persistence.store import replay_entry
+from calls.persistence.store import replay_entries, replay_entry
 from calls.persistence.supervisor import engine_name
 
 logger = logging.getLogger("calls.persistence")
@@ -45,7 +45,7 @@ class Command(BaseCommand):
     def _replay(self, spool):
         before = spool.depth()
         try:
-            replayed = spool.replay(replay_entry)
+            replayed = spool.replay(replay_entry, apply_many=replay_entries)
         except Exception as exc:  # an outage: what is left stays journaled
             raise CommandError(
                 f"Replay stopped: {engine_name()} is unavailable ({describe(exc)}); "
