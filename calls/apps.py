@@ -37,7 +37,7 @@ class CallsConfig(AppConfig):
         # process serves, and if so start the supervisor thread, which waits for the apps.
         from django.conf import settings
 
-        from calls import background
+        from calls import background_threads
 
         if settings.DB_STARTUP_MODE != "off" and process_serves_requests():
-            background.start()
+            background_threads.start()

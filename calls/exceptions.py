@@ -1,6 +1,8 @@
 """The call domain's errors. Services raise them; the API and the WebSocket consumers turn
 them into the error envelope and close codes, each in exactly one place."""
 
+from django.conf import settings
+
 
 class CallError(Exception):
     """Base of every domain error; ``code`` is the API error code it maps to."""
@@ -55,6 +57,6 @@ class PersistenceUnavailable(CallError):
     code = "PERSISTENCE_UNAVAILABLE"
     default_message = "Call history is temporarily unavailable; try again shortly."
 
-    def __init__(self, message: str | None = None, *, retry_after: int = 5, details: dict | None = None):
+    def __init__(self, message: str | None = None, *, retry_after: int | None = None, details: dict | None = None):
         super().__init__(message, details=details)
-        self.retry_after = retry_after
+        self.retry_after = retry_after or settings.PERSISTENCE_RETRY_AFTER

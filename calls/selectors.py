@@ -10,38 +10,22 @@ from datetime import datetime
 
 from django.core import signing
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError
 from django.db.models import Avg, Count, Prefetch, Q, Sum
 
 from calls.exceptions import CallNotFound, ConversationNotFound, InvalidCallRequest
 from calls.models import Call, CallParticipant, Conversation, ConversationParticipant
-from calls.persistence import store
-from calls.persistence.errors import is_transient
-from calls.persistence.store import CallRecord
+from calls.persistence import routing, snapshot_cache
+from calls.persistence.database_only import database_only_read
+from calls.persistence.sources import CallRecord
 from calls.representation import call_to_dict
 from calls.services import call_expire_if_overdue
-
-
-def _database_read(fn):
-    """Reads only the database can answer: 503 while it is away, and report a new outage."""
-    store.guard_available()
-    try:
-        return fn()
-    except DatabaseError as exc:
-        if not is_transient(exc):
-            raise
-        from calls.persistence import supervisor
-
-        supervisor.report_outage(exc)
-        store.guard_available()
-        raise
 
 
 def call_get_for_user(*, call_id, user_id) -> tuple[CallRecord, bool]:
     """The call and whether it came from the journal. Strangers get CallNotFound.
 
     A ringing call past its timeout is expired here too (the sweep's safety net)."""
-    record, deferred = store.read_call(call_id)
+    record, deferred = routing.read_call(call_id)
     if record is None or not any(str(p.user_id) == str(user_id) for p in record.participants):
         raise CallNotFound()
     return call_expire_if_overdue(record, deferred=deferred)
@@ -139,7 +123,7 @@ def call_history(
         next_cursor = encode_cursor(page[-1].call_started_at, page[-1].call_id) if more and page else None
         return HistoryPage(calls, next_cursor)
 
-    return _database_read(read)
+    return database_only_read(read)
 
 
 # --- analytics -----------------------------------------------------------------------------------
@@ -202,7 +186,7 @@ def call_analytics(*, user_id=None, since: datetime | None = None, until: dateti
             "p95_duration_seconds": _percentile(answered_calls, 0.95, answered) or 0,
         }
 
-    return _database_read(read)
+    return database_only_read(read)
 
 
 # --- conversations -------------------------------------------------------------------------------
@@ -216,7 +200,7 @@ def conversation_list(*, user_id):
             .order_by("-created_at")
         )
 
-    return _database_read(read)
+    return database_only_read(read)
 
 
 def conversation_get_for_user(*, conversation_id, user_id) -> Conversation:
@@ -230,10 +214,10 @@ def conversation_get_for_user(*, conversation_id, user_id) -> Conversation:
         )
         if conversation is None:
             raise ConversationNotFound()
-        store.remember_members(conversation.id, [m.user_id for m in conversation.participants.all()])
+        snapshot_cache.remember_members(conversation.id, [m.user_id for m in conversation.participants.all()])
         return conversation
 
-    return _database_read(read)
+    return database_only_read(read)
 
 
 def conversation_members(conversation: Conversation) -> list[ConversationParticipant]:

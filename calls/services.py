@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError
+from django.db import IntegrityError
 from django.utils import timezone
 
 from calls import events, lifecycle, presence
@@ -24,15 +24,14 @@ from calls.exceptions import (
     ConversationNotFound,
     InvalidCallRequest,
     NotAParticipant,
-    PersistenceUnavailable,
 )
 from calls.models import Call, CallParticipant, Conversation, ConversationParticipant, direct_key_for
-from calls.persistence import state, store
-from calls.persistence.errors import is_ambiguous, is_transient
+from calls.persistence import availability, routing, snapshot_cache
+from calls.persistence.database_only import database_only_write, guard_available
+from calls.persistence.routing import WriteResult
 from calls.persistence.snapshots import decode_call
+from calls.persistence.sources import CallRecord
 from calls.persistence.spool import get_spool
-from calls.persistence.store import CallRecord, WriteResult
-from calls.persistence.transactions import run_in_transaction
 from calls.representation import call_to_dict
 
 Status = Call.Status
@@ -51,7 +50,7 @@ def conversation_create(*, creator_id, type: str, title: str = "", member_ids) -
     ``run_in_transaction``, or a unique violation), and it then finds the winner's row."""
     from accounts.models import User
 
-    store.guard_available()
+    guard_available()
     members = {str(m) for m in member_ids} - {str(creator_id)}
     if type == Conversation.Type.DIRECT and len(members) != 1:
         raise InvalidCallRequest(
@@ -90,34 +89,14 @@ def conversation_create(*, creator_id, type: str, title: str = "", member_ids) -
         return conversation, True
 
     try:
-        conversation, created = _database_write(create)
+        conversation, created = database_only_write(create)
     except IntegrityError:
         # A simultaneous create of the same pair committed first: answer with its conversation.
-        conversation, created = _database_write(existing_direct), False
+        conversation, created = database_only_write(existing_direct), False
         if conversation is None:
             raise
-    store.remember_members(conversation.id, members | {str(creator_id)})
+    snapshot_cache.remember_members(conversation.id, members | {str(creator_id)})
     return conversation, created
-
-
-def _database_write(fn):
-    """A write only the database can take (no spool): report an outage and answer 503. A commit
-    of unknown outcome (SQLSTATE 40003) is not retried here: nothing journals it, so the client
-    is told to look before trying again."""
-    try:
-        return run_in_transaction(fn)
-    except DatabaseError as exc:
-        if is_ambiguous(exc):
-            raise PersistenceUnavailable(
-                "The database could not confirm the write; check whether it happened before trying again."
-            ) from exc
-        if not is_transient(exc):
-            raise
-        from calls.persistence import supervisor
-
-        supervisor.report_outage(exc)
-        store.guard_available()
-        raise PersistenceUnavailable() from exc
 
 
 # --- calls ---------------------------------------------------------------------------------------
@@ -167,7 +146,7 @@ def call_initiate(*, caller_id, conversation_id, callee_ids, call_type: str) -> 
         )
         return CallRecord(call, participants), lifecycle.Outcome(changed=True)
 
-    result = store.execute_call_write(operation="initiate", call_id=call_id, mutate=mutate, creates=True)
+    result = routing.execute_call_write(operation="initiate", call_id=call_id, mutate=mutate, creates=True)
     _publish(result, EventType.INCOMING_CALL, actor_id=caller)
     return result
 
@@ -183,7 +162,7 @@ def call_join(*, call_id, user_id) -> WriteResult:
             raise CallFull()
         return record, lifecycle.accept(record.call, record.participants, user_id=user_id, at=timezone.now())
 
-    result = store.execute_call_write(operation="join", call_id=call_id, mutate=mutate)
+    result = routing.execute_call_write(operation="join", call_id=call_id, mutate=mutate)
     if result.outcome.changed:
         _publish(result, EventType.CALL_ACCEPTED, actor_id=user_id)
     return result
@@ -194,7 +173,7 @@ def call_decline(*, call_id, user_id) -> WriteResult:
         record = _require_participant(record, user_id)
         return record, lifecycle.decline(record.call, record.participants, user_id=user_id, at=timezone.now())
 
-    result = store.execute_call_write(operation="decline", call_id=call_id, mutate=mutate)
+    result = routing.execute_call_write(operation="decline", call_id=call_id, mutate=mutate)
     if result.outcome.changed:
         _publish(result, EventType.CALL_DECLINED, actor_id=user_id)
     return result
@@ -205,7 +184,7 @@ def call_leave(*, call_id, user_id) -> WriteResult:
         record = _require_participant(record, user_id)
         return record, lifecycle.leave(record.call, record.participants, user_id=user_id, at=timezone.now())
 
-    result = store.execute_call_write(operation="leave", call_id=call_id, mutate=mutate)
+    result = routing.execute_call_write(operation="leave", call_id=call_id, mutate=mutate)
     if result.outcome.changed:
         _publish(result, EventType.PARTICIPANT_LEFT, actor_id=user_id)
     return result
@@ -220,7 +199,7 @@ def call_end(*, call_id, user_id, reason: str = "") -> WriteResult:
             record.call, record.participants, user_id=user_id, at=timezone.now(), reason=reason
         )
 
-    result = store.execute_call_write(operation="end", call_id=call_id, mutate=mutate)
+    result = routing.execute_call_write(operation="end", call_id=call_id, mutate=mutate)
     if result.outcome.changed:
         _publish(result, None, actor_id=user_id)
     return result
@@ -243,7 +222,7 @@ def call_set_media(*, call_id, user_id, is_muted: bool | None = None, is_video_o
             record.call.updated_at = timezone.now()
         return record, lifecycle.Outcome(changed=changed)
 
-    result = store.execute_call_write(operation="media", call_id=call_id, mutate=mutate)
+    result = routing.execute_call_write(operation="media", call_id=call_id, mutate=mutate)
     if result.outcome.changed:
         _publish(result, EventType.MEDIA_CHANGED, actor_id=user_id)
     return result
@@ -261,7 +240,7 @@ def call_expire(*, call_id, now: datetime | None = None) -> WriteResult | None:
         deadline = lifecycle.ring_deadline(record.call, settings.CALL_RING_TIMEOUT)
         return record, lifecycle.ring_timeout(record.call, record.participants, deadline=deadline, now=now)
 
-    result = store.execute_call_write(operation="expire", call_id=call_id, mutate=mutate)
+    result = routing.execute_call_write(operation="expire", call_id=call_id, mutate=mutate)
     if not result.outcome.changed:
         return None
     _publish(result, EventType.CALL_MISSED, actor_id=None)
@@ -291,7 +270,7 @@ def call_expire_due(*, now: datetime | None = None) -> int:
     still ringing and in answered ones; how many calls changed."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.CALL_RING_TIMEOUT)
-    if state.is_limited():
+    if availability.is_limited():
         due = [
             payload["call"]["id"]
             for status in lifecycle.LIVE_STATUSES
@@ -352,7 +331,7 @@ def call_connections_check(*, call_id, now: datetime | None = None) -> WriteResu
         seen = presence.presence_of_calls([call_id])[str(call_id)]
     except presence.PresenceUnavailable:
         return None
-    record, _ = store.read_call(call_id)
+    record, _ = routing.read_call(call_id)
     if record is None or not _lost_participants(record, seen, now):
         return None
     lost_users: list[str] = []
@@ -375,7 +354,7 @@ def call_connections_check(*, call_id, now: datetime | None = None) -> WriteResu
                 outcome.stopped_ringing += step.stopped_ringing
         return record, outcome
 
-    result = store.execute_call_write(operation="connection_lost", call_id=call_id, mutate=mutate)
+    result = routing.execute_call_write(operation="connection_lost", call_id=call_id, mutate=mutate)
     if not result.outcome.changed:
         return None
     for user_id in lost_users[:-1]:
@@ -389,7 +368,7 @@ def call_connections_sweep(*, now: datetime | None = None) -> int:
     presence; how many calls changed. Presence is read in batches, calls are written only when
     someone is due."""
     now = now or timezone.now()
-    if state.is_limited():
+    if availability.is_limited():
         records = [CallRecord(*decode_call(p)) for p in get_spool().latest_with_status(Status.ACTIVE)]
     else:
         calls = list(Call.objects.filter(status=Status.ACTIVE).prefetch_related("participants")[:2000])

@@ -17,7 +17,7 @@ except ImproperlyConfigured as exc:  # one clear line for the operator, not a tr
 
 if settings.DB_STARTUP_MODE == "blocking":
     # The operator asked to serve only once the start-up check has settled (connected or limited).
-    from calls.background import wait_until_settled
+    from calls.background_threads import wait_until_settled
 
     wait_until_settled()
 

@@ -21,7 +21,7 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from calls.persistence import state
+from calls.persistence import availability
 from calls.persistence.spool import get_spool
 from signaling.layers import layer_status
 
@@ -57,7 +57,7 @@ def health(request):
         {
             "status": "healthy",
             "service": SERVICE_NAME,
-            "persistence": state.current(),
+            "persistence": availability.current(),
             "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         }
     )
@@ -65,8 +65,8 @@ def health(request):
 
 @require_GET
 def ready(request):
-    status = state.status()
-    body = {"status": "ready" if status.state == state.OPERATIONAL else "not_ready"}
+    status = availability.status()
+    body = {"status": "ready" if status.state == availability.OPERATIONAL else "not_ready"}
     if is_operator(request):
         body |= {
             "service": SERVICE_NAME,
@@ -77,9 +77,9 @@ def ready(request):
             # Redis, so an outage there must not take the instance out of rotation.
             "channel_layer": layer_status(),
         }
-    response = JsonResponse(body, status=200 if status.state == state.OPERATIONAL else 503)
-    if status.state != state.OPERATIONAL:
-        response["Retry-After"] = "5"
+    response = JsonResponse(body, status=200 if status.state == availability.OPERATIONAL else 503)
+    if status.state != availability.OPERATIONAL:
+        response["Retry-After"] = str(settings.PERSISTENCE_RETRY_AFTER)
     return response
 
 

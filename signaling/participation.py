@@ -1,5 +1,5 @@
 """May this user signal in this call, now? Read from the database, or from the spool while
-persistence is limited (``calls.persistence.store.read_call``)."""
+persistence is limited (``calls.persistence.routing.read_call``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.db import DatabaseError
 from calls import lifecycle
 from calls.exceptions import CallNotFound, InvalidTransition, NotAParticipant, PersistenceUnavailable
 from calls.models import CallParticipant
-from calls.persistence import store
+from calls.persistence import routing
 from calls.services import call_expire_if_overdue
 from signaling.protocol import FORBIDDEN, Refused
 
@@ -35,7 +35,7 @@ def participation_check(*, call_id, user_id) -> Participation:
     Unlike the REST API, a stranger learns that the call exists (NotAParticipant): the socket's
     close codes are specified that way, and the caller already proved who they are."""
     try:
-        record, deferred = store.read_call(call_id)
+        record, deferred = routing.read_call(call_id)
     except DatabaseError as exc:  # a permanent database error: still a clear refusal, not a crash
         raise PersistenceUnavailable() from exc
     if record is None:

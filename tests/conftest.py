@@ -7,7 +7,7 @@ from django.core.cache import cache
 from django.db import connections
 
 from calls import presence
-from calls.persistence import state
+from calls.persistence import availability
 from tests.support.tcp_proxy import TcpProxy
 
 
@@ -30,9 +30,9 @@ def fresh_presence():
 @pytest.fixture(autouse=True)
 def operational_persistence():
     """Each test starts with the database taken as reachable, as a settled server would."""
-    state.reset_for_tests(state.OPERATIONAL)
+    availability.reset_for_tests(availability.OPERATIONAL)
     yield
-    state.reset_for_tests(state.OPERATIONAL)
+    availability.reset_for_tests(availability.OPERATIONAL)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from django.test import Client
 
 from calls import selectors, services
 from calls.apps import process_serves_requests
-from calls.persistence import state
+from calls.persistence import availability
 from tests.factories import make_conversation, make_user
 
 
@@ -32,7 +32,7 @@ def test_only_serving_processes_run_the_start_up_check(argv, environ, serves):
 
 @pytest.mark.portable
 def test_liveness_never_needs_a_backend():
-    state.reset_for_tests(state.LIMITED)
+    availability.reset_for_tests(availability.LIMITED)
     response = Client().get("/health")
     assert response.status_code == 200
     body = response.json()
@@ -52,8 +52,8 @@ def operator(settings):
 @pytest.mark.portable
 @pytest.mark.parametrize(("current", "code"), [("starting", 503), ("limited", 503), ("operational", 200)])
 def test_readiness_follows_the_state(current, code, spool_path, operator):
-    state.reset_for_tests(current)
-    state.record_attempt(attempts=3, error="connection refused", server_version="PostgreSQL 15.19")
+    availability.reset_for_tests(current)
+    availability.record_attempt(attempts=3, error="connection refused", server_version="PostgreSQL 15.19")
     response = operator.get("/health/ready")
     assert response.status_code == code
     body = response.json()
@@ -72,7 +72,7 @@ def metric(text: str, name: str) -> float:
 
 
 def test_metrics_report_state_spool_depth_and_replays(db_proxy, spool_path, operator):
-    from calls.persistence.supervisor import Supervisor
+    from calls.background_threads import make_supervisor
 
     caller, callee = make_user(), make_user()
     conversation = make_conversation(members=[caller, callee])
@@ -90,7 +90,7 @@ def test_metrics_report_state_spool_depth_and_replays(db_proxy, spool_path, oper
     assert 'secureconnect_persistence_state{state="limited"} 1.0' in text
     assert metric(text, "secureconnect_persistence_limited_mode_entries_total") == limited_before + 1
     db_proxy.up()
-    assert Supervisor()._drain_and_close()
+    assert make_supervisor()._drain_and_close()
     text = operator.get("/metrics").content.decode()
     assert metric(text, "secureconnect_spool_depth") == 0
     assert metric(text, "secureconnect_spool_replayed_records_total") == before + 1
@@ -109,7 +109,7 @@ def test_metrics_report_state_spool_depth_and_replays(db_proxy, spool_path, oper
 
 @pytest.mark.portable
 def test_liveness_body_is_plain_json_with_the_documented_keys():
-    state.reset_for_tests(state.OPERATIONAL)
+    availability.reset_for_tests(availability.OPERATIONAL)
     body = Client().get("/health").json()
     assert set(body) == {"status", "service", "persistence", "timestamp"}, "not the envelope"
     assert body["persistence"] == "operational" and body["timestamp"].endswith("Z")
@@ -117,7 +117,7 @@ def test_liveness_body_is_plain_json_with_the_documented_keys():
 
 @pytest.mark.portable
 def test_readiness_body_is_plain_json_with_the_documented_keys(spool_path, operator):
-    state.reset_for_tests(state.LIMITED)
+    availability.reset_for_tests(availability.LIMITED)
     response = operator.get("/health/ready")
     expected = {"status", "service", "state", "engine", "server_version", "attempts", "last_error", "since"}
     assert set(response.json()) == expected | {"spool_depth", "spool_quarantined", "channel_layer"}
@@ -132,8 +132,10 @@ INTERNALS = ("127.0.0.1:5432", "PostgreSQL", "connection refused", "attempts", "
 @pytest.mark.portable
 @pytest.mark.parametrize(("current", "code", "status"), [("limited", 503, "not_ready"), ("operational", 200, "ready")])
 def test_an_anonymous_readiness_probe_learns_only_ready_or_not(current, code, status, operator):
-    state.reset_for_tests(current)
-    state.record_attempt(attempts=3, error='connection to "127.0.0.1:5432" refused', server_version="PostgreSQL 15.19")
+    availability.reset_for_tests(current)
+    availability.record_attempt(
+        attempts=3, error='connection to "127.0.0.1:5432" refused', server_version="PostgreSQL 15.19"
+    )
     for headers in ({}, {"HTTP_AUTHORIZATION": "Bearer wrong-token"}, {"HTTP_AUTHORIZATION": OPERATOR_TOKEN}):
         response = Client().get("/health/ready", **headers)
         assert response.status_code == code
@@ -144,14 +146,14 @@ def test_an_anonymous_readiness_probe_learns_only_ready_or_not(current, code, st
 @pytest.mark.portable
 def test_an_anonymous_readiness_probe_learns_only_ready_or_not_with_no_token_configured(settings):
     settings.METRICS_TOKEN = ""
-    state.record_attempt(attempts=3, error="connection refused", server_version="PostgreSQL 15.19")
+    availability.record_attempt(attempts=3, error="connection refused", server_version="PostgreSQL 15.19")
     response = Client().get("/health/ready", HTTP_AUTHORIZATION="Bearer ")
     assert (response.status_code, response.json()) == (200, {"status": "ready"})
 
 
 @pytest.mark.portable
 def test_liveness_stays_public_and_minimal(operator):
-    state.record_attempt(attempts=3, error="connection refused", server_version="PostgreSQL 15.19")
+    availability.record_attempt(attempts=3, error="connection refused", server_version="PostgreSQL 15.19")
     body = Client().get("/health").json()
     assert set(body) == {"status", "service", "persistence", "timestamp"}
 

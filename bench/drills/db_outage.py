@@ -18,6 +18,8 @@ must pass.
 from __future__ import annotations
 
 import asyncio
+import math
+import re
 import sys
 import tempfile
 import time
@@ -134,13 +136,48 @@ def run(args, log_dir: Path) -> dict:
         database.drop()
         redis_flush()
     results = [round_result(args, *outcome, calls, log) for outcome, calls in rounds]
+    replay = replay_rates(log)
     if len(results) == 1:
+        results[0]["counts"].update(replay)
         return results[0]
     last = results[-1]["counts"]
     totals = {key: sum(r["counts"][key] for r in results) for key in SUMMED}
     summary = [{"passed": r["passed"], **{key: r["counts"][key] for key in PER_ROUND}} for r in results]
-    counts = {**last, **totals, "runs": len(results), "rounds": summary}
+    ready = [r["counts"]["ready_again_after_s"] for r in results]
+    counts = {
+        **last,
+        **totals,
+        **replay,
+        "runs": len(results),
+        "ready_again_after_p95_s": percentile_or_none(ready, 95),
+        "ready_again_after_max_s": None if None in ready else max(ready),
+        "rounds": summary,
+    }
     return {"passed": all(r["passed"] for r in results), "counts": counts}
+
+
+REPLAY_LINE = re.compile(r"Replayed (\d+) journaled call write\(s\) into \S+ in ([\d.]+) s")
+
+
+def replay_rates(log: str) -> dict:
+    """What the service logged of its catch-up replays: entries, seconds, entries a second."""
+    batches = [(int(n), float(s)) for n, s in REPLAY_LINE.findall(log)]
+    big = [(n, s) for n, s in batches if n >= 100]  # a rate of a handful of entries says little
+    return {
+        "replay_batches": [{"entries": n, "seconds": s} for n, s in batches][:20],
+        "replay_entries_per_s_min": min((round(n / max(s, 1e-3)) for n, s in big), default=None),
+        "replay_entries_per_s_overall": round(sum(n for n, _ in big) / max(sum(s for _, s in big), 1e-3))
+        if big
+        else None,
+    }
+
+
+def percentile_or_none(values, pct: float):
+    """The nearest-rank percentile, or None when any round never became ready."""
+    if not values or None in values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(math.ceil(pct / 100 * len(ordered)) - 1, 0)]
 
 
 def round_result(args, ledger, watch, ready_after, ready_after_load, quarantined, calls, log) -> dict:

@@ -1,13 +1,20 @@
 """The persistence layer: whether the database is reachable, what to do when it is not.
 
-- ``state``: the one process-wide record of the persistence state (starting, operational,
-  limited) and what the last check found.
+- ``availability``: the one process-wide record of whether the database can be used (starting,
+  operational, limited), and ``report_outage``, the one door for saying it went away.
 - ``errors``: which database errors can heal (retry), which cannot (report at once), and which
   leave a commit's outcome unknown (journal, replay by natural key).
 - ``transactions``: the one helper every write goes through (retries SQLSTATE 40001).
+- ``database_only``: writes and reads only the database can take: 503 while it is away.
+- ``routing``: where a call write goes (the database or the spool) and where a call read comes from.
+- ``sources``: loading and saving a call in the database or in the spool.
+- ``snapshot_cache``: each call's latest state and each conversation's members, for outages.
+- ``snapshots``: the codec of a call as a plain dict (spool entries, cache values).
 - ``spool``: the durable local journal that holds call writes while the database is away, and
   the quarantine of entries the replay could not apply.
-- ``store``: loads and saves a call, from and to the database or the spool; replays a journaled
-  call by natural key.
-- ``supervisor``: the start-up check with backoff, the breaker's probes, and replay.
+- ``replay``: writing journaled call states into the database by natural key, in batches.
+- ``supervisor``: the start-up check with backoff, the breaker's probes, and the replay loop
+  (handed the replay functions by ``calls.background``, so it imports none of the above but
+  ``availability``, ``errors`` and ``spool``).
+- ``metrics``: the layer's Prometheus metrics.
 """

@@ -164,7 +164,7 @@ class Spool:
         Reads and applies without holding the journal's write lock, so writers are not held up
         while the database catches up; each chunk's deletes are one short write transaction.
         ``apply`` must be idempotent and must never let an older state overwrite a newer one
-        (``store.replay_entry`` is, and does not): a process that dies after applying an entry and
+        (``replay.replay_entry`` is, and does not): a process that dies after applying an entry and
         before deleting it, or two processes replaying the same journal, change nothing by
         applying an entry twice. Each entry is a whole call, so of a chunk's entries for one call
         only the newest is applied (the others would be overwritten at once); when that one is

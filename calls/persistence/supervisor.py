@@ -5,7 +5,7 @@ lines operators already grep for. When the tries are spent it enters limited mod
 not give up: it keeps probing with capped backoff (the breaker is open; each probe is its
 half-open trial). When a probe connects, it replays the spool and only then reports
 ``operational`` (the breaker closes). Writes that fail with connection errors at run time
-open the breaker through ``report_outage``.
+open the breaker through ``availability.report_outage``, which wakes the prober.
 """
 
 from __future__ import annotations
@@ -14,19 +14,20 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 
 import backoff
 from django.apps import apps
 from django.conf import settings
 from django.db import DatabaseError, connections
 
-from calls.persistence import metrics, state
+from calls.persistence import availability, metrics
 from calls.persistence import spool as spool_module
-from calls.persistence.errors import describe, is_ambiguous, is_permanent, is_transient
+from calls.persistence.availability import LIMITED_MODE_LINE, engine_name
+from calls.persistence.errors import describe, is_permanent, is_transient
 
 logger = logging.getLogger("calls.persistence")
 
-LIMITED_MODE_LINE = "Running in limited mode without call logs persistence"
 # Entries left when the replay stops catching up and finishes with writers held off.
 FINAL_DRAIN_ENTRIES = 100
 PROCESS_STARTED = time.monotonic()
@@ -34,17 +35,6 @@ PROCESS_STARTED = time.monotonic()
 
 class PermanentConnectionError(Exception):
     """The database answered, and the answer will not change by waiting (password, database)."""
-
-
-def engine_name(alias: str = "default") -> str:
-    engine = settings.DATABASES[alias]["ENGINE"]
-    if "cockroach" in engine:
-        return "CockroachDB"
-    if "postgresql" in engine:
-        return "PostgreSQL"
-    if "sqlite" in engine:
-        return "SQLite"
-    return engine.rsplit(".", 1)[-1]
 
 
 def check_connection(alias: str = "default") -> str:
@@ -78,7 +68,7 @@ def connect_with_backoff(*, max_tries: int, base_delay: float, max_delay: float,
 
     def on_backoff(details):
         exc = details["exception"]
-        state.record_attempt(attempts=details["tries"], error=describe(exc))
+        availability.record_attempt(attempts=details["tries"], error=describe(exc))
         if not quiet:
             logger.warning(
                 "%s connection attempt %d failed: %s. Retrying in %.1fs...",
@@ -113,7 +103,7 @@ def connect_with_backoff(*, max_tries: int, base_delay: float, max_delay: float,
         return version
 
     version = attempt()
-    state.record_attempt(attempts=attempts, server_version=version)
+    availability.record_attempt(attempts=attempts, server_version=version)
     metrics.retries_before_success.set(attempts - 1)
     if not quiet:
         logger.info("Connected to %s (attempt %d/%d)", engine, attempts, max_tries)
@@ -121,7 +111,13 @@ def connect_with_backoff(*, max_tries: int, base_delay: float, max_delay: float,
 
 
 class Supervisor:
-    def __init__(self):
+    """``apply_entry`` and ``apply_entries`` write one journaled call state, and many, into the
+    database (``calls.persistence.replay``); they are handed in so that the supervisor does not
+    import what it drives."""
+
+    def __init__(self, *, apply_entry: Callable[[dict], None], apply_entries: Callable[[list[dict]], None]):
+        self._apply_entry = apply_entry
+        self._apply_entries = apply_entries
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -134,10 +130,12 @@ class Supervisor:
         if self._thread and self._thread.is_alive():
             return
         self._stop.clear()
+        availability.on_outage(self._wake.set)
         self._thread = threading.Thread(target=self._run, name="persistence-supervisor", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        availability.off_outage(self._wake.set)
         self._stop.set()
         self._wake.set()
         if self._thread:
@@ -147,27 +145,15 @@ class Supervisor:
     def running(self) -> bool:
         return bool(self._thread and self._thread.is_alive())
 
-    def report_outage(self, exc: BaseException) -> None:
-        """A request met a connection error, or a commit whose outcome is unknown: open the
-        breaker (once) and wake the prober. The write is journaled, and the replay (idempotent
-        by natural key) settles it whichever way the commit went."""
-        if state.current() == state.OPERATIONAL and state.transition(state.LIMITED, error=describe(exc)):
-            if is_ambiguous(exc):
-                logger.error("%s could not confirm a commit: %s", engine_name(), describe(exc))
-            else:
-                logger.error("%s became unreachable: %s", engine_name(), describe(exc))
-            logger.warning(LIMITED_MODE_LINE)
-        self._wake.set()
-
     # --- the thread ----------------------------------------------------------------------------
 
     def _run(self) -> None:
         self._wait_for_apps()
-        state.set_engine(engine_name())
+        availability.set_engine(engine_name())
         try:
             self._startup()
             while not self._stop.is_set():
-                if state.current() == state.LIMITED:
+                if availability.current() == availability.LIMITED:
                     self._probe_until_recovered()
                 else:
                     self._wake.wait()
@@ -207,10 +193,10 @@ class Supervisor:
             return
         self._record_first_connection()
         if not self._drain_and_close():
-            self._enter_limited(state.status().last_error or "replay failed")
+            self._enter_limited(availability.status().last_error or "replay failed")
 
     def _enter_limited(self, reason: str) -> None:
-        if state.transition(state.LIMITED, error=reason):
+        if availability.transition(availability.LIMITED, error=reason):
             logger.warning(LIMITED_MODE_LINE)
             logger.warning("Probing %s in the background; calls are journaled until it is back.", engine_name())
 
@@ -230,7 +216,7 @@ class Supervisor:
                     "Giving up on %s after %d permanent failures (%s); fix the configuration and restart.",
                     engine_name(),
                     self._permanent_failures,
-                    state.status().last_error,
+                    availability.status().last_error,
                 )
                 self._stop.wait()
                 return
@@ -238,10 +224,10 @@ class Supervisor:
                 connect_with_backoff(max_tries=1, base_delay=0, max_delay=0, quiet=True)
             except PermanentConnectionError as exc:
                 self._permanent_failures += 1
-                state.record_attempt(attempts=state.status().attempts + 1, error=str(exc))
+                availability.record_attempt(attempts=availability.status().attempts + 1, error=str(exc))
                 continue
             except (DatabaseError, sqlite3.Error, OSError) as exc:
-                state.record_attempt(attempts=state.status().attempts + 1, error=describe(exc))
+                availability.record_attempt(attempts=availability.status().attempts + 1, error=describe(exc))
                 continue
             self._permanent_failures = 0
             logger.info("Connected to %s (probe); replaying the call journal", engine_name())
@@ -261,14 +247,12 @@ class Supervisor:
         caught up in the next round); once few entries remain, the rest is applied with the
         journal locked and the breaker closes in the same step, so the service converges to
         ``operational`` however steadily clients keep calling."""
-        from calls.persistence.store import replay_entries, replay_entry
-
         spool = spool_module.get_spool()
         try:
             depth = spool.depth()
             for _ in range(100):  # bounded: each round replays what was journaled before it
                 began = time.monotonic()
-                caught_up = spool.replay(replay_entry, apply_many=replay_entries)
+                caught_up = spool.replay(self._apply_entry, apply_many=self._apply_entries)
                 if caught_up:
                     elapsed = max(time.monotonic() - began, 1e-6)
                     logger.info(
@@ -283,7 +267,9 @@ class Supervisor:
                     break  # few left, or clients write as fast as we catch up: finish with them held off
                 depth = left
             finished = spool.drain_and_then(
-                replay_entry, lambda: state.transition(state.OPERATIONAL), apply_many=replay_entries
+                self._apply_entry,
+                lambda: availability.transition(availability.OPERATIONAL),
+                apply_many=self._apply_entries,
             )
             if finished:
                 logger.info("Replayed %d journaled call write(s) into %s", finished, engine_name())
@@ -297,14 +283,7 @@ class Supervisor:
             return True
         except Exception as exc:  # an outage (or a conflict) met mid-replay: the entries stay journaled
             logger.warning("Replay interrupted: %s; staying in limited mode", describe(exc))
-            state.record_attempt(attempts=state.status().attempts, error=describe(exc))
+            availability.record_attempt(attempts=availability.status().attempts, error=describe(exc))
             return False
         finally:
             connections.close_all()
-
-
-supervisor = Supervisor()
-
-
-def report_outage(exc: BaseException) -> None:
-    supervisor.report_outage(exc)

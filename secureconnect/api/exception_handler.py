@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -78,10 +77,10 @@ def describe_exception(exc: Exception, context: dict | None = None) -> tuple[dic
     if isinstance(exc, DatabaseError) and is_transient(exc):
         # The database went away under a request the spool cannot serve (log-in, history, ...):
         # open the breaker and answer 503, not 500.
-        from calls.persistence.supervisor import report_outage
+        from calls.persistence.availability import report_outage
 
         report_outage(exc)
-        unavailable = PersistenceUnavailable(retry_after=settings.PERSISTENCE_RETRY_AFTER)
+        unavailable = PersistenceUnavailable()
         return (
             envelope.error_body(unavailable.code, unavailable.message),
             503,

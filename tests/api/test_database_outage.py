@@ -4,7 +4,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.tokens import issue_access_token
-from calls.persistence import state
+from calls.persistence import availability
 from tests.factories import DEFAULT_PASSWORD, make_user
 
 
@@ -15,7 +15,7 @@ def test_login_while_the_database_is_away_is_503_and_opens_the_breaker(db_proxy)
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "PERSISTENCE_UNAVAILABLE"
     assert response.headers["Retry-After"]
-    assert state.current() == state.LIMITED
+    assert availability.current() == availability.LIMITED
 
 
 @pytest.mark.parametrize("path", ["/v1/users/me", "/v1/conversations", "/v1/devices", "/v1/calls"])

@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts import tokens
 from calls import services
 from calls.models import Call
-from calls.persistence import state
+from calls.persistence import availability
 from signaling.limits import signaling_slots
 from tests.factories import make_conversation
 from tests.signaling.conftest import (
@@ -158,7 +158,7 @@ async def test_an_active_call_accepts_its_callee(sockets, transactional_db):
 
 
 async def test_an_unknown_call_while_the_database_is_away_is_4503(sockets, two_party, spool_path):
-    state.transition(state.LIMITED)
+    availability.transition(availability.LIMITED)
     socket = await sockets.connect_signaling(uuid.uuid4(), two_party.caller)
     error = await expect_refusal(socket, 4503)
     assert error["code"] == "unavailable"
@@ -239,7 +239,7 @@ async def test_refused_sockets_give_their_slot_back(sockets, two_party):
 async def test_a_call_known_from_the_spool_accepts_its_participants_while_the_database_is_away(
     sockets, spool_call, spool_path
 ):
-    state.transition(state.LIMITED)  # reads now come from the spool and the snapshot cache
+    availability.transition(availability.LIMITED)  # reads now come from the spool and the snapshot cache
     caller = await sockets.signaling(spool_call.id, spool_call.caller)
     callee = await sockets.signaling(spool_call.id, spool_call.callees[0])
     assert callee.participants == [spool_call.caller.id]

@@ -4,10 +4,11 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from calls.persistence import state
+from calls.persistence import availability
+from calls.persistence.availability import engine_name
 from calls.persistence.errors import describe
 from calls.persistence.spool import get_spool
-from calls.persistence.supervisor import PermanentConnectionError, connect_with_backoff, engine_name
+from calls.persistence.supervisor import PermanentConnectionError, connect_with_backoff
 
 ROWS = ("state", "engine", "server_version", "error", "spool_depth", "spool_quarantined", "spool_bytes", "spool_path")
 
@@ -27,11 +28,11 @@ class Command(BaseCommand):
         report = {"engine": engine_name(), "server_version": None, "error": None}
         try:
             report["server_version"] = connect_with_backoff(max_tries=1, base_delay=0, max_delay=0, quiet=True)
-            report["state"] = state.OPERATIONAL
+            report["state"] = availability.OPERATIONAL
         except PermanentConnectionError as exc:
-            report.update(state=state.LIMITED, error=str(exc))
+            report.update(state=availability.LIMITED, error=str(exc))
         except (DatabaseError, OSError) as exc:
-            report.update(state=state.LIMITED, error=describe(exc))
+            report.update(state=availability.LIMITED, error=describe(exc))
         spool = get_spool()
         report["spool_depth"] = spool.depth()
         report["spool_bytes"] = spool.size_bytes()
@@ -49,7 +50,7 @@ class Command(BaseCommand):
                     f"{'quarantined':17} {entry['seq']} call {entry['call_id']} ({entry['operation']}, "
                     f"quarantined {entry['quarantined_at']}): {entry['reason']}"
                 )
-        if report["state"] != state.OPERATIONAL:
+        if report["state"] != availability.OPERATIONAL:
             raise CommandError(f"{report['engine']} is unavailable (limited): {report['error']}")
 
 

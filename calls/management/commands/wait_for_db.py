@@ -2,8 +2,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
+from calls.persistence.availability import engine_name
 from calls.persistence.errors import describe
-from calls.persistence.supervisor import PermanentConnectionError, connect_with_backoff, engine_name
+from calls.persistence.supervisor import PermanentConnectionError, connect_with_backoff
 
 
 class Command(BaseCommand):

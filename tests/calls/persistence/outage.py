@@ -7,7 +7,7 @@ import psycopg2
 from django.db import connection
 
 from calls import services
-from calls.persistence.supervisor import Supervisor
+from calls.background_threads import make_supervisor
 
 
 def initiate(caller, callee, conversation):
@@ -18,7 +18,7 @@ def initiate(caller, callee, conversation):
 
 def recover():
     """What the supervisor does once a probe connects: replay, then close the breaker."""
-    assert Supervisor()._drain_and_close()
+    assert make_supervisor()._drain_and_close()
 
 
 def rows_behind_the_proxy(proxy, call_id) -> tuple[str | None, dict[str, str]]:

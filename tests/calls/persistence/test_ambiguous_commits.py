@@ -13,11 +13,11 @@ import pytest
 from django.db import connection
 
 from calls import services
+from calls.background_threads import make_supervisor
 from calls.exceptions import PersistenceUnavailable
 from calls.models import Call, CallParticipant
-from calls.persistence import metrics, state
+from calls.persistence import availability, metrics
 from calls.persistence.spool import get_spool
-from calls.persistence.supervisor import Supervisor
 from tests.calls.persistence.outage import initiate, recover, rows_behind_the_proxy
 
 OUTCOMES = pytest.mark.parametrize("landed", [True, False], ids=["commit-landed-answer-lost", "commit-never-landed"])
@@ -41,7 +41,7 @@ def test_an_initiate_whose_commit_outcome_is_unknown_replays_and_the_service_rec
     cut = db_proxy.cut_at(b"COMMIT", deliver=landed)
     started = initiate(caller, callee, conversation)
     assert cut.is_set(), "the proxy went down at the COMMIT"
-    assert started.deferred and state.current() == state.LIMITED
+    assert started.deferred and availability.current() == availability.LIMITED
     call_id = started.record.call.id
     status, participants = rows_behind_the_proxy(db_proxy, call_id)
     if landed:
@@ -52,10 +52,12 @@ def test_an_initiate_whose_commit_outcome_is_unknown_replays_and_the_service_rec
     assert joined.deferred
 
     db_proxy.up()
-    supervisor = Supervisor()
+    supervisor = make_supervisor()
     supervisor.start()
     try:
-        assert state.wait_for(lambda s: s == state.OPERATIONAL, timeout=10), state.status().last_error
+        assert availability.wait_for(lambda s: s == availability.OPERATIONAL, timeout=10), (
+            availability.status().last_error
+        )
     finally:
         supervisor.stop()
     assert get_spool().depth() == 0 and get_spool().quarantined_count() == 0
@@ -101,9 +103,9 @@ def test_an_initiate_retried_on_the_database_after_a_lost_answer_is_not_its_own_
     with spool._lock:  # the journal is busy (as during the supervisor's final drain)
         writer = threading.Thread(target=lambda: results.append(initiate_in_thread(caller, callee, conversation)))
         writer.start()
-        assert cut.wait(10) and state.wait_for(lambda s: s == state.LIMITED, timeout=10)
+        assert cut.wait(10) and availability.wait_for(lambda s: s == availability.LIMITED, timeout=10)
         db_proxy.up()
-        state.transition(state.OPERATIONAL)  # what the drain does before letting writers in
+        availability.transition(availability.OPERATIONAL)  # what the drain does before letting writers in
     writer.join(20)
     connection.close()  # this thread's connection went down with the proxy
     assert len(results) == 1
@@ -156,13 +158,13 @@ def test_sqlstate_40003_at_commit_is_journaled_and_replayed(pair, db_proxy):
     retries_before = metrics.transaction_retries._value.get()
     with ambiguous_commits_on("calls_call"):
         started = initiate(caller, callee, conversation)
-    assert started.deferred and state.current() == state.LIMITED
-    assert "result is ambiguous" in state.status().last_error
+    assert started.deferred and availability.current() == availability.LIMITED
+    assert "result is ambiguous" in availability.status().last_error
     assert metrics.transaction_retries._value.get() == retries_before, "not retried in place"
     call_id = started.record.call.id
     assert not Call.objects.filter(pk=call_id).exists()
     recover()
-    assert state.current() == state.OPERATIONAL
+    assert availability.current() == availability.OPERATIONAL
     assert Call.objects.filter(pk=call_id).count() == 1
     assert CallParticipant.objects.filter(call_id=call_id).count() == 2
 
@@ -173,4 +175,4 @@ def test_sqlstate_40003_on_a_write_nothing_journals_answers_503_and_is_not_retri
     with ambiguous_commits_on("calls_conversation"), pytest.raises(PersistenceUnavailable, match="could not confirm"):
         services.conversation_create(creator_id=caller.id, type="direct", member_ids=[callee.id])
     assert metrics.transaction_retries._value.get() == retries_before
-    assert state.current() == state.OPERATIONAL  # the database answered: nothing to replay, no breaker
+    assert availability.current() == availability.OPERATIONAL  # the database answered: nothing to replay, no breaker

@@ -8,11 +8,11 @@ import pytest
 from django.db import connections
 
 from calls import selectors, services
+from calls.background_threads import make_supervisor
 from calls.exceptions import CallAlreadyLive, PersistenceUnavailable
 from calls.models import Call, CallParticipant
-from calls.persistence import state, store
+from calls.persistence import availability, replay
 from calls.persistence.spool import SpoolFull, get_spool
-from calls.persistence.supervisor import Supervisor
 from tests.calls.persistence.outage import initiate, recover
 
 
@@ -21,7 +21,7 @@ def test_write_during_an_outage_is_deferred_not_failed(pair, db_proxy):
     db_proxy.down()
     result = initiate(caller, callee, conversation)
     assert result.deferred
-    assert state.current() == state.LIMITED
+    assert availability.current() == availability.LIMITED
     assert get_spool().depth() == 1
 
 
@@ -34,7 +34,7 @@ def test_calls_made_in_an_outage_reach_the_database_exactly_once(pair, db_proxy)
     assert joined.deferred and ended.deferred
     db_proxy.up()
     recover()
-    assert state.current() == state.OPERATIONAL
+    assert availability.current() == availability.OPERATIONAL
     assert get_spool().depth() == 0
     call = Call.objects.get(pk=call_id)
     assert (call.status, call.end_reason) == ("ended", "hangup")
@@ -57,9 +57,9 @@ def test_replaying_an_entry_twice_changes_nothing(pair, db_proxy):
     services.call_join(call_id=call_id, user_id=callee.id)
     db_proxy.up()
     payload = get_spool().latest(call_id)
-    store.replay_entry(payload)  # committed, but "crashed" before the spool entry was deleted
+    replay.replay_entry(payload)  # committed, but "crashed" before the spool entry was deleted
     recover()
-    store.replay_entry(payload)
+    replay.replay_entry(payload)
     assert Call.objects.filter(pk=call_id).count() == 1
     assert CallParticipant.objects.filter(call_id=call_id).count() == 2
     assert Call.objects.get(pk=call_id).status == "active"
@@ -74,7 +74,7 @@ def test_replay_never_overwrites_a_newer_database_state(pair, db_proxy):
     db_proxy.up()
     recover()
     services.call_end(call_id=call_id, user_id=caller.id)  # database: ended, newer
-    store.replay_entry(stale)
+    replay.replay_entry(stale)
     assert Call.objects.get(pk=call_id).status == "ended"
 
 
@@ -127,7 +127,7 @@ def test_history_and_analytics_answer_unavailable_while_limited(pair, db_proxy):
 def test_an_unknown_call_while_limited_is_unavailable_not_missing(pair, db_proxy):
     caller, *_ = pair
     db_proxy.down()
-    state.transition(state.LIMITED)
+    availability.transition(availability.LIMITED)
     with pytest.raises(PersistenceUnavailable):
         selectors.call_get_for_user(call_id=uuid.uuid4(), user_id=caller.id)
 
@@ -167,13 +167,13 @@ def test_supervisor_recovers_by_itself(pair, db_proxy, settings):
     caller, callee, conversation = pair
     db_proxy.down()
     call_id = initiate(caller, callee, conversation).record.call.id
-    supervisor = Supervisor()
-    state.reset_for_tests(state.STARTING)
+    supervisor = make_supervisor()
+    availability.reset_for_tests(availability.STARTING)
     supervisor.start()
     try:
-        assert state.wait_for(lambda s: s == state.LIMITED, timeout=10)
+        assert availability.wait_for(lambda s: s == availability.LIMITED, timeout=10)
         db_proxy.up()
-        assert state.wait_for(lambda s: s == state.OPERATIONAL, timeout=15)
+        assert availability.wait_for(lambda s: s == availability.OPERATIONAL, timeout=15)
     finally:
         supervisor.stop()
     assert get_spool().depth() == 0
@@ -233,8 +233,8 @@ def test_recovery_converges_while_clients_keep_writing(pair, db_proxy):
     writer = threading.Thread(target=keep_writing)
     writer.start()
     try:
-        assert Supervisor()._drain_and_close()
-        assert state.current() == state.OPERATIONAL
+        assert make_supervisor()._drain_and_close()
+        assert availability.current() == availability.OPERATIONAL
         deadline = time.monotonic() + 30
         while not (written and not written[-1][1]) and writer.is_alive() and time.monotonic() < deadline:
             time.sleep(0.01)  # until a write lands in the database after the breaker closed
@@ -255,7 +255,7 @@ def test_a_restarted_process_does_not_write_past_its_journal(pair, db_proxy):
     db_proxy.down()
     call_id = initiate(caller, callee, conversation).record.call.id
     db_proxy.up()
-    state.reset_for_tests(state.STARTING)  # a new process, before its start-up check settles
+    availability.reset_for_tests(availability.STARTING)  # a new process, before its start-up check settles
     record, deferred = selectors.call_get_for_user(call_id=call_id, user_id=callee.id)
     assert deferred and record.call.status == "ringing"
     joined = services.call_join(call_id=call_id, user_id=callee.id)

@@ -12,10 +12,10 @@ from django.db import OperationalError
 from django.test import Client
 
 from calls import selectors, services
+from calls.background_threads import make_supervisor
 from calls.models import Call, CallParticipant
-from calls.persistence import state, store
+from calls.persistence import availability, replay, snapshot_cache
 from calls.persistence.spool import Spool, UnappliableEntry, get_spool
-from calls.persistence.supervisor import Supervisor
 from tests.calls.persistence.outage import initiate
 from tests.factories import make_conversation, make_user
 from tests.test_health import metric
@@ -176,15 +176,15 @@ def test_replay_entry_tells_a_poison_entry_from_an_outage(pair, db_proxy):
     db_proxy.up()
     too_long = {**payload, "call": {**payload["call"], "status": "x" * 50}}
     with pytest.raises(UnappliableEntry, match=r"^DataError: value too long"):
-        store.replay_entry(too_long)
+        replay.replay_entry(too_long)
     with pytest.raises(UnappliableEntry, match=r"^KeyError: 'call'"):
-        store.replay_entry({"participants": []})
+        replay.replay_entry({"participants": []})
     db_proxy.down()
     with pytest.raises(Exception) as outage:  # while the database does not answer: an outage, not poison
-        store.replay_entry({"participants": []})
+        replay.replay_entry({"participants": []})
     assert not isinstance(outage.value, UnappliableEntry)
     db_proxy.up()
-    store.replay_entry(payload)
+    replay.replay_entry(payload)
     assert CallParticipant.objects.filter(call_id=payload["call"]["id"]).count() == 2
 
 
@@ -198,7 +198,7 @@ def test_an_unappliable_entry_is_quarantined_the_service_recovers_and_a_retry_ap
     settings.DB_PROBE_MAX_DELAY = 0.2
     caller, callee, conversation = pair
     ghost = uuid.uuid4()
-    store.remember_members(conversation.id, [caller.id, callee.id, ghost])  # a member the database lacks
+    snapshot_cache.remember_members(conversation.id, [caller.id, callee.id, ghost])  # a member the database lacks
     other_caller, other_callee = make_user(), make_user()
     other = make_conversation(members=[other_caller, other_callee])
     selectors.conversation_get_for_user(conversation_id=other.id, user_id=other_caller.id)
@@ -210,10 +210,12 @@ def test_an_unappliable_entry_is_quarantined_the_service_recovers_and_a_retry_ap
     assert get_spool().depth() == 2
 
     db_proxy.up()
-    supervisor = Supervisor()
+    supervisor = make_supervisor()
     supervisor.start()
     try:
-        assert state.wait_for(lambda s: s == state.OPERATIONAL, timeout=10), state.status().last_error
+        assert availability.wait_for(lambda s: s == availability.OPERATIONAL, timeout=10), (
+            availability.status().last_error
+        )
     finally:
         supervisor.stop()
     assert CallParticipant.objects.filter(call_id=good).count() == 2

@@ -1,4 +1,4 @@
-"""The replay's fast path: many journaled calls in one transaction (``store.replay_entries``),
+"""The replay's fast path: many journaled calls in one transaction (``replay.replay_entries``),
 with the same rules as one at a time, and a fall-back that quarantines only the entry at fault."""
 
 import uuid
@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from calls import services
 from calls.models import Call, CallParticipant
-from calls.persistence import store
+from calls.persistence import replay
 from calls.persistence.spool import UnappliableEntry, get_spool
 from tests.calls.persistence.outage import initiate, recover
 from tests.factories import make_conversation, make_user
@@ -44,7 +44,7 @@ def journaled_calls(pairs, db_proxy) -> list[dict]:
 
 def test_a_batch_writes_every_call_with_its_journaled_times(pairs, db_proxy):
     payloads = journaled_calls(pairs, db_proxy)
-    store.replay_entries(payloads)
+    replay.replay_entries(payloads)
     for payload in payloads:
         call = Call.objects.get(pk=payload["call"]["id"])
         assert call.status == "active"
@@ -59,17 +59,17 @@ def test_a_batch_writes_every_call_with_its_journaled_times(pairs, db_proxy):
 def test_a_batch_takes_the_same_number_of_queries_whatever_its_size(pairs, db_proxy):
     payloads = journaled_calls(pairs, db_proxy)
     with CaptureQueriesContext(connection) as one:
-        store.replay_entries(payloads[:1])
+        replay.replay_entries(payloads[:1])
     with CaptureQueriesContext(connection) as four:
-        store.replay_entries(payloads[1:])
+        replay.replay_entries(payloads[1:])
     assert len(four) == len(one)
     assert all(CallParticipant.objects.filter(call_id=p["call"]["id"]).count() == 2 for p in payloads)
 
 
 def test_a_batch_applied_twice_changes_nothing(pairs, db_proxy):
     payloads = journaled_calls(pairs, db_proxy)
-    store.replay_entries(payloads)
-    store.replay_entries(payloads)
+    replay.replay_entries(payloads)
+    replay.replay_entries(payloads)
     ids = [p["call"]["id"] for p in payloads]
     assert Call.objects.filter(pk__in=ids).count() == len(payloads)
     assert CallParticipant.objects.filter(call_id__in=ids).count() == 2 * len(payloads)
@@ -81,18 +81,18 @@ def test_a_batch_leaves_a_newer_database_state_alone_and_applies_the_rest(pairs,
     first = payloads[0]["call"]["id"]
     services.call_end(call_id=first, user_id=pairs[0][0].id)  # newer than its journaled "active"
     Call.objects.filter(pk__in=[p["call"]["id"] for p in payloads[1:]]).delete()
-    store.replay_entries(payloads)
+    replay.replay_entries(payloads)
     assert Call.objects.get(pk=first).status == "ended"
     assert Call.objects.filter(pk__in=[p["call"]["id"] for p in payloads[1:]], status="active").count() == 4
 
 
 def test_a_batch_matches_participants_on_call_and_user_whatever_their_ids(pairs, db_proxy):
     payloads = journaled_calls(pairs, db_proxy)
-    store.replay_entries(payloads[:1])
+    replay.replay_entries(payloads[:1])
     call_id = payloads[0]["call"]["id"]
     for participant in CallParticipant.objects.filter(call_id=call_id):
         CallParticipant.objects.filter(pk=participant.pk).update(id=uuid.uuid4())
-    store.replay_entries(payloads)
+    replay.replay_entries(payloads)
     assert CallParticipant.objects.filter(call_id=call_id).count() == 2
 
 
@@ -100,7 +100,7 @@ def test_a_batch_with_a_poison_entry_writes_nothing_and_says_so(pairs, db_proxy)
     payloads = journaled_calls(pairs, db_proxy)
     poison = {**payloads[2], "call": {**payloads[2]["call"], "status": "x" * 50}}
     with pytest.raises(UnappliableEntry, match=r"^DataError: value too long"):
-        store.replay_entries([*payloads[:2], poison, *payloads[3:]])
+        replay.replay_entries([*payloads[:2], poison, *payloads[3:]])
     assert not Call.objects.filter(pk__in=[p["call"]["id"] for p in payloads]).exists()
 
 
@@ -121,7 +121,7 @@ def test_the_spool_falls_back_to_one_by_one_and_quarantines_only_the_entry_at_fa
             operation="x",
             payload=payload,
         )
-    applied = spool.replay(store.replay_entry, apply_many=store.replay_entries)
+    applied = spool.replay(replay.replay_entry, apply_many=replay.replay_entries)
     # The call's three entries (initiate, join, the bad one) go to the quarantine together.
     assert [e["call_id"] for e in spool.quarantined()] == [bad] * 3
     assert applied == spool_entries_for(payloads, exclude=bad)

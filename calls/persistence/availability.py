@@ -1,17 +1,31 @@
-"""The persistence state of this process, in one place.
+"""Whether this process can use the database now, in one place.
 
 ``starting``: the start-up check has not settled yet. ``operational``: writes go to the
 database. ``limited``: the database is away; call writes go to the spool, and the supervisor
 probes until it can replay them and return to ``operational``.
+
+``report_outage`` is the one door through which code that met the database's absence says so:
+it opens the breaker (once, with the log lines operators grep for) and wakes whoever listens
+(the supervisor registers its prober with ``on_outage`` when it starts), so nothing that writes
+or reads has to import the supervisor.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from django.conf import settings
+
 from calls.persistence import metrics
+from calls.persistence.errors import describe, is_ambiguous
+
+logger = logging.getLogger("calls.persistence")
+
+LIMITED_MODE_LINE = "Running in limited mode without call logs persistence"
 
 STARTING = "starting"
 OPERATIONAL = "operational"
@@ -96,6 +110,45 @@ def transition(state: str, *, error: str | None = None) -> bool:
         _publish_gauge(state)
         _changed.notify_all()
         return True
+
+
+def engine_name(alias: str = "default") -> str:
+    engine = settings.DATABASES[alias]["ENGINE"]
+    if "cockroach" in engine:
+        return "CockroachDB"
+    if "postgresql" in engine:
+        return "PostgreSQL"
+    if "sqlite" in engine:
+        return "SQLite"
+    return engine.rsplit(".", 1)[-1]
+
+
+_outage_listeners: list[Callable[[], None]] = []
+
+
+def on_outage(listener: Callable[[], None]) -> None:
+    """Call ``listener`` (no arguments, quick) whenever an outage is reported."""
+    if listener not in _outage_listeners:
+        _outage_listeners.append(listener)
+
+
+def off_outage(listener: Callable[[], None]) -> None:
+    if listener in _outage_listeners:
+        _outage_listeners.remove(listener)
+
+
+def report_outage(exc: BaseException) -> None:
+    """A request met a connection error, or a commit whose outcome is unknown: open the breaker
+    (once) and wake the prober. A call write is journaled meanwhile, and the replay (idempotent
+    by natural key) settles it whichever way the commit went."""
+    if current() == OPERATIONAL and transition(LIMITED, error=describe(exc)):
+        if is_ambiguous(exc):
+            logger.error("%s could not confirm a commit: %s", engine_name(), describe(exc))
+        else:
+            logger.error("%s became unreachable: %s", engine_name(), describe(exc))
+        logger.warning(LIMITED_MODE_LINE)
+    for listener in list(_outage_listeners):
+        listener()
 
 
 def wait_for(predicate, timeout: float) -> bool:

@@ -8,8 +8,9 @@ import threading
 from django.conf import settings
 from django.db import connections
 
-from calls.persistence import state
-from calls.persistence.supervisor import supervisor
+from calls.persistence import availability
+from calls.persistence.replay import replay_entries, replay_entry
+from calls.persistence.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class ExpirySweeper:
         from calls.services import call_connections_sweep, call_expire_due
 
         while not self._stop.wait(settings.CALL_EXPIRY_INTERVAL):
-            if state.current() == state.STARTING:
+            if availability.current() == availability.STARTING:
                 continue
             try:
                 expired = call_expire_due()
@@ -54,6 +55,12 @@ class ExpirySweeper:
                 connections.close_all()
 
 
+def make_supervisor() -> Supervisor:
+    """A supervisor that replays through ``calls.persistence.replay``."""
+    return Supervisor(apply_entry=replay_entry, apply_entries=replay_entries)
+
+
+supervisor = make_supervisor()
 sweeper = ExpirySweeper()
 
 
@@ -65,6 +72,6 @@ def start() -> None:
 def wait_until_settled(timeout: float | None = None) -> str:
     """For DB_STARTUP_MODE=blocking: wait until the start-up check leaves ``starting``."""
     if not supervisor.running:
-        return state.current()
-    state.wait_for(lambda current: current != state.STARTING, timeout=timeout)
-    return state.current()
+        return availability.current()
+    availability.wait_for(lambda current: current != availability.STARTING, timeout=timeout)
+    return availability.current()

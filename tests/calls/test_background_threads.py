@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from calls.background import ExpirySweeper
+from calls.background_threads import ExpirySweeper
 from calls.models import Call
 from tests.factories import make_call, make_user
 from tests.support.servers import wait_until
