@@ -165,7 +165,11 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # One process, no Redis: the snapshot cache (calls.persistence.snapshot_cache) must hold every
+    # live call and conversation, far more than LocMemCache's default of 300 entries.
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "OPTIONS": {"MAX_ENTRIES": 100_000}}
+    }
 
 
 def _throttle_rate(name: str, default: str) -> str:
