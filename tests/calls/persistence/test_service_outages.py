@@ -286,3 +286,62 @@ def test_an_initiate_committed_while_its_answer_was_lost_replays_and_the_service
         callee.id: "joined",
     }
     assert "Replay interrupted" not in service.log_text()
+
+
+def test_two_workers_sharing_one_spool_land_every_acknowledged_call_exactly_once(proxy, services):
+    """Two serving processes of one host (the production command's workers) share the spool file.
+    During an outage both journal calls, a call begun on one is answered and hung up on the other,
+    and requests reach both at once; when the database returns both replay the same file. Every
+    call a client was told about is in the database exactly once, in the state it was told, and
+    nothing stays journaled or quarantined."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    proxy.up()
+    first, second = services(), services()
+    for worker in (first, second):
+        wait_until(lambda w=worker: ready_state(w) == "operational", timeout=30, message="operational")
+    pairs = []
+    for _ in range(8):
+        caller, callee = make_user(), make_user()
+        conversation = make_conversation(members=[caller, callee])
+        pairs.append((caller, callee, conversation))
+        with first.client(token_for(caller)) as as_caller:  # seen, so its members are in the snapshot cache
+            assert as_caller.get(f"/v1/conversations/{conversation.id}").status_code == 200
+    proxy.down()
+
+    def one_call(index: int) -> tuple[str, dict]:
+        caller, callee, conversation = pairs[index]
+        here, there = (first, second) if index % 2 else (second, first)
+        with here.client(token_for(caller)) as as_caller, there.client(token_for(callee)) as as_callee:
+            started = as_caller.post(
+                "/v1/calls/initiate",
+                json={"call_type": "video", "conversation_id": str(conversation.id), "callee_ids": [str(callee.id)]},
+            )
+            assert started.status_code == 201, started.text
+            call_id = started.json()["data"]["call_id"]
+            assert as_callee.post(f"/v1/calls/{call_id}/join").status_code == 200
+            if index % 4 == 0:  # half the calls stay active, the others end on the other worker
+                return call_id, as_callee.get(f"/v1/calls/{call_id}").json()["data"]
+            ended = as_callee.post(f"/v1/calls/{call_id}/end")
+            assert ended.status_code == 200 and ended.headers["X-Persistence"] == "deferred"
+            return call_id, ended.json()["data"]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        told = dict(pool.map(one_call, range(len(pairs))))
+    for worker in (first, second):
+        assert ready_state(worker) == "limited"
+    proxy.up()
+    for worker in (first, second):
+        wait_until(lambda w=worker: ready_state(w) == "operational", timeout=30, message="both recovered")
+        with worker.operator_client() as client:
+            body = client.get("/health/ready").json()
+        assert (body["spool_depth"], body["spool_quarantined"]) == (0, 0)
+    assert Call.objects.filter(pk__in=told).count() == len(told)
+    assert CallParticipant.objects.filter(call_id__in=told).count() == 2 * len(told)
+    for call_id, answer in told.items():
+        call = Call.objects.get(pk=call_id)
+        assert call.status == answer["status"], call_id
+        assert call.answered_at.isoformat().replace("+00:00", "Z") == answer["answered_at"]
+        assert sorted(CallParticipant.objects.filter(call_id=call_id).values_list("state", flat=True)) == sorted(
+            p["state"] for p in answer["participants"]
+        )
