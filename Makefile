@@ -65,6 +65,7 @@ bench: $(TEST_VENV)/.bench
 	$(TEST_PY) -m bench.rest
 	$(TEST_PY) -m bench.rest --server uvicorn
 	$(TEST_PY) -m bench.history
+	$(TEST_PY) -m bench.replay
 	$(TEST_PY) -m bench.connections
 	-$(TEST_PY) -m bench.drills.db_outage
 	-$(TEST_PY) -m bench.drills.redis_outage

@@ -44,6 +44,18 @@ def test_history_measures_every_endpoint_at_every_size(run_bench):
     assert set(run.results["growth_largest_vs_smallest"]) >= {"history_first_page", "analytics"}
 
 
+def test_replay_benchmark_lands_every_call_on_every_variant(run_bench):
+    run = run_bench("bench.replay")
+    assert run.returncode == 0, run.output[-4000:]
+    variants = run.results["variants"]
+    assert set(variants) == {"floor", "batched", "one_by_one"}
+    assert run.results["entries"] == 3 * run.results["calls"]
+    for name, result in variants.items():
+        assert result["calls_in_database"] == run.results["calls"], name
+        assert result["entries_per_s"] > 0 and result["ratio_to_floor"] > 0, name
+    assert variants["batched"]["applied"] == variants["one_by_one"]["applied"] == run.results["entries"]
+
+
 def test_connections_open_and_are_measured(run_bench):
     run = run_bench("bench.connections")
     assert run.returncode == 0, run.output[-4000:]
