@@ -23,7 +23,7 @@ from pathlib import Path
 from websockets.asyncio.client import connect
 
 from bench.common import JWT_SECRET, REDIS_URL, arg_parser, print_table, ratio, write_results
-from bench.services import BenchDatabase, Server, raise_open_files_limit, redis_flush
+from bench.services import BenchDatabase, Server, raise_open_files_limit, redis_delete_own_keys
 
 OPEN_CONCURRENCY = 100
 SETTLE = 2.0  # seconds for the server to finish the handshakes' work before RSS is read (0.3 in a smoke run)
@@ -160,7 +160,7 @@ def run(counts: list[int], log_dir: Path) -> dict:
             floor.stop()
     finally:
         database.drop()
-        redis_flush()
+        redis_delete_own_keys()
     comparison = [
         {
             "connections": d["connections"],

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bench.common import REDIS_URL, Deadline, arg_parser, latency_summary, print_table, ratio, write_results
 from bench.http import HttpConnection
-from bench.services import BenchDatabase, Server, redis_flush
+from bench.services import BenchDatabase, Server, redis_delete_own_keys
 
 PROBE_CALLS = 1000
 OTHER_PAIRS = 1000  # conversations of two among which the rest of the table's calls are spread
@@ -204,7 +204,7 @@ def run(sizes: list[int], requests: int, keep: bool, log_dir: Path) -> dict:
             print(f"Kept database {database.name} ({database.url})")
         else:
             database.drop()
-        redis_flush()
+        redis_delete_own_keys()
     smallest, largest = steps[0], steps[-1]
     growth = {
         key: {

@@ -33,7 +33,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from bench.common import METRICS_TOKEN, REDIS_URL, arg_parser, latency_summary, print_table, ratio, write_results
-from bench.services import BenchDatabase, Server, raise_open_files_limit, redis_client, redis_flush
+from bench.services import BenchDatabase, Server, raise_open_files_limit, redis_client, redis_delete_own_keys
 
 VARIANTS = ("daphne-redis", "daphne-memory", "uvicorn-redis", "floor")
 PRODUCT = "daphne-redis"
@@ -278,7 +278,7 @@ def run(pair_counts: list[int], duration: float, variants: list[str], log_dir: P
     finally:
         close_connections()
         database.drop()
-        redis_flush()
+        redis_delete_own_keys()
     return {"runs": runs, "ratios": ratios(runs, pair_counts, variants)}
 
 

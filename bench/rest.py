@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench.common import REDIS_URL, Deadline, arg_parser, latency_summary, print_table, ratio, write_results
 from bench.http import HttpConnection
-from bench.services import BenchDatabase, Server, raise_open_files_limit, redis_flush
+from bench.services import BenchDatabase, Server, raise_open_files_limit, redis_delete_own_keys
 
 ENDPOINTS = ("initiate", "join", "end")
 WARMUP = 1.0
@@ -159,7 +159,7 @@ def run(client_counts: list[int], duration: float, log_dir: Path, server_kind: s
     finally:
         close_connections()
         database.drop()
-        redis_flush()
+        redis_delete_own_keys()
     return {"runs": runs, "ratios": ratios(runs, client_counts)}
 
 

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -97,13 +98,30 @@ def redis_url_via(port: int, url: str = REDIS_URL) -> str:
     return urlunsplit((parts.scheme, f"127.0.0.1:{port}", parts.path, "", ""))
 
 
-def redis_flush(url: str = REDIS_URL) -> None:
-    """Empty the benchmarks' own Redis database (never another one)."""
+# Redis is shared with other runs and suites (and other benchmarks running at the same time): a
+# benchmark's services write under key prefixes of this run only, and only those keys are deleted.
+RUN_KEY_PREFIX = f"bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+_prefixes_used = {RUN_KEY_PREFIX}
+
+
+def redis_delete_own_keys(url: str = REDIS_URL) -> int:
+    """Delete the keys this run's services wrote (their layer and cache prefixes), nothing else;
+    how many were deleted."""
     client = redis_client(url)
+    deleted = 0
     try:
-        client.flushdb()
+        for prefix in sorted(_prefixes_used):
+            batch = []
+            for key in client.scan_iter(match=f"{prefix}*", count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    deleted += client.delete(*batch)
+                    batch = []
+            if batch:
+                deleted += client.delete(*batch)
     finally:
         client.close()
+    return deleted
 
 
 # --- the service --------------------------------------------------------------------------------
@@ -127,6 +145,8 @@ BENCH_ENVIRONMENT = {
     "WS_MAX_EVENTS_PER_USER": "20000",
     "CALL_RING_TIMEOUT": "3600",
     "PYTHONUNBUFFERED": "1",
+    "CACHE_KEY_PREFIX": f"{RUN_KEY_PREFIX}-cache",
+    "CHANNEL_LAYER_PREFIX": f"{RUN_KEY_PREFIX}-layer",
 }
 
 
@@ -156,7 +176,9 @@ class Server(ServiceProcess):
         port: int | None = None,
         argv: list[str] | None = None,
     ):
-        super().__init__(env=service_environment(env), log_path=log_path, port=port)
+        environment = service_environment(env)
+        _prefixes_used.update(environment[name] for name in ("CACHE_KEY_PREFIX", "CHANNEL_LAYER_PREFIX"))
+        super().__init__(env=environment, log_path=log_path, port=port)
         self.kind = kind
         self.app = app
         self.argv = argv

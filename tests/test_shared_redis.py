@@ -10,13 +10,14 @@ import pytest
 pytestmark = pytest.mark.portable
 
 TESTS = Path(__file__).resolve().parent
+BENCH = TESTS.parent / "bench"
 FLUSH = re.compile(r"\b(flushdb|flushall|FLUSHDB|FLUSHALL)\b")
 
 
-def test_no_test_flushes_a_redis_database():
+def test_no_test_or_benchmark_flushes_a_redis_database():
     offenders = [
         f"{path.relative_to(TESTS.parent)}:{number}"
-        for path in sorted(TESTS.rglob("*.py"))
+        for path in sorted([*TESTS.rglob("*.py"), *BENCH.rglob("*.py")])
         if path != Path(__file__).resolve()
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         if FLUSH.search(line)

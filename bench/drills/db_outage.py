@@ -36,7 +36,7 @@ from bench.drills.common import (
     seconds_until_ready,
     verdict,
 )
-from bench.services import BenchDatabase, Server, redis_flush
+from bench.services import BenchDatabase, Server, redis_delete_own_keys
 from tests.support.tcp_proxy import TcpProxy
 
 
@@ -134,7 +134,7 @@ def run(args, log_dir: Path) -> dict:
         proxy.stop()
         close_connections()
         database.drop()
-        redis_flush()
+        redis_delete_own_keys()
     results = [round_result(args, *outcome, calls, log) for outcome, calls in rounds]
     replay = replay_rates(log)
     if len(results) == 1:

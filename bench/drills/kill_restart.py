@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.common import REDIS_URL, arg_parser, write_results
 from bench.drills.common import CallLoad, check_calls, prime_members, ready_body, seconds_until_ready, verdict
-from bench.services import BenchDatabase, Server, redis_flush
+from bench.services import BenchDatabase, Server, redis_delete_own_keys
 from tests.support.tcp_proxy import TcpProxy
 
 
@@ -96,7 +96,7 @@ def run(args, log_dir: Path) -> dict:
         proxy.stop()
         close_connections()
         database.drop()
-        redis_flush()
+        redis_delete_own_keys()
     counts = {
         "requests": ledger.requests,
         "failed_requests": ledger.failed_requests,

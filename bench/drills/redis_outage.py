@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed
 
 from bench.common import REDIS_URL, arg_parser, write_results
 from bench.drills.common import HealthWatch, verdict
-from bench.services import BenchDatabase, Server, redis_flush, redis_url_via
+from bench.services import BenchDatabase, Server, redis_delete_own_keys, redis_url_via
 from tests.support.tcp_proxy import TcpProxy
 
 PATH = "/v1/calls/ws/signaling"
@@ -206,7 +206,7 @@ def run(args, log_dir: Path) -> dict:
         proxy.stop()
         close_connections()
         database.drop()
-        redis_flush()
+        redis_delete_own_keys()
     clean = [k for k in counts["new_sockets_during_outage"] if k == "refused 4503/4503"]
     passed = (
         counts["relayed_before_outage"] > 0

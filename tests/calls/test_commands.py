@@ -20,8 +20,8 @@ from accounts.services import user_login
 from calls import selectors, services
 from calls.management.commands.seed_demo import DEMO_GROUP_TITLE, DEMO_USERS
 from calls.models import Call, Conversation
-from calls.persistence.spool import get_spool
 from calls.persistence.replay import replay_entry
+from calls.persistence.spool import get_spool
 from tests.factories import make_call, make_conversation, make_user
 
 # Commands close every connection when they finish, as manage.py does: each test needs its own
