@@ -27,10 +27,18 @@ class Ledger:
     samples: list[str] = field(default_factory=list)
     slowest_s: float = 0.0
     slower_than_1s: int = 0
+    # The drill names the phase it is in ("before", "outage", "recovering", ...), so that slow
+    # requests can be told apart: during the outage (a first write meeting the cut connection)
+    # or during the drain (the replay holding requests up).
+    phase: str = "before"
+    slower_than_1s_by_phase: Counter = field(default_factory=Counter)
+    slowest_s_by_phase: dict[str, float] = field(default_factory=dict)
 
     def timed(self, seconds: float) -> None:
         self.slowest_s = max(self.slowest_s, round(seconds, 2))
         self.slower_than_1s += seconds > 1
+        self.slower_than_1s_by_phase[self.phase] += seconds > 1
+        self.slowest_s_by_phase[self.phase] = max(self.slowest_s_by_phase.get(self.phase, 0.0), round(seconds, 2))
 
     def ok(self, call_id: str, operation: str, deferred: bool) -> None:
         self.acknowledged.setdefault(call_id, []).append(operation)

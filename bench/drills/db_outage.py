@@ -48,14 +48,17 @@ async def drill(server: Server, proxy: TcpProxy, pairs, *, before: float, outage
     load.start()
     await asyncio.sleep(before)
     proxy.down()
+    load.ledger.phase = "outage"
     watch.mark("database down")
     print(f"  database down at {time.strftime('%X')} for {outage:g} s", flush=True)
     await asyncio.sleep(outage)
     proxy.up()
+    load.ledger.phase = "recovering"
     watch.mark("database back")
     returned = time.monotonic()
     print(f"  database back at {time.strftime('%X')}", flush=True)
     ready_after = await seconds_until_ready(server, returned, ready_timeout)
+    load.ledger.phase = "recovered"
     await asyncio.sleep(max(after - (time.monotonic() - returned), 0))
     await load.stop()
     watch.mark("load stopped")
@@ -80,6 +83,9 @@ SUMMED = (
 )
 PER_ROUND = (
     "calls_acknowledged",
+    "failures_by_endpoint_and_status",
+    "requests_slower_than_1s_by_phase",
+    "slowest_request_s_by_phase",
     "missing",
     "max_spool_depth",
     "ready_again_after_s",
@@ -192,6 +198,8 @@ def round_result(args, ledger, watch, ready_after, ready_after_load, quarantined
         "server_errors_5xx_not_503": ledger.server_errors,
         "slowest_request_s": ledger.slowest_s,
         "requests_slower_than_1s": ledger.slower_than_1s,
+        "requests_slower_than_1s_by_phase": dict(ledger.slower_than_1s_by_phase),
+        "slowest_request_s_by_phase": ledger.slowest_s_by_phase,
         "deferred_writes": ledger.deferred,
         **calls,
         "ready_again_after_s": ready_after,

@@ -117,12 +117,6 @@ class Spool:
         if tx.appended:
             metrics.spool_depth.set(self.depth())
 
-    def append(self, *, call_id: str, conversation_id: str, status: str, operation: str, payload: dict) -> int:
-        with self.write_transaction() as tx:
-            return tx.append(
-                call_id=call_id, conversation_id=conversation_id, status=status, operation=operation, payload=payload
-            )
-
     # --- reading -------------------------------------------------------------------------------
 
     def latest(self, call_id) -> dict | None:
@@ -383,9 +377,6 @@ class SpoolTransaction:
 
     def latest(self, call_id) -> dict | None:
         return _latest(self.conn, call_id)
-
-    def depth(self) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
 
     def latest_in_conversation(self, conversation_id) -> list[dict]:
         """The newest journaled state of each call of one conversation."""

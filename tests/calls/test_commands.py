@@ -205,7 +205,8 @@ def test_replay_spool_stops_keeping_the_journal_when_the_database_is_away(manage
 def quarantined_entry(spool_path):
     """A journaled write no retry can apply (its payload lacks the call), quarantined by a replay."""
     spool = get_spool()
-    seq = spool.append(call_id="c0ffee", conversation_id="c", status="ringing", operation="initiate", payload={})
+    with spool.write_transaction() as tx:
+        seq = tx.append(call_id="c0ffee", conversation_id="c", status="ringing", operation="initiate", payload={})
     assert spool.replay(replay_entry) == 0 and spool.quarantined_count() == 1
     return seq
 

@@ -29,13 +29,14 @@ def spool(tmp_path):
 
 
 def journal(spool, call_id, step, *, operation="media"):
-    return spool.append(
-        call_id=call_id,
-        conversation_id="c",
-        status="active",
-        operation=operation,
-        payload={"call": call_id, "step": step},
-    )
+    with spool.write_transaction() as tx:
+        return tx.append(
+            call_id=call_id,
+            conversation_id="c",
+            status="active",
+            operation=operation,
+            payload={"call": call_id, "step": step},
+        )
 
 
 class Applier:
