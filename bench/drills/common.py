@@ -1,17 +1,23 @@
-"""What the drills share: a steady call load whose every acknowledged write is remembered, the
-check of those writes against the database afterwards, and polling of the health endpoints."""
+"""What the drills share: their set-up (a database of their own, a proxy to cut, people with
+conversations, the service's environment) and its clean-up, a steady call load whose every
+acknowledged write is remembered, the check of those writes against the database afterwards,
+and polling of the health endpoints."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from bench.common import METRICS_TOKEN
+from bench.common import METRICS_TOKEN, REDIS_URL
 from bench.http import HttpConnection
-from bench.services import Server
+from bench.services import RUN_KEY_PREFIX, BenchDatabase, Server, redis_delete_own_keys, redis_url_via
+from tests.support.tcp_proxy import TcpProxy
 
 TERMINAL = {"ended", "cancelled", "declined", "missed", "failed"}
 
@@ -62,6 +68,70 @@ class Ledger:
     def unanswered(self) -> int:
         """Requests with no answer: the connection dropped, or none came within the client's timeout."""
         return sum(n for key, n in self.failures.items() if key.endswith("no answer"))
+
+    def counts(self) -> dict:
+        """The request counts every drill reports."""
+        return {
+            "requests": self.requests,
+            "failed_requests": self.failed_requests,
+            "failures_by_endpoint_and_status": dict(self.failures),
+            "failure_samples": self.samples,
+            "unanswered_requests": self.unanswered,
+            "server_errors_5xx_not_503": self.server_errors,
+            "slowest_request_s": self.slowest_s,
+            "requests_slower_than_1s": self.slower_than_1s,
+            "requests_slower_than_1s_by_phase": dict(self.slower_than_1s_by_phase),
+            "slowest_request_s_by_phase": self.slowest_s_by_phase,
+            "deferred_writes": self.deferred,
+        }
+
+
+@dataclass
+class DrillSetup:
+    database: BenchDatabase
+    proxy: TcpProxy  # in front of what the drill cuts
+    pairs: list
+    env: dict[str, str]  # the service's environment, through the proxy
+
+
+@contextlib.contextmanager
+def drill_setup(
+    label: str, *, clients: int, log_dir: Path, cut: str = "database", with_calls: bool = False, env=()
+) -> Iterator[DrillSetup]:
+    """A benchmark database with ``clients`` pairs of people (each with a conversation, and an
+    active call with ``with_calls``), a proxy in front of the database or of Redis (``cut``), and
+    the service environment that goes through it; dropped, stopped and deleted afterwards (only
+    this run's Redis keys)."""
+    from bench.data import close_connections, make_pairs, setup_django
+
+    database = BenchDatabase(f"drill_{label}").create()
+    if cut == "database":
+        proxy = TcpProxy(target_host=database.host, target_port=database.port).start()
+    else:
+        host, port = REDIS_URL.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+        proxy = TcpProxy(target_host=host, target_port=int(port)).start()
+    try:
+        setup_django(database.url)
+        pairs = make_pairs(clients, label=f"drill{label}", with_calls=with_calls)
+        close_connections()
+        service_env = {
+            "DATABASE_URL": database.url_via(proxy.port) if cut == "database" else database.url,
+            "REDIS_URL": REDIS_URL if cut == "database" else redis_url_via(proxy.port),
+            "CHANNEL_LAYER_PREFIX": f"{RUN_KEY_PREFIX}-drill-{label}",
+            "SPOOL_PATH": str(log_dir / "spool.sqlite3"),
+            "LOG_LEVEL": "INFO",
+            **dict(env),
+        }
+        yield DrillSetup(database=database, proxy=proxy, pairs=pairs, env=service_env)
+    finally:
+        proxy.stop()
+        close_connections()
+        database.drop()
+        redis_delete_own_keys()
+
+
+def replayed_log_lines(log: str) -> list[str]:
+    return [line.split("] ", 1)[-1] for line in log.splitlines() if "Replayed" in line][:5]
 
 
 class CallLoad:

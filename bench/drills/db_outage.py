@@ -23,20 +23,21 @@ import re
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from bench.common import REDIS_URL, arg_parser, write_results
+from bench.common import arg_parser, write_results
 from bench.drills.common import (
     CallLoad,
     HealthWatch,
     check_calls,
+    drill_setup,
     prime_members,
     ready_body,
+    replayed_log_lines,
     seconds_until_ready,
     verdict,
 )
-from bench.services import BenchDatabase, Server, redis_delete_own_keys
+from bench.services import Server
 from tests.support.tcp_proxy import TcpProxy
 
 
@@ -95,24 +96,11 @@ PER_ROUND = (
 
 
 def run(args, log_dir: Path) -> dict:
-    from bench.data import close_connections, make_pairs, setup_django
+    from bench.data import close_connections
 
-    database = BenchDatabase("drill_db").create()
-    proxy = TcpProxy(target_host=database.host, target_port=database.port).start()
-    try:
-        setup_django(database.url)
-        pairs = make_pairs(args.clients, label="drilldb")
-        close_connections()
-        env = {
-            "DATABASE_URL": database.url_via(proxy.port),
-            "REDIS_URL": REDIS_URL,
-            "CHANNEL_LAYER_PREFIX": f"bench-drill-db-{uuid.uuid4().hex[:8]}",
-            "SPOOL_PATH": str(log_dir / "spool.sqlite3"),
-            "DB_STARTUP_MODE": "blocking",
-            "LOG_LEVEL": "INFO",
-            **dict(args.env),
-        }
-        server = Server(env=env, log_path=log_dir / "daphne.log").start()
+    env = {"DB_STARTUP_MODE": "blocking", **dict(args.env)}
+    with drill_setup("db", clients=args.clients, log_dir=log_dir, env=env) as setup:
+        server = Server(env=setup.env, log_path=log_dir / "daphne.log").start()
         rounds = []
         try:
             for number in range(1, args.runs + 1):
@@ -123,8 +111,8 @@ def run(args, log_dir: Path) -> dict:
                 outcome = asyncio.run(
                     drill(
                         server,
-                        proxy,
-                        pairs,
+                        setup.proxy,
+                        setup.pairs,
                         before=args.before,
                         outage=args.outage,
                         after=args.after,
@@ -136,11 +124,6 @@ def run(args, log_dir: Path) -> dict:
             log = server.log_text()
         finally:
             server.stop()
-    finally:
-        proxy.stop()
-        close_connections()
-        database.drop()
-        redis_delete_own_keys()
     results = [round_result(args, *outcome, calls, log) for outcome, calls in rounds]
     replay = replay_rates(log)
     if len(results) == 1:
@@ -190,17 +173,7 @@ def round_result(args, ledger, watch, ready_after, ready_after_load, quarantined
     """The counts and verdict of one round of the drill."""
     counts = {
         "outage_s": args.outage,
-        "requests": ledger.requests,
-        "failed_requests": ledger.failed_requests,
-        "failures_by_endpoint_and_status": dict(ledger.failures),
-        "failure_samples": ledger.samples,
-        "unanswered_requests": ledger.unanswered,
-        "server_errors_5xx_not_503": ledger.server_errors,
-        "slowest_request_s": ledger.slowest_s,
-        "requests_slower_than_1s": ledger.slower_than_1s,
-        "requests_slower_than_1s_by_phase": dict(ledger.slower_than_1s_by_phase),
-        "slowest_request_s_by_phase": ledger.slowest_s_by_phase,
-        "deferred_writes": ledger.deferred,
+        **ledger.counts(),
         **calls,
         "ready_again_after_s": ready_after,
         "ready_after_load_stopped_s": ready_after_load,
@@ -211,7 +184,7 @@ def round_result(args, ledger, watch, ready_after, ready_after_load, quarantined
         "max_spool_depth": watch.max_spool_depth,
         "events_s": watch.events,
         "spool_depth_timeline": [(t, state, d) for t, state, d in watch.timeline if d is not None],
-        "replayed_log_lines": [line.split("] ", 1)[-1] for line in log.splitlines() if "Replayed" in line][:5],
+        "replayed_log_lines": replayed_log_lines(log),
     }
     passed = (
         calls["missing"] == 0

@@ -18,12 +18,20 @@ import asyncio
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from bench.common import REDIS_URL, arg_parser, write_results
-from bench.drills.common import CallLoad, check_calls, prime_members, ready_body, seconds_until_ready, verdict
-from bench.services import BenchDatabase, Server, redis_delete_own_keys
+from bench.common import arg_parser, write_results
+from bench.drills.common import (
+    CallLoad,
+    check_calls,
+    drill_setup,
+    prime_members,
+    ready_body,
+    replayed_log_lines,
+    seconds_until_ready,
+    verdict,
+)
+from bench.services import Server
 from tests.support.tcp_proxy import TcpProxy
 
 
@@ -65,26 +73,13 @@ async def drill(server: Server, restart, proxy: TcpProxy, pairs, args) -> dict:
 
 
 def run(args, log_dir: Path) -> dict:
-    from bench.data import close_connections, make_pairs, setup_django
+    from bench.data import close_connections
 
-    database = BenchDatabase("drill_kill").create()
-    proxy = TcpProxy(target_host=database.host, target_port=database.port).start()
-    try:
-        setup_django(database.url)
-        pairs = make_pairs(args.clients, label="drillkill")
-        close_connections()
-        env = {
-            "DATABASE_URL": database.url_via(proxy.port),
-            "REDIS_URL": REDIS_URL,
-            "CHANNEL_LAYER_PREFIX": f"bench-drill-kill-{uuid.uuid4().hex[:8]}",
-            "SPOOL_PATH": str(log_dir / "spool.sqlite3"),
-            "LOG_LEVEL": "INFO",
-            **dict(args.env),
-        }
-        first = Server(env={**env, "DB_STARTUP_MODE": "blocking"}, log_path=log_dir / "daphne-1.log").start()
-        second = Server(env=env, log_path=log_dir / "daphne-2.log", port=first.port)
+    with drill_setup("kill", clients=args.clients, log_dir=log_dir, env=args.env) as setup:
+        first = Server(env={**setup.env, "DB_STARTUP_MODE": "blocking"}, log_path=log_dir / "daphne-1.log").start()
+        second = Server(env=setup.env, log_path=log_dir / "daphne-2.log", port=first.port)
         try:
-            outcome = asyncio.run(drill(first, lambda: second.start(), proxy, pairs, args))
+            outcome = asyncio.run(drill(first, lambda: second.start(), setup.proxy, setup.pairs, args))
             log = second.log_tail(500_000)
         finally:
             first.kill()
@@ -92,25 +87,7 @@ def run(args, log_dir: Path) -> dict:
         ledger = outcome.pop("ledger")
         calls = check_calls(ledger)
         close_connections()
-    finally:
-        proxy.stop()
-        close_connections()
-        database.drop()
-        redis_delete_own_keys()
-    counts = {
-        "requests": ledger.requests,
-        "failed_requests": ledger.failed_requests,
-        "failures_by_endpoint_and_status": dict(ledger.failures),
-        "failure_samples": ledger.samples,
-        "unanswered_requests": ledger.unanswered,
-        "server_errors_5xx_not_503": ledger.server_errors,
-        "slowest_request_s": ledger.slowest_s,
-        "requests_slower_than_1s": ledger.slower_than_1s,
-        "deferred_writes": ledger.deferred,
-        **outcome,
-        **calls,
-        "replayed_log_lines": [line.split("] ", 1)[-1] for line in log.splitlines() if "Replayed" in line][:5],
-    }
+    counts = {**ledger.counts(), **outcome, **calls, "replayed_log_lines": replayed_log_lines(log)}
     passed = (
         calls["calls_acknowledged"] > 0
         and calls["missing"] == 0

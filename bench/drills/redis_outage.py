@@ -18,16 +18,15 @@ import json
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from bench.common import REDIS_URL, arg_parser, write_results
-from bench.drills.common import HealthWatch, verdict
-from bench.services import BenchDatabase, Server, redis_delete_own_keys, redis_url_via
+from bench.common import arg_parser, write_results
+from bench.drills.common import HealthWatch, drill_setup, verdict
+from bench.services import Server
 from tests.support.tcp_proxy import TcpProxy
 
 PATH = "/v1/calls/ws/signaling"
@@ -179,34 +178,15 @@ async def drill(server: Server, proxy: TcpProxy, pairs, args) -> dict:
 
 
 def run(args, log_dir: Path) -> dict:
-    from bench.data import close_connections, make_pairs, setup_django
-
-    database = BenchDatabase("drill_redis").create()
-    target = REDIS_URL.split("//", 1)[1].split("/", 1)[0]
-    host, port = target.rsplit(":", 1)
-    proxy = TcpProxy(target_host=host, target_port=int(port)).start()
-    try:
-        setup_django(database.url)
-        pairs = make_pairs(args.pairs, label="drillredis", with_calls=True)
-        close_connections()
-        env = {
-            "DATABASE_URL": database.url,
-            "REDIS_URL": redis_url_via(proxy.port),
-            "CHANNEL_LAYER_PREFIX": f"bench-drill-redis-{uuid.uuid4().hex[:8]}",
-            "SPOOL_PATH": str(log_dir / "spool.sqlite3"),
-            "DB_STARTUP_MODE": "blocking",
-            "LOG_LEVEL": "INFO",
-        }
-        server = Server(env=env, log_path=log_dir / "daphne.log").start()
+    setup_env = {"DB_STARTUP_MODE": "blocking"}
+    with drill_setup(
+        "redis", clients=args.pairs, log_dir=log_dir, cut="redis", with_calls=True, env=setup_env
+    ) as setup:
+        server = Server(env=setup.env, log_path=log_dir / "daphne.log").start()
         try:
-            counts = asyncio.run(drill(server, proxy, pairs, args))
+            counts = asyncio.run(drill(server, setup.proxy, setup.pairs, args))
         finally:
             server.stop()
-    finally:
-        proxy.stop()
-        close_connections()
-        database.drop()
-        redis_delete_own_keys()
     clean = [k for k in counts["new_sockets_during_outage"] if k == "refused 4503/4503"]
     passed = (
         counts["relayed_before_outage"] > 0
