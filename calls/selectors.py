@@ -12,23 +12,20 @@ from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db.models import Avg, Count, Prefetch, Q, Sum
 
-from calls.exceptions import CallNotFound, ConversationNotFound, InvalidCallRequest
+from calls.access import call_access
+from calls.exceptions import ConversationNotFound, InvalidCallRequest
 from calls.models import Call, CallParticipant, Conversation, ConversationParticipant
-from calls.persistence import routing, snapshot_cache
+from calls.persistence import snapshot_cache
 from calls.persistence.database_only import database_only_read
 from calls.persistence.sources import CallRecord
 from calls.representation import call_to_dict
-from calls.services import call_expire_if_overdue
 
 
 def call_get_for_user(*, call_id, user_id) -> tuple[CallRecord, bool]:
-    """The call and whether it came from the journal. Strangers get CallNotFound.
-
-    A ringing call past its timeout is expired here too (the sweep's safety net)."""
-    record, deferred = routing.read_call(call_id)
-    if record is None or not any(str(p.user_id) == str(user_id) for p in record.participants):
-        raise CallNotFound()
-    return call_expire_if_overdue(record, deferred=deferred)
+    """The call and whether it came from the journal. Strangers get CallNotFound
+    (``calls.access``). Whoever shows the call expires an overdue ringing first
+    (``services.call_expire_if_overdue``): a selector never writes."""
+    return call_access(call_id=call_id, user_id=user_id)
 
 
 # --- history -------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from calls import events, lifecycle, presence
+from calls.access import require_participant
 from calls.events import CallEvent, EventType
 from calls.exceptions import (
     CallAlreadyLive,
@@ -155,7 +156,7 @@ def call_join(*, call_id, user_id) -> WriteResult:
     """Accept (or rejoin). Idempotent for someone already in the call."""
 
     def mutate(record, source):
-        record = _require_participant(record, user_id)
+        record = require_participant(record, user_id)
         participant = lifecycle.participant_for(record.participants, user_id)
         joined = sum(1 for p in record.participants if p.state == CallParticipant.State.JOINED)
         if participant.state != CallParticipant.State.JOINED and joined >= settings.MAX_CALL_PARTICIPANTS:
@@ -170,7 +171,7 @@ def call_join(*, call_id, user_id) -> WriteResult:
 
 def call_decline(*, call_id, user_id) -> WriteResult:
     def mutate(record, source):
-        record = _require_participant(record, user_id)
+        record = require_participant(record, user_id)
         return record, lifecycle.decline(record.call, record.participants, user_id=user_id, at=timezone.now())
 
     result = routing.execute_call_write(operation="decline", call_id=call_id, mutate=mutate)
@@ -181,7 +182,7 @@ def call_decline(*, call_id, user_id) -> WriteResult:
 
 def call_leave(*, call_id, user_id) -> WriteResult:
     def mutate(record, source):
-        record = _require_participant(record, user_id)
+        record = require_participant(record, user_id)
         return record, lifecycle.leave(record.call, record.participants, user_id=user_id, at=timezone.now())
 
     result = routing.execute_call_write(operation="leave", call_id=call_id, mutate=mutate)
@@ -194,7 +195,7 @@ def call_end(*, call_id, user_id, reason: str = "") -> WriteResult:
     """Any participant ends the call for everyone; ending an ended call changes nothing."""
 
     def mutate(record, source):
-        record = _require_participant(record, user_id)
+        record = require_participant(record, user_id)
         return record, lifecycle.end(
             record.call, record.participants, user_id=user_id, at=timezone.now(), reason=reason
         )
@@ -209,7 +210,7 @@ def call_set_media(*, call_id, user_id, is_muted: bool | None = None, is_video_o
     """Record a participant muting or unmuting, so history and the admin show it."""
 
     def mutate(record, source):
-        record = _require_participant(record, user_id)
+        record = require_participant(record, user_id)
         if lifecycle.is_terminal(record.call.status):
             raise lifecycle.InvalidTransition("The call has already ended.", details={"status": record.call.status})
         participant = lifecycle.participant_for(record.participants, user_id)
@@ -387,13 +388,6 @@ def call_connections_sweep(*, now: datetime | None = None) -> int:
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def _require_participant(record: CallRecord | None, user_id) -> CallRecord:
-    """Strangers get CallNotFound, not NotAParticipant, so call ids cannot be probed."""
-    if record is None or not any(str(p.user_id) == str(user_id) for p in record.participants):
-        raise CallNotFound()
-    return record
 
 
 TERMINAL_EVENTS = {

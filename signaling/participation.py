@@ -1,5 +1,5 @@
 """May this user signal in this call, now? Read from the database, or from the spool while
-persistence is limited (``calls.persistence.routing.read_call``)."""
+persistence is limited (``calls.access.call_access``)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from django.db import DatabaseError
 
 from calls import lifecycle
-from calls.exceptions import CallNotFound, InvalidTransition, NotAParticipant, PersistenceUnavailable
+from calls.access import call_access, require_live
+from calls.exceptions import PersistenceUnavailable
 from calls.models import CallParticipant
-from calls.persistence import routing
 from calls.services import call_expire_if_overdue
 from signaling.protocol import FORBIDDEN, Refused
 
@@ -28,24 +28,18 @@ class Participation:
 
 def participation_check(*, call_id, user_id) -> Participation:
     """The call's participants when ``user_id`` is one of them, ringing or joined, and the call
-    is ringing or active. Raises CallNotFound, NotAParticipant, Refused 4403 (declined, left,
+    is ringing or active. Raises CallNotFound (strangers too), Refused 4403 (declined, left,
     missed), InvalidTransition (the call is over) or PersistenceUnavailable (the database is
     away and the call is not known locally).
 
-    Unlike the REST API, a stranger learns that the call exists (NotAParticipant): the socket's
-    close codes are specified that way, and the caller already proved who they are."""
+    A stranger gets CallNotFound, as on the REST API (``calls.access``)."""
     try:
-        record, deferred = routing.read_call(call_id)
+        record, deferred = call_access(call_id=call_id, user_id=user_id)
     except DatabaseError as exc:  # a permanent database error: still a clear refusal, not a crash
         raise PersistenceUnavailable() from exc
-    if record is None:
-        raise CallNotFound()
     participant_ids = tuple(str(p.user_id) for p in record.participants)
-    if str(user_id) not in participant_ids:
-        raise NotAParticipant()
     record, _ = call_expire_if_overdue(record, deferred=deferred)
-    if record.call.status not in lifecycle.LIVE_STATUSES:
-        raise InvalidTransition("The call has already ended.")
+    require_live(record)
     participant = lifecycle.participant_for(record.participants, user_id)
     if participant.state not in SIGNALING_STATES:
         raise Refused(FORBIDDEN, f"You can no longer signal in this call (you {participant.state}).")

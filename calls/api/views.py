@@ -100,6 +100,7 @@ class CallDetailApi(APIView):
     @extend_schema(parameters=[CALL_ID], responses=s.CallOutput, summary="One call I take part in")
     def get(self, request, call_id):
         record, deferred = selectors.call_get_for_user(call_id=parse_uuid(call_id, "call_id"), user_id=request.user.id)
+        record, deferred = services.call_expire_if_overdue(record, deferred=deferred)
         return call_response(record, deferred=deferred)
 
 

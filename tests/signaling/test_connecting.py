@@ -115,18 +115,18 @@ async def test_a_revoked_token_is_4401(sockets, two_party):
     assert "revoked" in error["message"]
 
 
-async def test_someone_outside_the_call_is_4403(sockets, two_party):
+async def test_someone_outside_the_call_is_told_no_such_call_4404_as_on_the_api(sockets, two_party):
     stranger = await database_sync_to_async(make_person)()
     socket = await sockets.connect_signaling(two_party.id, stranger)
-    error = await expect_refusal(socket, 4403)
-    assert error["code"] == "forbidden"
+    error = await expect_refusal(socket, 4404)
+    assert error["code"] == "call_not_found"
 
 
 async def test_a_refused_socket_is_never_announced_to_the_call(sockets, two_party):
     caller = await sockets.signaling(two_party.id, two_party.caller)
     stranger = await database_sync_to_async(make_person)()
     socket = await sockets.connect_signaling(two_party.id, stranger)
-    await expect_refusal(socket, 4403)
+    await expect_refusal(socket, 4404)
     await socket.disconnect()
     assert await caller.receive_nothing(timeout=0.2)  # neither join nor leave
 
@@ -231,7 +231,7 @@ async def test_refused_sockets_give_their_slot_back(sockets, two_party):
     stranger = await database_sync_to_async(make_person)()
     for _ in range(3):
         socket = await sockets.connect_signaling(two_party.id, stranger)
-        await expect_refusal(socket, 4403)
+        await expect_refusal(socket, 4404)
         await socket.disconnect()
     assert signaling_slots.in_use == 0
 

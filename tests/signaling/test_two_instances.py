@@ -187,10 +187,10 @@ async def test_caller_and_callee_on_different_processes_hear_each_other(two_daph
             b.ws + path, additional_headers={"Authorization": f"Bearer {stranger.token}"}, proxy=None
         )
         error = await next_of_type(stranger_ws, "error")
-        assert error["close_code"] == 4403
+        assert error["close_code"] == 4404
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(stranger_ws.recv(), WAIT)
-        assert stranger_ws.close_code == 4403
+        assert stranger_ws.close_code == 4404
 
         # The call ends through REST on process a; both processes' sockets hear it and close.
         async with httpx.AsyncClient(base_url=a.http, trust_env=False, timeout=WAIT) as client:
