@@ -44,6 +44,16 @@ class CallEvent:
     reason: str = ""
     stopped_ringing_ids: tuple[str, ...] = field(default_factory=tuple)
 
+    @property
+    def ringing_ids(self) -> tuple[str, ...]:
+        """The callees still ringing after this event: the phones an incoming call rings. The one
+        place that reads it from the call, so no listener re-derives it."""
+        return tuple(
+            str(p["user_id"])
+            for p in self.call.get("participants", [])
+            if p.get("role") == "callee" and p.get("state") == "ringing"
+        )
+
 
 Listener = Callable[[CallEvent], None]
 _listeners: list[Listener] = []

@@ -96,11 +96,7 @@ def _revocations(event: CallEvent) -> list[tuple[str, dict]]:
 
 def _concerned_users(event: CallEvent) -> list[str]:
     if event.type == EventType.INCOMING_CALL:  # only the phones that should ring
-        return [
-            p["user_id"]
-            for p in event.call.get("participants", [])
-            if p.get("role") == "callee" and p.get("state") == "ringing"
-        ]
+        return list(event.ringing_ids)
     if event.type == EventType.CALL_MISSED and event.call.get("status") in LIVE_STATUSES:
         return list(dict.fromkeys(event.stopped_ringing_ids))  # the call goes on without them
     return list(dict.fromkeys(event.recipient_ids))

@@ -67,7 +67,7 @@ def push_plan(event: CallEvent) -> list[PlannedPush]:
     """The pushes an event calls for, in the order they must leave (pure: no I/O)."""
     call = event.call
     if event.type == EventType.INCOMING_CALL:
-        plan = [PlannedPush(PushKind.INCOMING_CALL, _ringing_callees(call))]
+        plan = [PlannedPush(PushKind.INCOMING_CALL, event.ringing_ids)]
     elif event.type == EventType.CALL_ACCEPTED:
         users = _unique(event.actor_id, *event.stopped_ringing_ids)
         plan = [PlannedPush(PushKind.CALL_CANCELLED, users, CancelReason.ANSWERED_ELSEWHERE)]
@@ -125,10 +125,6 @@ def _callees(call: dict, states: tuple[str, ...]) -> tuple[str, ...]:
     return _unique(
         *(p["user_id"] for p in call.get("participants", []) if p.get("role") == "callee" and p.get("state") in states)
     )
-
-
-def _ringing_callees(call: dict) -> tuple[str, ...]:
-    return _callees(call, ("ringing",))
 
 
 def _unanswered_callees(call: dict) -> tuple[str, ...]:
