@@ -271,12 +271,6 @@ def expire(call: Call, participants: list[CallParticipant], *, at: datetime) -> 
     return _finish(call, participants, status=Status.MISSED, reason=Reason.NO_ANSWER, at=at)
 
 
-def fail(call: Call, participants: list[CallParticipant], *, at: datetime) -> Outcome:
-    if is_terminal(call.status):
-        return Outcome(changed=False)
-    return _finish(call, participants, status=Status.FAILED, reason=Reason.FAILED, at=at)
-
-
 def _call_can_go_on(participants: list[CallParticipant]) -> bool:
     """Two people are talking, or someone is still being rung (for at most the ring timeout)."""
     joined = sum(1 for p in participants if p.state == State.JOINED)

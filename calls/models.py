@@ -138,10 +138,6 @@ class Call(models.Model):
     def short_id(self) -> str:
         return str(self.id)[:8]
 
-    @property
-    def is_live(self) -> bool:
-        return self.status in (self.Status.RINGING, self.Status.ACTIVE)
-
 
 class CallParticipant(models.Model):
     class Role(models.TextChoices):

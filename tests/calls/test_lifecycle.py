@@ -244,14 +244,6 @@ def test_ending_an_active_group_call_marks_the_still_ringing_callee_missed():
     assert state_of(participants, ALICE) == State.LEFT
 
 
-def test_fail_is_terminal():
-    call, participants = ringing_call()
-    lifecycle.fail(call, participants, at=T0 + timedelta(seconds=1))
-    assert call.status == Status.FAILED
-    with pytest.raises(InvalidTransition):
-        lifecycle.accept(call, participants, user_id=ALICE, at=T0 + timedelta(seconds=2))
-
-
 @pytest.mark.parametrize(
     ("answered", "ended", "expected"),
     [
