@@ -12,7 +12,8 @@ answered "result is ambiguous", SQLSTATE 40003) is journaled the same way, altho
 commit may have landed. That is safe because the journaled state is the same write computed
 again from the state before it (the snapshot cache is only updated after a commit), the call id
 and participant ids do not change between runs (``lifecycle.participant_id``), and
-``replay_entry`` matches rows on their natural keys: the replay converges to one row set
+``replay_entry`` matches rows on their natural keys (timeline events on (call, seq), inserted
+only when missing): the replay converges to one row set
 whether or not the first commit landed.
 
 The snapshot cache (the Django cache: Redis when configured) keeps each call's latest state and
@@ -31,7 +32,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from calls import lifecycle
 from calls.exceptions import PersistenceUnavailable
-from calls.models import Call, CallParticipant, ConversationParticipant
+from calls.models import Call, CallParticipant, CallTimelineEvent, ConversationParticipant
 from calls.persistence import spool as spool_module
 from calls.persistence import state
 from calls.persistence.errors import describe, is_ambiguous, is_permanent, is_serialization_failure, is_transient
@@ -48,6 +49,7 @@ CACHE_TTL_SECONDS = 24 * 3600
 class CallRecord:
     call: Call
     participants: list[CallParticipant]
+    timeline: list[CallTimelineEvent] = field(default_factory=list)  # in seq order (calls.timeline)
 
 
 @dataclass
@@ -70,7 +72,7 @@ def _members_key(conversation_id) -> str:
 
 
 def remember_call(record: CallRecord) -> None:
-    _cache_set(_call_key(record.call.id), encode_call(record.call, record.participants))
+    _cache_set(_call_key(record.call.id), encode_call(record.call, record.participants, record.timeline))
 
 
 def remember_members(conversation_id, member_ids) -> None:
@@ -105,7 +107,7 @@ class DatabaseSource:
         if call is None:
             return None
         participants = list(CallParticipant.objects.filter(call_id=call_id).order_by("role", "id"))
-        return CallRecord(call, participants)
+        return CallRecord(call, participants, _timeline_of(call_id))
 
     def conversation_member_ids(self, conversation_id) -> set[str] | None:
         """None when the conversation does not exist."""
@@ -135,6 +137,8 @@ class DatabaseSource:
             record.call.save()
             for participant in record.participants:
                 participant.save()
+        # The events this write added (those loaded with the call are already there).
+        CallTimelineEvent.objects.bulk_create([e for e in record.timeline if e._state.adding])
         # Only once committed: a commit whose answer is lost is journaled again, computed from the
         # snapshot as it stood before this write (a snapshot of a commit that may never have
         # happened would make the journaled write a no-op, and lose it).
@@ -178,7 +182,7 @@ class SpoolSource:
             conversation_id=record.call.conversation_id,
             status=record.call.status,
             operation=operation,
-            payload=encode_call(record.call, record.participants),
+            payload=encode_call(record.call, record.participants, record.timeline),
         )
         remember_call(record)
 
@@ -248,7 +252,7 @@ def read_call(call_id) -> tuple[CallRecord | None, bool]:
             call = Call.objects.filter(pk=call_id).first()
             if call is None:
                 return None, False
-            return CallRecord(call, list(call.participants.order_by("role", "id"))), False
+            return CallRecord(call, list(call.participants.order_by("role", "id")), _timeline_of(call_id)), False
         except DatabaseError as exc:
             if not is_transient(exc):
                 raise
@@ -291,8 +295,12 @@ def replay_entry(payload: dict) -> None:
         raise UnappliableEntry(f"{type(exc).__name__}: {describe(exc)}") from exc
 
 
+def _timeline_of(call_id) -> list[CallTimelineEvent]:
+    return list(CallTimelineEvent.objects.filter(call_id=call_id).order_by("seq"))
+
+
 def _apply_journaled(payload: dict) -> None:
-    call, participants = decode_call(payload)
+    call, participants, timeline = decode_call(payload)
 
     def apply():
         current = Call.objects.select_for_update().filter(pk=call.pk).values_list("updated_at", flat=True).first()
@@ -304,6 +312,9 @@ def _apply_journaled(payload: dict) -> None:
         for participant in participants:
             participant.pk = existing.get(participant.user_id, participant.pk)
             participant.save_base(raw=True)
+        # Events are only ever added, each with its natural key (call, seq): whatever a first
+        # commit of this write or an earlier replay left, the events not yet there are inserted.
+        CallTimelineEvent.objects.bulk_create(timeline, ignore_conflicts=True)
 
     run_in_transaction(apply)
 
