@@ -15,7 +15,7 @@ from calls.admin import human_duration
 from calls.models import CallTimelineEvent
 from tests.factories import make_call, make_conversation, make_user
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.portable]
 
 
 @pytest.fixture

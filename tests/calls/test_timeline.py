@@ -14,7 +14,7 @@ from calls import events, services, timeline
 from calls.models import Call, CallParticipant, CallTimelineEvent
 from tests.factories import api_client_for, make_conversation, make_user
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.portable]
 
 
 @pytest.fixture
