@@ -184,9 +184,9 @@ class CallAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 )
             },
         ),
-        ("What happened", {"fields": ("participant_names", "timeline")}),
+        ("What happened", {"fields": ("participant_names", "call_timeline")}),
     )
-    readonly_fields = ("caller_person", "duration", "participant_names", "timeline")
+    readonly_fields = ("caller_person", "duration", "participant_names", "call_timeline")
 
     class Media:
         css = {"all": ("calls/admin.css",)}
@@ -233,7 +233,7 @@ class CallAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         )
 
     @admin.display(description="Timeline")
-    def timeline(self, call):
+    def call_timeline(self, call):
         """Every recorded event in order: when (seconds, the admin's time zone), how long after the
         call began, who, and what."""
         events = CallTimelineEvent.objects.filter(call=call).select_related("actor").order_by("seq")

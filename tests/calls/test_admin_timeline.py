@@ -103,7 +103,7 @@ def test_the_participants_are_named_beside_the_timeline(staff_client, talked):
     _, _, call_id = talked
     response = staff_client.get(reverse("admin:calls_call_change", args=[call_id]))
     fieldsets = {name: list(options["fields"]) for name, options in response.context["adminform"].fieldsets}
-    assert fieldsets["What happened"] == ["participant_names", "timeline"]
+    assert fieldsets["What happened"] == ["participant_names", "call_timeline"]
     page = response.content.decode()
     names = page.index("Alice Liddell &lt;alice.timeline@example.test&gt; (caller, left (Hang-up))")
     assert names < page.index('<table class="call-timeline">')
