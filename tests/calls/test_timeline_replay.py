@@ -136,3 +136,21 @@ def test_a_write_whose_commit_outcome_is_unknown_leaves_each_event_once(pair, db
         (4, "left", str(callee.id)),
         (5, "ended", str(callee.id)),
     ]
+
+
+def test_a_connection_that_cannot_be_recorded_is_logged_not_raised(pair, db_proxy, caplog):
+    """Signaling calls ``call_record_connection`` as sockets come and go: with the database away
+    and the call known nowhere locally, it answers None and signaling goes on."""
+    from django.core.cache import cache
+
+    caller, callee, conversation = pair
+    call_id = initiate(caller, callee, conversation).record.call.id
+    cache.clear()  # the snapshot is gone (a Redis restarted meanwhile)
+    db_proxy.down()
+    assert services.call_record_connection(call_id=call_id, user_id=callee.id, kind="connected") is None
+    assert "connected of user" in caplog.text and "not on the timeline" in caplog.text
+    assert get_spool().depth() == 0
+    db_proxy.up()
+    recover()
+    assert services.call_record_connection(call_id=call_id, user_id=callee.id, kind="connected") is not None
+    assert stored(call_id)[-1] == (2, "connected", str(callee.id))
