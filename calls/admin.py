@@ -9,7 +9,7 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from calls.models import Call, CallParticipant, Conversation, ConversationParticipant
+from calls.models import Call, CallParticipant, CallTimelineEvent, Conversation, ConversationParticipant
 
 CSV_COLUMNS = (
     "call_id",
@@ -88,6 +88,24 @@ def person_short(user) -> str:
     return user.display_name or user.email
 
 
+def _outcome(participant) -> str:
+    """ "left (Connection lost)", "missed": how someone's part in a call ended (or stands)."""
+    state = participant.get_state_display().lower()
+    return f"{state} ({participant.get_leave_reason_display()})" if participant.leave_reason else state
+
+
+def timeline_event_text(event: CallTimelineEvent) -> str:
+    """What a timeline event says, in words: "Call ended: Connection lost", "Left: Hang-up"."""
+    text = event.get_kind_display()
+    if not event.detail:
+        return text
+    if event.kind == CallTimelineEvent.Kind.INITIATED:
+        return f"{text} ({Call.Type(event.detail).label.lower()})" if event.detail in Call.Type.values else text
+    if event.detail in Call.EndReason.values and event.kind != CallTimelineEvent.Kind.CONNECTION_LOST:
+        return f"{text}: {Call.EndReason(event.detail).label}"
+    return text
+
+
 class ReadOnlyAdminMixin:
     """Call history is evidence: nobody adds or edits it in the admin, whatever their
     permissions. Deleting stays Django's own ``delete`` permission, which staff do not have
@@ -145,22 +163,30 @@ class CallAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     ordering = ("-started_at",)
     inlines = (CallParticipantInline,)
     actions = ("export_csv",)
-    fields = (
-        "id",
-        "conversation",
-        "caller_person",
-        "call_type",
-        "status",
-        "end_reason",
-        "started_at",
-        "answered_at",
-        "ended_at",
-        "duration",
-        "recording_url",
-        "created_at",
-        "updated_at",
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "id",
+                    "conversation",
+                    "caller_person",
+                    "call_type",
+                    "status",
+                    "end_reason",
+                    "started_at",
+                    "answered_at",
+                    "ended_at",
+                    "duration",
+                    "recording_url",
+                    "created_at",
+                    "updated_at",
+                )
+            },
+        ),
+        ("What happened", {"fields": ("participant_names", "call_timeline")}),
     )
-    readonly_fields = ("caller_person", "duration")
+    readonly_fields = ("caller_person", "duration", "participant_names", "call_timeline")
 
     class Media:
         css = {"all": ("calls/admin.css",)}
@@ -194,6 +220,43 @@ class CallAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="Duration", ordering="duration_seconds")
     def duration(self, call):
         return human_duration(call.duration_seconds)
+
+    @admin.display(description="Participants")
+    def participant_names(self, call):
+        return format_html_join(
+            "",
+            "<div>{} ({}, {})</div>",
+            (
+                (person(p.user), p.get_role_display().lower(), _outcome(p))
+                for p in sorted(call.participants.all(), key=lambda p: p.role != CallParticipant.Role.CALLER)
+            ),
+        )
+
+    @admin.display(description="Timeline")
+    def call_timeline(self, call):
+        """Every recorded event in order: when (seconds, the admin's time zone), how long after the
+        call began, who, and what."""
+        events = CallTimelineEvent.objects.filter(call=call).select_related("actor").order_by("seq")
+        rows = format_html_join(
+            "",
+            '<tr><td class="nowrap">{}</td><td class="nowrap">+{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    display_for_value(event.at, "-"),
+                    human_duration(max(0, (event.at - call.started_at).total_seconds())),
+                    person(event.actor) if event.actor else "the service",
+                    timeline_event_text(event),
+                )
+                for event in events
+            ),
+        )
+        if not rows:
+            return "No events recorded (calls made before the timeline existed have none)."
+        return format_html(
+            '<table class="call-timeline"><thead><tr><th>Time</th><th>Since start</th><th>Who</th>'
+            "<th>What</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.action(description="Export selected calls as CSV")
     def export_csv(self, request, queryset):

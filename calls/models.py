@@ -179,3 +179,55 @@ class CallParticipant(models.Model):
     def __str__(self) -> str:
         # The person's name (admin rows, delete confirmations); load ``user`` with the row.
         return f"{self.user} ({self.role}, {self.state})"
+
+
+class CallTimelineEvent(models.Model):
+    """One thing that happened to a call, in the order the service recorded it (``seq``).
+
+    Written only by the persistence layer, with the call: ``seq`` is the natural key within the
+    call and the id is derived from (call, seq) (``calls.timeline.event_id``), so a journaled
+    write replayed after its first commit landed inserts nothing twice. Bounded per call
+    (``calls.timeline.MAX_EVENTS``). Named apart from ``calls.events.CallEvent``, the
+    notification other parts of the service hear about."""
+
+    class Kind(models.TextChoices):
+        INITIATED = "initiated", "Call started"
+        RANG = "rang", "Rang"
+        ACCEPTED = "accepted", "Answered"
+        REJOINED = "rejoined", "Rejoined"
+        DECLINED = "declined", "Declined"
+        MISSED = "missed", "Missed"
+        LEFT = "left", "Left"
+        CONNECTED = "connected", "Connected"
+        RECONNECTING = "reconnecting", "Reconnecting"
+        RESUMED = "resumed", "Reconnected"
+        CONNECTION_LOST = "connection_lost", "Connection lost"
+        AUDIO_MUTED = "audio_muted", "Muted"
+        AUDIO_UNMUTED = "audio_unmuted", "Unmuted"
+        VIDEO_OFF = "video_off", "Camera off"
+        VIDEO_ON = "video_on", "Camera on"
+        ENDED = "ended", "Call ended"
+        TRUNCATED = "truncated", "Further events not recorded"
+
+    id = models.UUIDField(primary_key=True, editable=False)
+    # No index of its own: the unique (call, seq) constraint's index serves "this call's events".
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="timeline", db_index=False)
+    seq = models.PositiveIntegerField(help_text="Position in the call's timeline, from 0.")
+    at = models.DateTimeField(help_text="When it happened.")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    # Whose event it is (the callee who rang, the participant who muted, who ended the call);
+    # null for what the service decided alone (a call ended by the ringing timeout).
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    # The end or leave reason for ``ended`` and ``left``, the call type for ``initiated``.
+    detail = models.CharField(max_length=20, blank=True, default="")
+
+    class Meta:
+        ordering = ["call", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["call", "seq"], name="call_timeline_event_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.seq}: {self.get_kind_display()}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from calls.models import Call, CallParticipant, Conversation
+from calls.models import Call, CallParticipant, CallTimelineEvent, Conversation
 
 
 def _iso(value):
@@ -22,9 +22,21 @@ def participant_to_dict(participant: CallParticipant) -> dict:
     }
 
 
-def call_to_dict(call: Call, participants: list[CallParticipant]) -> dict:
-    ordered = sorted(participants, key=lambda p: (p.role != CallParticipant.Role.CALLER, str(p.user_id)))
+def timeline_event_to_dict(event: CallTimelineEvent) -> dict:
     return {
+        "seq": event.seq,
+        "at": _iso(event.at),
+        "kind": event.kind,
+        "actor_id": str(event.actor_id) if event.actor_id else None,
+        "detail": event.detail,
+    }
+
+
+def call_to_dict(call: Call, participants: list[CallParticipant], timeline=None) -> dict:
+    """The call as clients see it; with ``timeline`` (its events) for the one-call answer only:
+    lists and socket events leave it out."""
+    ordered = sorted(participants, key=lambda p: (p.role != CallParticipant.Role.CALLER, str(p.user_id)))
+    data = {
         "call_id": str(call.id),
         "conversation_id": str(call.conversation_id),
         "caller_id": str(call.caller_id),
@@ -38,6 +50,9 @@ def call_to_dict(call: Call, participants: list[CallParticipant]) -> dict:
         "duration": call.duration_seconds,  # the old service's key, for clients that read it
         "participants": [participant_to_dict(p) for p in ordered],
     }
+    if timeline is not None:
+        data["timeline"] = [timeline_event_to_dict(e) for e in sorted(timeline, key=lambda e: e.seq)]
+    return data
 
 
 def conversation_to_dict(conversation: Conversation, members) -> dict:

@@ -8,18 +8,20 @@ call them, so they work while the database is away.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import DatabaseError, IntegrityError
 from django.utils import timezone
 
-from calls import events, lifecycle, presence
+from calls import events, lifecycle, presence, timeline
 from calls.access import require_participant
 from calls.events import CallEvent, EventType
 from calls.exceptions import (
     CallAlreadyLive,
+    CallError,
     CallFull,
     CallNotFound,
     ConversationNotFound,
@@ -34,6 +36,8 @@ from calls.persistence.snapshots import decode_call
 from calls.persistence.sources import CallRecord
 from calls.persistence.spool import get_spool
 from calls.representation import call_to_dict
+
+logger = logging.getLogger(__name__)
 
 Status = Call.Status
 
@@ -145,7 +149,9 @@ def call_initiate(*, caller_id, conversation_id, callee_ids, call_type: str) -> 
             call_type=call_type,
             at=now,
         )
-        return CallRecord(call, participants), lifecycle.Outcome(changed=True)
+        events_so_far = []
+        timeline.record_changes(events_so_far, call, participants, before=None)
+        return CallRecord(call, participants, events_so_far), lifecycle.Outcome(changed=True)
 
     result = routing.execute_call_write(operation="initiate", call_id=call_id, mutate=mutate, creates=True)
     _publish(result, EventType.INCOMING_CALL, actor_id=caller)
@@ -161,7 +167,11 @@ def call_join(*, call_id, user_id) -> WriteResult:
         joined = sum(1 for p in record.participants if p.state == CallParticipant.State.JOINED)
         if participant.state != CallParticipant.State.JOINED and joined >= settings.MAX_CALL_PARTICIPANTS:
             raise CallFull()
-        return record, lifecycle.accept(record.call, record.participants, user_id=user_id, at=timezone.now())
+        return _with_timeline(
+            record,
+            lambda: lifecycle.accept(record.call, record.participants, user_id=user_id, at=timezone.now()),
+            actor_id=user_id,
+        )
 
     result = routing.execute_call_write(operation="join", call_id=call_id, mutate=mutate)
     if result.outcome.changed:
@@ -172,7 +182,11 @@ def call_join(*, call_id, user_id) -> WriteResult:
 def call_decline(*, call_id, user_id) -> WriteResult:
     def mutate(record, source):
         record = require_participant(record, user_id)
-        return record, lifecycle.decline(record.call, record.participants, user_id=user_id, at=timezone.now())
+        return _with_timeline(
+            record,
+            lambda: lifecycle.decline(record.call, record.participants, user_id=user_id, at=timezone.now()),
+            actor_id=user_id,
+        )
 
     result = routing.execute_call_write(operation="decline", call_id=call_id, mutate=mutate)
     if result.outcome.changed:
@@ -183,7 +197,12 @@ def call_decline(*, call_id, user_id) -> WriteResult:
 def call_leave(*, call_id, user_id) -> WriteResult:
     def mutate(record, source):
         record = require_participant(record, user_id)
-        return record, lifecycle.leave(record.call, record.participants, user_id=user_id, at=timezone.now())
+        return _with_timeline(
+            record,
+            lambda: lifecycle.leave(record.call, record.participants, user_id=user_id, at=timezone.now()),
+            actor_id=user_id,
+            departures=[user_id],
+        )
 
     result = routing.execute_call_write(operation="leave", call_id=call_id, mutate=mutate)
     if result.outcome.changed:
@@ -196,8 +215,10 @@ def call_end(*, call_id, user_id, reason: str = "") -> WriteResult:
 
     def mutate(record, source):
         record = require_participant(record, user_id)
-        return record, lifecycle.end(
-            record.call, record.participants, user_id=user_id, at=timezone.now(), reason=reason
+        return _with_timeline(
+            record,
+            lambda: lifecycle.end(record.call, record.participants, user_id=user_id, at=timezone.now(), reason=reason),
+            actor_id=user_id,
         )
 
     result = routing.execute_call_write(operation="end", call_id=call_id, mutate=mutate)
@@ -215,12 +236,17 @@ def call_set_media(*, call_id, user_id, is_muted: bool | None = None, is_video_o
             raise lifecycle.InvalidTransition("The call has already ended.", details={"status": record.call.status})
         participant = lifecycle.participant_for(record.participants, user_id)
         changed = False
+        now = timezone.now()
         if is_muted is not None and participant.is_muted != is_muted:
             participant.is_muted, changed = is_muted, True
+            kind = timeline.Kind.AUDIO_MUTED if is_muted else timeline.Kind.AUDIO_UNMUTED
+            timeline.append(record.timeline, call_id=record.call.id, kind=kind, at=now, actor_id=user_id)
         if is_video_on is not None and participant.is_video_on != is_video_on:
             participant.is_video_on, changed = is_video_on, True
+            kind = timeline.Kind.VIDEO_ON if is_video_on else timeline.Kind.VIDEO_OFF
+            timeline.append(record.timeline, call_id=record.call.id, kind=kind, at=now, actor_id=user_id)
         if changed:
-            record.call.updated_at = timezone.now()
+            record.call.updated_at = now
         return record, lifecycle.Outcome(changed=changed)
 
     result = routing.execute_call_write(operation="media", call_id=call_id, mutate=mutate)
@@ -239,7 +265,9 @@ def call_expire(*, call_id, now: datetime | None = None) -> WriteResult | None:
         if record is None:
             raise CallNotFound()
         deadline = lifecycle.ring_deadline(record.call, settings.CALL_RING_TIMEOUT)
-        return record, lifecycle.ring_timeout(record.call, record.participants, deadline=deadline, now=now)
+        return _with_timeline(
+            record, lambda: lifecycle.ring_timeout(record.call, record.participants, deadline=deadline, now=now)
+        )
 
     result = routing.execute_call_write(operation="expire", call_id=call_id, mutate=mutate)
     if not result.outcome.changed:
@@ -292,6 +320,37 @@ def call_expire_due(*, now: datetime | None = None) -> int:
     return sum(1 for call_id in dict.fromkeys(due) if call_expire(call_id=call_id, now=now) is not None)
 
 
+def call_record_connection(*, call_id, user_id, kind: str, at: datetime | float | None = None) -> WriteResult | None:
+    """Add a participant's signaling connection to the call's timeline: ``connected``,
+    ``reconnecting`` (their last socket dropped) or ``resumed`` (back within the grace); ``at``
+    is when (a datetime or epoch seconds; default now). The loss for good is recorded by
+    ``call_connections_check``.
+
+    Best effort, for signaling to call as it goes: None, never an error, when the call is over,
+    the user is not in it, or it cannot be recorded now (logged)."""
+    if kind not in timeline.CONNECTION_KINDS:
+        raise ValueError(f"Not a connection event: {kind!r}")
+    if isinstance(at, int | float):
+        at = datetime.fromtimestamp(at, tz=UTC)
+    at = at or timezone.now()
+
+    def mutate(record, source):
+        record = require_participant(record, user_id)
+        if lifecycle.is_terminal(record.call.status):
+            return record, lifecycle.Outcome(changed=False)
+        added = timeline.append(record.timeline, call_id=record.call.id, kind=kind, at=at, actor_id=user_id)
+        if added is not None:
+            record.call.updated_at = timezone.now()
+        return record, lifecycle.Outcome(changed=added is not None)
+
+    try:
+        result = routing.execute_call_write(operation="timeline", call_id=call_id, mutate=mutate)
+    except (CallError, DatabaseError) as exc:
+        logger.warning("Call %s: %s of user %s not on the timeline: %s", call_id, kind, user_id, exc)
+        return None
+    return result if result.outcome.changed else None
+
+
 # --- presence: the record follows the wire -------------------------------------------------------
 
 
@@ -342,6 +401,7 @@ def call_connections_check(*, call_id, now: datetime | None = None) -> WriteResu
             raise CallNotFound()
         outcome = lifecycle.Outcome(changed=False)
         lost_users.clear()
+        before = timeline.before(record.call, record.participants)
         for user_id, dropped_at in _lost_participants(record, seen, now):
             if lifecycle.is_terminal(record.call.status):
                 break
@@ -353,6 +413,15 @@ def call_connections_check(*, call_id, now: datetime | None = None) -> WriteResu
                 outcome.changed = True
                 outcome.call_ended = outcome.call_ended or step.call_ended
                 outcome.stopped_ringing += step.stopped_ringing
+        if outcome.changed:
+            timeline.record_changes(
+                record.timeline,
+                record.call,
+                record.participants,
+                before=before,
+                actor_id=lost_users[-1],
+                departures=lost_users,
+            )
         return record, outcome
 
     result = routing.execute_call_write(operation="connection_lost", call_id=call_id, mutate=mutate)
@@ -388,6 +457,23 @@ def call_connections_sweep(*, now: datetime | None = None) -> int:
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
+
+def _with_timeline(record: CallRecord, change, *, actor_id=None, departures=()):
+    """Run ``change`` (a lifecycle step on ``record``) and add what it did to the record's
+    timeline (``calls.timeline.record_changes``); the mutation's ``(record, outcome)``."""
+    before = timeline.before(record.call, record.participants)
+    outcome = change()
+    if outcome.changed:
+        timeline.record_changes(
+            record.timeline,
+            record.call,
+            record.participants,
+            before=before,
+            actor_id=actor_id,
+            departures=departures,
+        )
+    return record, outcome
 
 
 TERMINAL_EVENTS = {

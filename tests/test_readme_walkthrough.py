@@ -99,8 +99,10 @@ def test_the_readme_walk_through_runs_as_printed_after_seed_demo(service):
     assert "API=http://127.0.0.1:${PORT:-8083}/v1" in script
     result = bash(script, PORT=str(service.port))
     assert result.returncode == 0, result.stderr
-    status_after_join, status_after_end, duration, answer_rate, replayed, logged_out = result.stdout.splitlines()
+    lines = result.stdout.splitlines()
+    status_after_join, status_after_end, timeline, duration, answer_rate, replayed, logged_out = lines
     assert (status_after_join, status_after_end) == ("active", "ended"), result.stdout + result.stderr
+    assert timeline == "initiated rang accepted ended", "the call's timeline, as the README says"
     assert "revoked" in replayed, "a spent refresh token replayed revokes the session"
     assert logged_out == "True"
     assert int(duration) >= 2, "the walk-through sleeps 2 s in the call"

@@ -3,7 +3,8 @@
 
 from rest_framework import serializers
 
-from calls.models import Call, CallParticipant, Conversation, ConversationParticipant
+from calls.models import Call, CallParticipant, CallTimelineEvent, Conversation, ConversationParticipant
+from calls.timeline import MAX_EVENTS
 from secureconnect.api.fields import PlainTextField
 
 MAX_MEMBERS = 256
@@ -80,6 +81,28 @@ class CallOutput(serializers.Serializer):
     duration_seconds = serializers.IntegerField(min_value=0)
     duration = serializers.IntegerField(min_value=0, help_text="The same as duration_seconds (the old service's key).")
     participants = ParticipantOutput(many=True)
+
+
+class TimelineEventOutput(serializers.Serializer):
+    seq = serializers.IntegerField(min_value=0, help_text="Position in the timeline, from 0.")
+    at = serializers.DateTimeField(help_text="When it happened (UTC).")
+    kind = serializers.ChoiceField(choices=CallTimelineEvent.Kind.choices)
+    actor_id = serializers.UUIDField(
+        allow_null=True, help_text="Whose event it is; null for the service's own decision (the ringing timeout)."
+    )
+    detail = serializers.CharField(
+        allow_blank=True,
+        help_text="The end reason for ended, the leave reason for left and connection_lost, the call type for "
+        "initiated; blank otherwise.",
+    )
+
+
+class CallDetailOutput(CallOutput):
+    timeline = TimelineEventOutput(
+        many=True,
+        help_text=f"What happened to the call, in order (by seq); at most {MAX_EVENTS} events, the last but one "
+        "a truncated marker when more happened than that.",
+    )
 
 
 class CallHistoryOutput(serializers.Serializer):

@@ -25,8 +25,11 @@ def parse_uuid(value: str, field: str) -> uuid.UUID:
         raise ValidationError({field: ["Must be a valid UUID."]}) from None
 
 
-def call_response(record, *, deferred: bool, status_code: int = status.HTTP_200_OK) -> Response:
-    response = Response(call_to_dict(record.call, record.participants), status=status_code)
+def call_response(
+    record, *, deferred: bool, status_code: int = status.HTTP_200_OK, with_timeline: bool = False
+) -> Response:
+    timeline = record.timeline if with_timeline else None
+    response = Response(call_to_dict(record.call, record.participants, timeline), status=status_code)
     if deferred:
         response[PERSISTENCE_HEADER] = PERSISTENCE_DEFERRED
     return response
@@ -97,11 +100,13 @@ class CallInitiateApi(APIView):
 
 
 class CallDetailApi(APIView):
-    @extend_schema(parameters=[CALL_ID], responses=s.CallOutput, summary="One call I take part in")
+    @extend_schema(
+        parameters=[CALL_ID], responses=s.CallDetailOutput, summary="One call I take part in, with its timeline"
+    )
     def get(self, request, call_id):
         record, deferred = selectors.call_get_for_user(call_id=parse_uuid(call_id, "call_id"), user_id=request.user.id)
         record, deferred = services.call_expire_if_overdue(record, deferred=deferred)
-        return call_response(record, deferred=deferred)
+        return call_response(record, deferred=deferred, with_timeline=True)
 
 
 class CallJoinApi(APIView):

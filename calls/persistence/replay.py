@@ -12,7 +12,7 @@ import logging
 from django.db import DatabaseError, connection
 from django.db.models.constants import OnConflict
 
-from calls.models import Call, CallParticipant
+from calls.models import Call, CallParticipant, CallTimelineEvent
 from calls.persistence.errors import describe, is_ambiguous, is_permanent, is_serialization_failure, is_transient
 from calls.persistence.snapshots import decode_call
 from calls.persistence.spool import UnappliableEntry
@@ -50,7 +50,7 @@ def replay_entry(payload: dict) -> None:
 
 
 def _apply_journaled(payload: dict) -> None:
-    call, participants = decode_call(payload)
+    call, participants, timeline = decode_call(payload)
 
     def apply():
         current = Call.objects.select_for_update().filter(pk=call.pk).values_list("updated_at", flat=True).first()
@@ -62,6 +62,9 @@ def _apply_journaled(payload: dict) -> None:
         for participant in participants:
             participant.pk = existing.get(participant.user_id, participant.pk)
             participant.save_base(raw=True)
+        # Events are only ever added, each with its natural key (call, seq): whatever a first
+        # commit of this write or an earlier replay left, the events not yet there are inserted.
+        CallTimelineEvent.objects.bulk_create(timeline, ignore_conflicts=True)
 
     run_in_transaction(apply)
 
@@ -85,14 +88,19 @@ def replay_entries(payloads: list[dict]) -> None:
         raise UnappliableEntry(f"{type(exc).__name__}: {describe(exc)}") from exc
 
 
-def _apply_journaled_many(records: list[tuple[Call, list[CallParticipant]]]) -> None:
-    ids = sorted(call.pk for call, _participants in records)  # locks taken in one order
+def _apply_journaled_many(records: list[tuple[Call, list[CallParticipant], list[CallTimelineEvent]]]) -> None:
+    ids = sorted(call.pk for call, _participants, _timeline in records)  # locks taken in one order
     held = dict(Call.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", "updated_at"))
-    fresh = [(call, parts) for call, parts in records if call.pk not in held or held[call.pk] <= call.updated_at]
+    fresh = [record for record in records if record[0].pk not in held or held[record[0].pk] <= record[0].updated_at]
     if len(fresh) < len(records):
         logger.info("Replay skipped %d call(s): the database holds a newer state", len(records) - len(fresh))
-    _upsert(Call, [call for call, _parts in fresh], unique=("id",))
-    _upsert(CallParticipant, [p for _call, parts in fresh for p in parts], unique=("call", "user"))
+    _upsert(Call, [call for call, _parts, _timeline in fresh], unique=("id",))
+    _upsert(CallParticipant, [p for _call, parts, _timeline in fresh for p in parts], unique=("call", "user"))
+    # A newer state in the database holds every event of an older one; of the others, the
+    # events not yet there are inserted (their natural key is (call, seq)).
+    CallTimelineEvent.objects.bulk_create(
+        [event for _call, _parts, timeline in fresh for event in timeline], ignore_conflicts=True, batch_size=1000
+    )
 
 
 def _upsert(model, objs: list, *, unique: tuple[str, ...]) -> None:

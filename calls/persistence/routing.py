@@ -13,7 +13,8 @@ answered "result is ambiguous", SQLSTATE 40003) is journaled the same way, altho
 commit may have landed. That is safe because the journaled state is the same write computed
 again from the state before it (the snapshot cache is only updated after a commit), the call id
 and participant ids do not change between runs (``lifecycle.participant_id``), and the replay
-(``calls.persistence.replay``) matches rows on their natural keys: it converges to one row set
+(``calls.persistence.replay``) matches rows on their natural keys (timeline events on (call,
+seq), inserted only when missing): it converges to one row set
 whether or not the first commit landed.
 """
 
@@ -30,7 +31,7 @@ from calls.persistence import availability, snapshot_cache
 from calls.persistence import spool as spool_module
 from calls.persistence.errors import is_ambiguous, is_transient
 from calls.persistence.snapshots import decode_call
-from calls.persistence.sources import CallRecord, DatabaseSource, Mutation, SpoolSource
+from calls.persistence.sources import CallRecord, DatabaseSource, Mutation, SpoolSource, timeline_of
 from calls.persistence.transactions import run_in_transaction
 
 
@@ -101,7 +102,7 @@ def read_call(call_id) -> tuple[CallRecord | None, bool]:
             call = Call.objects.filter(pk=call_id).first()
             if call is None:
                 return None, False
-            return CallRecord(call, list(call.participants.order_by("role", "id"))), False
+            return CallRecord(call, list(call.participants.order_by("role", "id")), timeline_of(call_id)), False
         except DatabaseError as exc:
             if not is_transient(exc):
                 raise

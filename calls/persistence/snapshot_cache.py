@@ -25,7 +25,7 @@ def _members_key(conversation_id) -> str:
 
 
 def remember_call(record) -> None:
-    _cache_set(_call_key(record.call.id), encode_call(record.call, record.participants))
+    _cache_set(_call_key(record.call.id), encode_call(record.call, record.participants, record.timeline))
 
 
 def remember_members(conversation_id, member_ids) -> None:

@@ -1,4 +1,4 @@
-"""A call and its participants as a plain dict (for the spool and the snapshot cache) and back.
+"""A call, its participants and its timeline as a plain dict (for the spool and the snapshot cache) and back.
 
 Values go through each field's own ``value_to_string`` / ``to_python``, so timestamps keep
 their microseconds and ids stay UUIDs.
@@ -6,7 +6,7 @@ their microseconds and ids stay UUIDs.
 
 from __future__ import annotations
 
-from calls.models import Call, CallParticipant
+from calls.models import Call, CallParticipant, CallTimelineEvent
 
 
 def _fields(model):
@@ -30,14 +30,21 @@ def _decode(model, data: dict):
     return model(**values)
 
 
-def encode_call(call: Call, participants: list[CallParticipant]) -> dict:
-    return {"call": _encode(call), "participants": [_encode(p) for p in participants]}
+def encode_call(call: Call, participants: list[CallParticipant], timeline=()) -> dict:
+    return {
+        "call": _encode(call),
+        "participants": [_encode(p) for p in participants],
+        "timeline": [_encode(e) for e in timeline],
+    }
 
 
-def decode_call(payload: dict) -> tuple[Call, list[CallParticipant]]:
+def decode_call(payload: dict) -> tuple[Call, list[CallParticipant], list[CallTimelineEvent]]:
+    """The call, its participants and its timeline (empty for a state journaled before calls
+    had one)."""
     call = _decode(Call, payload["call"])
     participants = [_decode(CallParticipant, p) for p in payload["participants"]]
-    for participant in participants:
-        participant._state.adding = False
+    timeline = [_decode(CallTimelineEvent, e) for e in payload.get("timeline", ())]
+    for obj in (*participants, *timeline):
+        obj._state.adding = False
     call._state.adding = False
-    return call, participants
+    return call, participants, timeline

@@ -6,13 +6,13 @@ one; the write itself (``mutate``) is the same either way."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import transaction
 
 from calls import lifecycle
 from calls.exceptions import PersistenceUnavailable
-from calls.models import Call, CallParticipant, ConversationParticipant
+from calls.models import Call, CallParticipant, CallTimelineEvent, ConversationParticipant
 from calls.persistence import snapshot_cache
 from calls.persistence import spool as spool_module
 from calls.persistence.snapshots import decode_call, encode_call
@@ -22,6 +22,12 @@ from calls.persistence.snapshots import decode_call, encode_call
 class CallRecord:
     call: Call
     participants: list[CallParticipant]
+    timeline: list[CallTimelineEvent] = field(default_factory=list)  # in seq order (calls.timeline)
+
+
+def timeline_of(call_id) -> list[CallTimelineEvent]:
+    """A call's timeline as the database holds it, oldest first."""
+    return list(CallTimelineEvent.objects.filter(call_id=call_id).order_by("seq"))
 
 
 class DatabaseSource:
@@ -34,7 +40,7 @@ class DatabaseSource:
         if call is None:
             return None
         participants = list(CallParticipant.objects.filter(call_id=call_id).order_by("role", "id"))
-        return CallRecord(call, participants)
+        return CallRecord(call, participants, timeline_of(call_id))
 
     def conversation_member_ids(self, conversation_id) -> set[str] | None:
         """None when the conversation does not exist."""
@@ -64,6 +70,8 @@ class DatabaseSource:
             record.call.save()
             for participant in record.participants:
                 participant.save()
+        # The events this write added (those loaded with the call are already there).
+        CallTimelineEvent.objects.bulk_create([e for e in record.timeline if e._state.adding])
         # Only once committed: a commit whose answer is lost is journaled again, computed from the
         # snapshot as it stood before this write (a snapshot of a commit that may never have
         # happened would make the journaled write a no-op, and lose it).
@@ -107,7 +115,7 @@ class SpoolSource:
             conversation_id=record.call.conversation_id,
             status=record.call.status,
             operation=operation,
-            payload=encode_call(record.call, record.participants),
+            payload=encode_call(record.call, record.participants, record.timeline),
         )
         snapshot_cache.remember_call(record)
 
