@@ -1,17 +1,14 @@
 """The call domain's errors. Services raise them; the API and the WebSocket consumers turn
 them into the error envelope and close codes, each in exactly one place."""
 
+from core.exceptions import ApplicationError
 
-class CallError(Exception):
-    """Base of every domain error; ``code`` is the API error code it maps to."""
+
+class CallError(ApplicationError):
+    """Base of every call domain error; ``code`` is the API error code it maps to."""
 
     code = "CONFLICT"
     default_message = "The request conflicts with the call's state."
-
-    def __init__(self, message: str | None = None, *, details: dict | None = None):
-        self.message = message or self.default_message
-        self.details = details or {}
-        super().__init__(self.message)
 
 
 class CallNotFound(CallError):
@@ -56,5 +53,5 @@ class PersistenceUnavailable(CallError):
     default_message = "Call history is temporarily unavailable; try again shortly."
 
     def __init__(self, message: str | None = None, *, retry_after: int = 5, details: dict | None = None):
-        super().__init__(message, details=details)
+        super().__init__(message, details=details, headers={"Retry-After": str(retry_after)})
         self.retry_after = retry_after
