@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from accounts.models import Device, User
-from secureconnect.api.throttles import login_allowed, record_login_failure
+from accounts.throttles import login_allowed, record_login_failure
 
 
 class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):

@@ -13,17 +13,17 @@ from accounts import services
 from accounts.exceptions import InvalidCredentials
 from accounts.models import User, username_validator
 from accounts.selectors import user_find, user_get_active
-from secureconnect.api.fields import PlainTextField, refuse_unsafe_characters
-from secureconnect.api.throttles import (
+from accounts.throttles import (
     LoginAccountAddressThrottle,
     LoginAccountThrottle,
     LoginAddressThrottle,
     RefreshThrottle,
     RegisterThrottle,
     UserLookupThrottle,
-    UserThrottle,
     record_login_failure,
 )
+from core.api.fields import PlainTextField, refuse_unsafe_characters
+from core.api.throttles import UserThrottle
 
 PASSWORD_MAX_LENGTH = 128
 TOKEN_MAX_LENGTH = 4096
@@ -111,7 +111,7 @@ class UserRegisterApi(APIView):
 class UserLoginApi(APIView):
     """Failed attempts are counted per (account, client address), per client address and per
     account; over a limit the attempts it covers are refused with 429 until the window has
-    passed (``secureconnect.api.throttles``)."""
+    passed (``accounts.throttles``)."""
 
     authentication_classes = []
     permission_classes = [AllowAny]

@@ -16,10 +16,10 @@ from django.db.models import Avg, Count, Prefetch, Q, Sum
 from calls.exceptions import CallNotFound, ConversationNotFound, InvalidCallRequest
 from calls.models import Call, CallParticipant, Conversation, ConversationParticipant
 from calls.persistence import store
-from calls.persistence.errors import is_transient
 from calls.persistence.store import CallRecord
 from calls.representation import call_to_dict
 from calls.services import call_expire_if_overdue
+from core.db_errors import is_transient
 
 
 def _database_read(fn):

@@ -28,12 +28,12 @@ from calls.exceptions import (
 )
 from calls.models import Call, CallParticipant, Conversation, ConversationParticipant, direct_key_for
 from calls.persistence import state, store
-from calls.persistence.errors import is_ambiguous, is_transient
 from calls.persistence.snapshots import decode_call
 from calls.persistence.spool import get_spool
 from calls.persistence.store import CallRecord, WriteResult
-from calls.persistence.transactions import run_in_transaction
 from calls.representation import call_to_dict
+from core.db_errors import is_ambiguous, is_transient
+from core.transactions import run_in_transaction
 
 Status = Call.Status
 

@@ -3,8 +3,9 @@
 CockroachDB runs SERIALIZABLE and answers a conflicting transaction with SQLSTATE 40001,
 expecting the client to run the whole transaction again; django-cockroachdb does not do it.
 ``run_in_transaction`` is the one place that does: it retries the whole ``atomic`` block with
-bounded, jittered backoff. Call it outermost (not inside another ``atomic``): a retry inside a
-savepoint cannot recover a transaction the server has already aborted.
+bounded, jittered backoff. It runs outermost, ``atomic(durable=True)``, and Django refuses it
+inside another ``atomic``: a retry inside a savepoint could not recover a transaction the
+server has already aborted.
 """
 
 from __future__ import annotations
@@ -16,22 +17,27 @@ from typing import TypeVar
 import backoff
 from django.conf import settings
 from django.db import DatabaseError, connections, transaction
+from prometheus_client import Counter
 
-from calls.exceptions import CallError
-from calls.persistence import metrics
-from calls.persistence.errors import is_serialization_failure
+from core.db_errors import is_serialization_failure
+from core.exceptions import ApplicationError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+transaction_retries = Counter(
+    "secureconnect_transaction_retries",
+    "Transactions retried after a serialization failure (SQLSTATE 40001).",
+)
 
-class TransactionConflict(CallError):
+
+class TransactionConflict(ApplicationError):
     code = "CONFLICT"
     default_message = "The call was changed by another request at the same moment; try again."
 
 
 def _log_retry(details) -> None:
-    metrics.transaction_retries.inc()
+    transaction_retries.inc()
     logger.info(
         "Transaction retry %d after serialization failure (SQLSTATE 40001); waiting %.3fs",
         details["tries"],
@@ -66,7 +72,7 @@ def run_in_transaction(fn: Callable[[], T], *, using: str = "default") -> T:
     )
     def attempt() -> T:
         _discard_broken_connection(using)
-        with transaction.atomic(using=using):
+        with transaction.atomic(using=using, durable=True):
             return fn()
 
     try:

@@ -4,7 +4,7 @@
 from rest_framework import serializers
 
 from calls.models import Call, CallParticipant, Conversation, ConversationParticipant
-from secureconnect.api.fields import PlainTextField
+from core.api.fields import PlainTextField
 
 MAX_MEMBERS = 256
 

@@ -34,10 +34,10 @@ from calls.exceptions import PersistenceUnavailable
 from calls.models import Call, CallParticipant, ConversationParticipant
 from calls.persistence import spool as spool_module
 from calls.persistence import state
-from calls.persistence.errors import describe, is_ambiguous, is_permanent, is_serialization_failure, is_transient
 from calls.persistence.snapshots import decode_call, encode_call
 from calls.persistence.spool import UnappliableEntry
-from calls.persistence.transactions import TransactionConflict, run_in_transaction
+from core.db_errors import describe, is_ambiguous, is_permanent, is_serialization_failure, is_transient
+from core.transactions import TransactionConflict, run_in_transaction
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from django.db import DatabaseError, connections
 
 from calls.persistence import metrics, state
 from calls.persistence import spool as spool_module
-from calls.persistence.errors import describe, is_ambiguous, is_permanent, is_transient
+from core.db_errors import describe, is_ambiguous, is_permanent, is_transient
 
 logger = logging.getLogger("calls.persistence")
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from django.http import JsonResponse
 
-from secureconnect.api.request_id import current_request_id
+from core.api.request_id import current_request_id
 
 # Views of the calls app set this response header when a write went to the persistence spool.
 PERSISTENCE_HEADER = "X-Persistence"

@@ -1,10 +1,12 @@
 """The one place where exceptions become API errors (DRF's ``EXCEPTION_HANDLER``).
 
 DRF exceptions, Django's ``Http404`` / ``PermissionDenied`` / ``ValidationError`` /
-``RequestDataTooBig``, invalid tokens and the domain errors of the apps (``calls.exceptions``,
-``accounts.exceptions``) map to a code, a status and headers; anything else is logged with its
-traceback and answered ``500 INTERNAL_ERROR`` without one. The renderer wraps the result in the
-error envelope.
+``RequestDataTooBig`` and every ``core.exceptions.ApplicationError`` (the apps' domain errors,
+invalid tokens) map to a code, a status and headers, without knowing which app raised them;
+anything else is logged with its traceback and answered ``500 INTERNAL_ERROR`` without one.
+The renderer wraps the result in the error envelope. What only an app can decide (a transient
+database error opens the persistence breaker) is added above, in
+``secureconnect.api.exception_handler``, before this runs.
 """
 
 from __future__ import annotations
@@ -12,25 +14,20 @@ from __future__ import annotations
 import logging
 import math
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DatabaseError, IntegrityError
+from django.db import IntegrityError
 from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from accounts.exceptions import AccountError
-from accounts.tokens import InvalidToken
-from calls.exceptions import CallError, PersistenceUnavailable
-from calls.persistence.errors import is_transient
-from secureconnect.api import envelope
+from core.api import envelope
+from core.exceptions import ApplicationError
 
 logger = logging.getLogger(__name__)
 
-DOMAIN_ERRORS = (CallError, AccountError)  # each has .code, .message and .details
 BEARER_CHALLENGE = "Bearer"
 
 
@@ -44,13 +41,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
 
 def describe_exception(exc: Exception, context: dict | None = None) -> tuple[dict, int, dict]:
     """``(error body, HTTP status, extra headers)`` for any exception."""
-    if isinstance(exc, DOMAIN_ERRORS):
-        headers = {}
-        if isinstance(exc, PersistenceUnavailable):
-            headers["Retry-After"] = str(exc.retry_after)
-        return envelope.error_body(exc.code, exc.message, exc.details), envelope.status_for_code(exc.code), headers
-    if isinstance(exc, InvalidToken):
-        return envelope.error_body("UNAUTHORIZED", str(exc)), 401, {}
+    if isinstance(exc, ApplicationError):
+        error = envelope.error_body(exc.code, exc.message, exc.details)
+        return error, envelope.status_for_code(exc.code), dict(exc.headers)
     if isinstance(exc, DjangoValidationError):
         details = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         return envelope.error_body("VALIDATION_ERROR", details=details), 400, {}
@@ -75,18 +68,6 @@ def describe_exception(exc: Exception, context: dict | None = None) -> tuple[dic
         message = str(exc.detail) if isinstance(exc.detail, str) else None
         return envelope.error_body(code, message), envelope.status_for_code(code), headers
 
-    if isinstance(exc, DatabaseError) and is_transient(exc):
-        # The database went away under a request the spool cannot serve (log-in, history, ...):
-        # open the breaker and answer 503, not 500.
-        from calls.persistence.supervisor import report_outage
-
-        report_outage(exc)
-        unavailable = PersistenceUnavailable(retry_after=settings.PERSISTENCE_RETRY_AFTER)
-        return (
-            envelope.error_body(unavailable.code, unavailable.message),
-            503,
-            {"Retry-After": str(unavailable.retry_after)},
-        )
     if isinstance(exc, IntegrityError):
         # A write that met a constraint a concurrent request (or a deleted account) broke.
         logger.warning("Integrity error answered 409: %s", exc)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from secureconnect.text import unsafe_characters
+from core.text import unsafe_characters
 
 
 def refuse_unsafe_characters(value: str) -> None:
     """Validator: control, bidirectional-formatting and other invisible characters are refused
-    (the rule is ``secureconnect.text``)."""
+    (the rule is ``core.text``)."""
     found = unsafe_characters(value)
     if found:
         raise serializers.ValidationError(

@@ -2,7 +2,7 @@ from rest_framework.exceptions import NotAcceptable
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 
-from secureconnect.api import envelope
+from core.api import envelope
 
 
 class EnvelopeJSONRenderer(JSONRenderer):

@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.test import AsyncClient
 
-from secureconnect.api.request_id import (
+from core.api.request_id import (
     RequestIdLogFilter,
     bind_request_id,
     clear_request_id,

@@ -12,7 +12,7 @@ from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from accounts.tokens import issue_token_pair
-from secureconnect.api.throttles import CallInitiateThrottle
+from calls.api.throttles import CallInitiateThrottle
 from tests.api.helpers import bearer, post_json
 from tests.factories import DEFAULT_PASSWORD, make_user
 

@@ -9,8 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from calls import exceptions as call_errors
-from secureconnect.api.envelope import PERSISTENCE_DEFERRED, PERSISTENCE_HEADER
-from secureconnect.api.request_id import current_request_id
+from core.api.envelope import PERSISTENCE_DEFERRED, PERSISTENCE_HEADER
+from core.api.request_id import current_request_id
 from secureconnect.urls import handler400, handler403, handler404, handler500, urlpatterns  # noqa: F401
 
 DOMAIN_ERRORS = {

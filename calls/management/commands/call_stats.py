@@ -8,9 +8,9 @@ from accounts.emails import canonical_email
 from accounts.models import User
 from calls.api.serializers import AnalyticsQuery
 from calls.exceptions import PersistenceUnavailable
-from calls.persistence.errors import describe
 from calls.persistence.supervisor import engine_name
 from calls.selectors import call_analytics
+from core.db_errors import describe
 
 
 class Command(BaseCommand):

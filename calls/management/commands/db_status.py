@@ -5,9 +5,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from calls.persistence import state
-from calls.persistence.errors import describe
 from calls.persistence.spool import get_spool
 from calls.persistence.supervisor import PermanentConnectionError, connect_with_backoff, engine_name
+from core.db_errors import describe
 
 ROWS = ("state", "engine", "server_version", "error", "spool_depth", "spool_quarantined", "spool_bytes", "spool_path")
 

@@ -2,10 +2,10 @@ import logging
 
 from django.core.management.base import BaseCommand, CommandError
 
-from calls.persistence.errors import describe
 from calls.persistence.spool import get_spool
 from calls.persistence.store import replay_entry
 from calls.persistence.supervisor import engine_name
+from core.db_errors import describe
 
 logger = logging.getLogger("calls.persistence")
 

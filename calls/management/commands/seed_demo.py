@@ -12,9 +12,9 @@ from accounts.models import User
 from accounts.services import user_register
 from calls.exceptions import CallError
 from calls.models import Conversation
-from calls.persistence.errors import describe
 from calls.persistence.supervisor import engine_name
 from calls.services import conversation_create
+from core.db_errors import describe
 
 
 @dataclass(frozen=True)

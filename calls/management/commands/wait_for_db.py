@@ -2,8 +2,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from calls.persistence.errors import describe
 from calls.persistence.supervisor import PermanentConnectionError, connect_with_backoff, engine_name
+from core.db_errors import describe
 
 
 class Command(BaseCommand):

@@ -1,0 +1,25 @@
+"""DRF's ``EXCEPTION_HANDLER``: the one rule of the API that needs an app, then ``core``'s handler.
+
+A transient database error under a request the spool cannot serve (log-in, history, ...)
+opens the persistence breaker and is answered ``503 PERSISTENCE_UNAVAILABLE`` with
+``Retry-After``, not 500. Everything else is ``core.api.exception_handler``'s.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import DatabaseError
+from rest_framework.response import Response
+
+from calls.exceptions import PersistenceUnavailable
+from core.api import exception_handler as core_handler
+from core.db_errors import is_transient
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response:
+    if isinstance(exc, DatabaseError) and is_transient(exc):
+        from calls.persistence.supervisor import report_outage
+
+        report_outage(exc)
+        exc = PersistenceUnavailable(retry_after=settings.PERSISTENCE_RETRY_AFTER)
+    return core_handler.api_exception_handler(exc, context)
