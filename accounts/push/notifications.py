@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+
+from core.timefmt import iso_z
 
 
 class PushKind:
@@ -64,10 +66,6 @@ def ring_timeout_seconds() -> int:
     return int(getattr(settings, "CALL_RING_TIMEOUT", 60))
 
 
-def iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def ring_expires_at(call: dict) -> datetime:
     """When the call's ringing times out: start + CALL_RING_TIMEOUT."""
     started_at = parse_datetime(call.get("started_at") or "") or timezone.now()
@@ -100,8 +98,8 @@ def incoming_call(*, call: dict, caller_name: str, now: datetime | None = None) 
             **_call_fields(call),
             "caller_name": caller_name,
             "call_status": "ringing",
-            "timestamp": iso(now),
-            "expires_at": iso(expires_at),
+            "timestamp": iso_z(now),
+            "expires_at": iso_z(expires_at),
         },
         ttl_seconds=min(ring_timeout_seconds(), remaining),
         expires_at=expires_at,
@@ -124,7 +122,7 @@ def call_cancelled(*, call: dict, reason: str, now: datetime | None = None) -> P
             **_call_fields(call),
             "call_status": str(call.get("status") or ""),
             "reason": reason,
-            "timestamp": iso(now),
+            "timestamp": iso_z(now),
         },
         ttl_seconds=ring_timeout_seconds(),
     )
@@ -142,7 +140,7 @@ def missed_call(*, call: dict, caller_name: str, now: datetime | None = None) ->
             "caller_name": caller_name,
             "call_status": str(call.get("status") or "missed"),
             "started_at": str(call.get("started_at") or ""),
-            "timestamp": iso(now),
+            "timestamp": iso_z(now),
         },
         alert=Alert(title=f"Missed {_call_label(call)}", body=caller_name, category="MISSED_CALL"),
     )
@@ -161,6 +159,6 @@ def call_ended(*, call: dict, ended_by: str | None, now: datetime | None = None)
             "end_reason": str(call.get("end_reason") or ""),
             "duration_seconds": str(call.get("duration_seconds") or 0),
             "ended_by": ended_by or "",
-            "timestamp": iso(now),
+            "timestamp": iso_z(now),
         },
     )

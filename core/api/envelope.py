@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from django.http import JsonResponse
 
 from core.api.request_id import current_request_id
+from core.timefmt import iso_z
 
 # Views of the calls app set this response header when a write went to the persistence spool.
 PERSISTENCE_HEADER = "X-Persistence"
@@ -69,7 +70,7 @@ def is_error_body(data) -> bool:
 
 def meta(*, persistence: str | None = None) -> dict:
     result = {
-        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "timestamp": iso_z(datetime.now(UTC), timespec="milliseconds"),
         "request_id": current_request_id(),
     }
     if persistence:
