@@ -5,22 +5,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from django.db import transaction
 from django.utils import timezone
 
 from accounts.push.exceptions import DeviceNotFound
 from accounts.push.models import Device
+from core.transactions import run_in_transaction
 
 logger = logging.getLogger(__name__)
 
 
-@transaction.atomic
 def device_register(*, user_id, token: str, platform: str) -> tuple[Device, bool]:
     """Register ``token`` for the user, or refresh it; returns ``(device, created)``.
 
     One token, one user: a token registered by someone else moves to this user (the phone
     changed hands or accounts). Registering revives a token that FCM had reported dead.
     """
+    return run_in_transaction(lambda: _device_register(user_id=user_id, token=token, platform=platform))
+
+
+def _device_register(*, user_id, token: str, platform: str) -> tuple[Device, bool]:
     now = timezone.now()
     device, created = Device.objects.select_for_update().get_or_create(
         token=token, defaults={"user_id": user_id, "platform": platform, "last_seen_at": now}
