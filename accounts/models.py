@@ -74,7 +74,3 @@ class User(AbstractUser):
     @property
     def public_name(self) -> str:
         return self.display_name or self.username
-
-
-# Models of the push package are found by Django through this module.
-from accounts.push.models import Device  # noqa: E402, F401

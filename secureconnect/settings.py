@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served from this service (/v1/docs)
     "accounts",
+    "push",  # before calls and signaling, as when it lived in accounts: its listener subscribes first
     "calls",
     "signaling",
     "webclient",  # the browser call client at /app/ (static files under webclient/static/)
@@ -294,7 +295,7 @@ else:
         }
     }
 
-# --- Push notifications (accounts/push/) --------------------------------------------------------
+# --- Push notifications (push/) --------------------------------------------------------
 FIREBASE_PROJECT_ID = config.get_str("FIREBASE_PROJECT_ID")
 FIREBASE_CREDENTIALS_PATH = config.get_str("FIREBASE_CREDENTIALS_PATH")
 GOOGLE_APPLICATION_CREDENTIALS = config.get_str("GOOGLE_APPLICATION_CREDENTIALS")

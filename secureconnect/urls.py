@@ -25,7 +25,7 @@ urlpatterns = [
     ),
     path("v1/docs", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
     path("v1/", include("accounts.urls")),
-    path("v1/", include("accounts.push.urls")),
+    path("v1/", include("push.urls")),
     path("v1/", include("calls.api.urls")),
     path("app/", include("webclient.urls")),
     path("", RedirectView.as_view(url="/app/", permanent=False), name="home"),

@@ -41,11 +41,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from accounts.push.services import device_register
-from accounts.push.worker import get_worker
 from accounts.tokens import issue_access_token, issue_token_pair
 from calls import selectors, services
 from calls.models import Conversation
+from push.services import device_register
+from push.worker import get_worker
 from tests.factories import DEFAULT_PASSWORD, make_conversation, make_user
 
 HTTP_METHODS = ("get", "put", "post", "patch", "delete")

@@ -6,10 +6,11 @@ import time
 
 import pytest
 
-from accounts.push.providers import Outcome, PushProvider, install_provider
-from accounts.push.services import device_register
 from calls import events
 from calls.events import EventType
+from push.provider_choice import install_provider
+from push.providers import DeliveryOutcome, PushProvider
+from push.services import device_register
 from tests.factories import make_user
 from tests.push.conftest import wait_for_pushes
 from tests.push.factories import call_dict, event
@@ -133,7 +134,7 @@ class BlockingProvider(PushProvider):
     def send(self, notification, targets):
         assert self.release.wait(timeout=10)
         self.sent += [(notification.kind, t.token) for t in targets]
-        return [Outcome.SENT] * len(targets)
+        return [DeliveryOutcome.SENT] * len(targets)
 
 
 class BrokenProvider(PushProvider):

@@ -11,7 +11,7 @@
   the call_cancelled / call_missed just before it already told.
 - participant_left, media_changed: nothing (the apps in the call hear those on their socket).
 
-Pushes for one call leave in this order (see ``accounts.push.worker``).
+Pushes for one call leave in this order (see ``push.worker``).
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from functools import partial
 
 from django.db import DatabaseError
 
-from accounts.push import notifications
-from accounts.push.delivery import push_send
-from accounts.push.notifications import CancelReason, PushKind
-from accounts.push.providers import build_provider, get_provider, install_provider
-from accounts.push.selectors import user_display_name
-from accounts.push.worker import get_worker
 from calls import events
 from calls.events import CallEvent, EventType
+from push import notifications
+from push.delivery import push_send
+from push.notifications import CancelReason, PushKind
+from push.provider_choice import build_provider, get_provider, install_provider
+from push.selectors import user_display_name
+from push.worker import get_worker
 
 logger = logging.getLogger(__name__)
 

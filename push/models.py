@@ -24,7 +24,7 @@ class Device(models.Model):
     is_active = models.BooleanField(default=True)
 
     class Meta:
-        app_label = "accounts"
+        db_table = "accounts_device"  # created by accounts.0002 before push was an app of its own
         ordering = ["-last_seen_at"]
         indexes = [
             # "the active devices of these users", on every push.

@@ -4,7 +4,7 @@ the project uses, whichever provider is configured.
 Transient failures (FCM 429 and 5xx, network errors) are retried with exponential backoff
 and jitter, PUSH_RETRY_ATTEMPTS tries in all, only for the devices that failed, and never
 after the notification has expired. Tokens FCM reports dead are deactivated at once.
-Runs on a push worker thread (``accounts.push.worker``), never on a request.
+Runs on a push worker thread (``push.worker``), never on a request.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 import backoff
 from django.conf import settings
 
-from accounts.push.notifications import PushNotification
-from accounts.push.providers import Outcome, PushProvider, get_provider
-from accounts.push.selectors import PushTarget, device_targets_for_users
-from accounts.push.services import device_deactivate
+from push.notifications import PushNotification
+from push.provider_choice import get_provider
+from push.providers import DeliveryOutcome, PushProvider
+from push.selectors import PushTarget, device_targets_for_users
+from push.services import device_deactivate
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +64,11 @@ def push_send(
         outcomes = provider.send(notification, pending)
         retry, dead = [], []
         for target, outcome in zip(pending, outcomes, strict=True):
-            if outcome is Outcome.SENT:
+            if outcome is DeliveryOutcome.SENT:
                 report.sent.append(target.token)
-            elif outcome is Outcome.DEAD:
+            elif outcome is DeliveryOutcome.DEAD:
                 dead.append(target.token)
-            elif outcome is Outcome.RETRY:
+            elif outcome is DeliveryOutcome.RETRY:
                 retry.append(target)
             else:
                 report.failed.append(target.token)

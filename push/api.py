@@ -11,10 +11,10 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.push.exceptions import DeviceNotFound
-from accounts.push.models import Device
-from accounts.push.selectors import device_list
-from accounts.push.services import device_delete, device_register
+from push.exceptions import DeviceNotFound
+from push.models import Device
+from push.selectors import device_list
+from push.services import device_delete, device_register
 
 
 def is_well_formed_token(value: str) -> bool:

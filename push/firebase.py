@@ -20,9 +20,9 @@ from firebase_admin import exceptions, messaging
 from google.auth.credentials import Credentials
 from google.auth.exceptions import DefaultCredentialsError
 
-from accounts.push.notifications import PushNotification
-from accounts.push.providers import Outcome, PushProvider
-from accounts.push.selectors import PushTarget
+from push.notifications import PushNotification
+from push.providers import DeliveryOutcome, PushProvider
+from push.selectors import PushTarget
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +87,8 @@ class FirebaseProvider(PushProvider):
             raise ImproperlyConfigured(f"FIREBASE_PROJECT_ID must be set ({variable} names no project)")
         return cls(project_id=project_id, credentials=credentials)
 
-    def send(self, notification: PushNotification, targets: Sequence[PushTarget]) -> list[Outcome]:
-        outcomes: list[Outcome] = []
+    def send(self, notification: PushNotification, targets: Sequence[PushTarget]) -> list[DeliveryOutcome]:
+        outcomes: list[DeliveryOutcome] = []
         for start in range(0, len(targets), MAX_BATCH):
             batch = targets[start : start + MAX_BATCH]
             messages = [encode(notification, target) for target in batch]
@@ -141,16 +141,18 @@ def _apns_config(notification: PushNotification) -> messaging.APNSConfig:
     return messaging.APNSConfig(headers=headers, payload=messaging.APNSPayload(aps=aps))
 
 
-def outcome_of(error: exceptions.FirebaseError | None, notification: PushNotification, target: PushTarget) -> Outcome:
+def outcome_of(
+    error: exceptions.FirebaseError | None, notification: PushNotification, target: PushTarget
+) -> DeliveryOutcome:
     if error is None:
-        return Outcome.SENT
+        return DeliveryOutcome.SENT
     if isinstance(error, messaging.UnregisteredError) or _names_the_token(error):
         logger.info(
             "FCM reports %s device %s… of user %s dead: %s", target.platform, target.token[:8], target.user_id, error
         )
-        return Outcome.DEAD
+        return DeliveryOutcome.DEAD
     if _is_transient(error):
-        return Outcome.RETRY
+        return DeliveryOutcome.RETRY
     logger.error(
         "FCM refused %s for %s device %s… of user %s: %s (%s)",
         notification.kind,
@@ -160,7 +162,7 @@ def outcome_of(error: exceptions.FirebaseError | None, notification: PushNotific
         error,
         error.code,
     )
-    return Outcome.FAILED
+    return DeliveryOutcome.FAILED
 
 
 def _is_transient(error: exceptions.FirebaseError) -> bool:

@@ -7,9 +7,9 @@ from collections.abc import Iterable
 
 from django.utils import timezone
 
-from accounts.push.exceptions import DeviceNotFound
-from accounts.push.models import Device
 from core.transactions import run_in_transaction
+from push.exceptions import DeviceNotFound
+from push.models import Device
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from accounts.push.models import Device
+from push.models import Device
 
 
 @dataclass(frozen=True)
