@@ -6,9 +6,9 @@ import pytest
 from django.core.cache import cache
 from django.db import connections
 
+from bench.tcp_proxy import TcpProxy
 from calls import presence
 from calls.persistence import state
-from tests.support.tcp_proxy import TcpProxy
 
 
 @pytest.fixture(autouse=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 from bench.common import REDIS_URL, arg_parser, write_results
 from bench.drills.common import CallLoad, check_calls, prime_members, ready_body, seconds_until_ready, verdict
 from bench.services import BenchDatabase, Server, redis_flush
-from tests.support.tcp_proxy import TcpProxy
+from bench.tcp_proxy import TcpProxy
 
 
 async def drill(server: Server, restart, proxy: TcpProxy, pairs, args) -> dict:

@@ -28,7 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from bench.common import REDIS_URL, arg_parser, write_results
 from bench.drills.common import HealthWatch, verdict
 from bench.services import BenchDatabase, Server, redis_flush, redis_url_via
-from tests.support.tcp_proxy import TcpProxy
+from bench.tcp_proxy import TcpProxy
 
 PATH = "/v1/calls/ws/signaling"
 CANDIDATE = json.dumps(
