@@ -1,6 +1,6 @@
 from django.urls import path
 
-from push.api import DeviceDetailApi, DeviceListCreateApi
+from push.api.views import DeviceDetailApi, DeviceListCreateApi
 
 urlpatterns = [
     path("devices", DeviceListCreateApi.as_view(), name="device-list"),

@@ -6,37 +6,15 @@ Project defaults apply: JWT authentication, IsAuthenticated, the envelope, throt
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from push.api.serializers import DeviceRegisterSerializer, DeviceSerializer, is_well_formed_token
 from push.exceptions import DeviceNotFound
-from push.models import Device
 from push.selectors import device_list
 from push.services import device_delete, device_register
-
-
-def is_well_formed_token(value: str) -> bool:
-    """What a device token can be: printable, without spaces or slashes (FCM ids are)."""
-    return value.isprintable() and not any(ch.isspace() for ch in value) and "/" not in value
-
-
-class DeviceRegisterSerializer(serializers.Serializer):
-    token = serializers.CharField(max_length=Device._meta.get_field("token").max_length)
-    platform = serializers.ChoiceField(choices=Device.Platform.choices)
-
-    def validate_token(self, value: str) -> str:
-        if not is_well_formed_token(value):
-            raise serializers.ValidationError("A device token has no spaces, slashes or control characters.")
-        return value
-
-
-class DeviceSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Device
-        fields = ["id", "token", "platform", "is_active", "created_at", "last_seen_at"]
-        read_only_fields = fields
 
 
 class DeviceListCreateApi(APIView):
