@@ -82,7 +82,6 @@ class ErrorCode:
     MESSAGE_TOO_LARGE = "message_too_large"
     BINARY_NOT_SUPPORTED = "binary_not_supported"
     NOT_RECORDED = "not_recorded"  # a mute was relayed but could not be saved on the call
-    UNAVAILABLE = "unavailable"
 
 
 class ProtocolError(Exception):
