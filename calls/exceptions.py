@@ -1,6 +1,8 @@
 """The call domain's errors. Services raise them; the API and the WebSocket consumers turn
 them into the error envelope and close codes, each in exactly one place."""
 
+from django.conf import settings
+
 from core.exceptions import ApplicationError
 
 
@@ -52,6 +54,8 @@ class PersistenceUnavailable(CallError):
     code = "PERSISTENCE_UNAVAILABLE"
     default_message = "Call history is temporarily unavailable; try again shortly."
 
-    def __init__(self, message: str | None = None, *, retry_after: int = 5, details: dict | None = None):
+    def __init__(self, message: str | None = None, *, retry_after: int | None = None, details: dict | None = None):
+        if retry_after is None:
+            retry_after = settings.PERSISTENCE_RETRY_AFTER  # the one setting (default 5 s)
         super().__init__(message, details=details, headers={"Retry-After": str(retry_after)})
         self.retry_after = retry_after
