@@ -9,8 +9,8 @@ from drf_spectacular.drainage import GENERATOR_STATS
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 
-from tests.api.helpers import bearer, post_json
 from tests.factories import DEFAULT_PASSWORD, make_user
+from tests.support.api import bearer, post_json
 
 pytestmark = pytest.mark.portable
 HTTP_METHODS = ("get", "put", "post", "patch", "delete")

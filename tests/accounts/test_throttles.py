@@ -1,40 +1,19 @@
 """Rate limits: failed logins per (account, address), per address and per account,
-registrations and token refreshes per address, every other authenticated endpoint per user,
-call initiation per caller."""
+registrations and token refreshes per address, every other authenticated endpoint per user.
+(Call initiation per caller: tests/calls/test_throttles.py.)"""
 
 import pytest
 from django.test import override_settings
-from rest_framework.permissions import AllowAny
-from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.test import APIRequestFactory, force_authenticate
-from rest_framework.throttling import SimpleRateThrottle
-from rest_framework.views import APIView
 
 from accounts.tokens import issue_token_pair
-from calls.api.throttles import CallInitiateThrottle
-from tests.api.helpers import bearer, post_json
 from tests.factories import DEFAULT_PASSWORD, make_user
+from tests.support.api import bearer, post_json, throttle_rates
 
 pytestmark = [pytest.mark.django_db, pytest.mark.portable]
 LOGIN = "/v1/auth/login"
 REFRESH = "/v1/auth/refresh"
 ADMIN_LOGIN = "/admin/login/"
-
-
-def rates(**overrides) -> dict:
-    return {
-        **api_settings.user_settings,
-        "DEFAULT_THROTTLE_RATES": {**api_settings.DEFAULT_THROTTLE_RATES, **overrides},
-    }
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    """Throttle time under the test's control."""
-    now = [1_000_000.0]
-    monkeypatch.setattr(SimpleRateThrottle, "timer", lambda self: now[0])
-    return now
 
 
 def failed_login(client, email, address="10.0.0.1"):
@@ -84,7 +63,7 @@ def test_the_account_limits_ignore_email_case(client, clock):
 def test_look_alike_emails_do_not_get_fresh_attempts_of_their_own(client, clock):
     """``kri\\u017ftis@`` (long s), ``\\u212aristis@`` (Kelvin sign) and ``KRISTIS@`` are ``kristis@``."""
     user = make_user(email="kristis@example.test")
-    with override_settings(REST_FRAMEWORK=rates(login="100/min", login_account="3/min")):
+    with override_settings(REST_FRAMEWORK=throttle_rates(login="100/min", login_account="3/min")):
         for n, email in enumerate(["kriſtis@example.test", "\u212aristis@example.test", "KRISTIS@example.test"]):
             assert failed_login(client, email, address=f"10.0.9.{n}").status_code == 401
         assert good_login(client, user, address="10.0.9.99").status_code == 429
@@ -131,7 +110,7 @@ def test_a_forwarded_for_header_does_not_dodge_the_address_limit(client, clock):
 
 
 def test_registrations_are_limited_per_address(client, clock):
-    with override_settings(REST_FRAMEWORK=rates(register="2/hour")):
+    with override_settings(REST_FRAMEWORK=throttle_rates(register="2/hour")):
         for n in range(2):
             body = {"email": f"r{n}@example.test", "username": f"reg_{n}", "password": "a-long-unusual-passphrase"}
             assert post_json(client, "/v1/auth/register", body, REMOTE_ADDR="10.0.8.1").status_code == 201
@@ -144,7 +123,7 @@ def test_registrations_are_limited_per_address(client, clock):
 def test_authenticated_endpoints_are_limited_per_user(client, clock):
     alice, bob = make_user(), make_user()
     alice_token, bob_token = issue_token_pair(alice)["access_token"], issue_token_pair(bob)["access_token"]
-    with override_settings(REST_FRAMEWORK=rates(user="2/min")):
+    with override_settings(REST_FRAMEWORK=throttle_rates(user="2/min")):
         assert client.get("/v1/users/me", headers=bearer(alice_token)).status_code == 200
         assert client.get("/v1/users/me", headers=bearer(alice_token)).status_code == 200
         throttled = client.get("/v1/users/me", headers=bearer(alice_token))
@@ -154,42 +133,16 @@ def test_authenticated_endpoints_are_limited_per_user(client, clock):
 
 
 def test_a_missing_token_is_401_not_429(client, clock):
-    with override_settings(REST_FRAMEWORK=rates(user="1/min")):
+    with override_settings(REST_FRAMEWORK=throttle_rates(user="1/min")):
         assert client.get("/v1/users/me").status_code == 401
         assert client.get("/v1/users/me").status_code == 401
-
-
-class InitiateApi(APIView):
-    permission_classes = [AllowAny]
-    throttle_classes = [CallInitiateThrottle]
-
-    def post(self, request):
-        return Response({"ok": True})
-
-
-def initiate(user):
-    request = APIRequestFactory().post("/v1/calls/initiate", {}, format="json")
-    force_authenticate(request, user=user)
-    return InitiateApi.as_view()(request)
-
-
-def test_call_initiation_defaults_to_ten_a_minute():
-    assert CallInitiateThrottle().rate == "10/min"
-
-
-def test_call_initiation_is_limited_per_caller(clock):
-    caller, other = make_user(), make_user()
-    with override_settings(REST_FRAMEWORK=rates(call_initiate="3/min")):
-        statuses = [initiate(caller).status_code for _ in range(4)]
-        assert statuses == [200, 200, 200, 429]
-        assert initiate(other).status_code == 200
 
 
 # --- token refresh ----------------------------------------------------------------------------
 
 
 def test_refresh_is_limited_per_address(client, clock):
-    with override_settings(REST_FRAMEWORK=rates(refresh="2/min")):
+    with override_settings(REST_FRAMEWORK=throttle_rates(refresh="2/min")):
         for _ in range(2):
             response = post_json(client, REFRESH, {"refresh_token": "guess"}, REMOTE_ADDR="10.0.11.1")
             assert response.status_code == 401

@@ -14,9 +14,9 @@ from core.api.request_id import (
     current_request_id,
     request_id_from_header,
 )
-from tests.api.helpers import post_json
+from tests.support.api import post_json
 
-pytestmark = [pytest.mark.urls("tests.api.urls"), pytest.mark.portable]
+pytestmark = [pytest.mark.urls("tests.core.api.urls"), pytest.mark.portable]
 
 
 def test_a_sane_incoming_id_is_echoed_in_header_and_meta(client):

@@ -6,8 +6,8 @@ import pytest
 from accounts.models import User
 from accounts.tokens import issue_token_pair
 from calls.models import Conversation
-from tests.api.helpers import bearer
 from tests.factories import api_client_for, make_user
+from tests.support.api import bearer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.portable]
 

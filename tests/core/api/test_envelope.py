@@ -5,10 +5,10 @@ from datetime import datetime
 
 import pytest
 
-from tests.api.helpers import bearer, post_json
 from tests.factories import make_user
+from tests.support.api import bearer, post_json
 
-pytestmark = [pytest.mark.urls("tests.api.urls"), pytest.mark.portable]
+pytestmark = [pytest.mark.urls("tests.core.api.urls"), pytest.mark.portable]
 
 
 def assert_meta(meta: dict) -> None:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 from django.conf import settings
+from rest_framework.settings import api_settings
 
 from accounts.tokens import AUDIENCE, ISSUER
 
@@ -40,3 +41,11 @@ def hand_made_token(claims: dict, *, secret: str | None = None, algorithm: str =
 
 def post_json(client, path: str, body=None, **kwargs):
     return client.post(path, data=body if body is not None else {}, content_type="application/json", **kwargs)
+
+
+def throttle_rates(**overrides) -> dict:
+    """``REST_FRAMEWORK`` with some throttle rates replaced, for ``override_settings``."""
+    return {
+        **api_settings.user_settings,
+        "DEFAULT_THROTTLE_RATES": {**api_settings.DEFAULT_THROTTLE_RATES, **overrides},
+    }
