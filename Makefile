@@ -44,9 +44,11 @@ migrate: $(VENV)/.runtime
 run: migrate
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
+## Formatting, lint and the import contracts (pyproject.toml [tool.importlinter]: the layers).
 lint: $(TEST_VENV)/.test
 	$(TEST_VENV)/bin/ruff format --check .
 	$(TEST_VENV)/bin/ruff check .
+	$(TEST_VENV)/bin/lint-imports --no-cache --no-logo
 
 ## Set up and run the whole suite: lint, everything on PostgreSQL, the portable part on SQLite.
 test: lint

@@ -6,8 +6,8 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from accounts.models import Device, User
-from secureconnect.api.throttles import login_allowed, record_login_failure
+from accounts.models import User
+from accounts.throttles import login_allowed, record_login_failure
 
 
 class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
@@ -55,18 +55,3 @@ class UserAdmin(DjangoUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined", "created_at", "updated_at")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "username", "password1", "password2")}),)
-
-
-@admin.register(Device)
-class DeviceAdmin(admin.ModelAdmin):
-    """Push targets, for support: which devices of a user would ring."""
-
-    list_display = ("user", "platform", "is_active", "last_seen_at", "created_at")
-    list_filter = ("platform", "is_active")
-    search_fields = ("user__email", "user__username")
-    list_select_related = ("user",)
-    readonly_fields = ("id", "user", "token", "platform", "created_at", "last_seen_at")
-    fields = ("id", "user", "platform", "token", "is_active", "created_at", "last_seen_at")
-
-    def has_add_permission(self, request):
-        return False  # apps register their devices through the API

@@ -14,7 +14,7 @@ from accounts.tokens import ROLE_ADMIN, AccessClaims, InvalidToken, decode_acces
 class TokenUser:
     """The authenticated caller as the access token describes them; no database row is loaded.
 
-    Code that needs the ``User`` row looks it up by ``id`` (``accounts.selectors.user_get``);
+    Code that needs the ``User`` row looks it up by ``id`` (``accounts.selectors.user_get_active``);
     foreign keys take ``<field>_id=request.user.id``.
     """
 

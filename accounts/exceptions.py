@@ -1,15 +1,12 @@
-"""The accounts domain's errors. Services raise them; ``secureconnect.api.exception_handler``
-turns them into the error envelope (``code`` is the API error code)."""
+"""The accounts domain's errors. Services raise them; ``core.api.exception_handler`` turns
+them into the error envelope (``code`` is the API error code)."""
+
+from core.exceptions import ApplicationError
 
 
-class AccountError(Exception):
+class AccountError(ApplicationError):
     code = "CONFLICT"
     default_message = "The request conflicts with the account's state."
-
-    def __init__(self, message: str | None = None, *, details: dict | None = None):
-        self.message = message or self.default_message
-        self.details = details or {}
-        super().__init__(self.message)
 
 
 class AccountAlreadyExists(AccountError):

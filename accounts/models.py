@@ -70,11 +70,3 @@ class User(AbstractUser):
 
             if not self.is_active or tokens.is_user_disabled(self.pk):
                 tokens.set_user_disabled(self.pk, not self.is_active)
-
-    @property
-    def public_name(self) -> str:
-        return self.display_name or self.username
-
-
-# Models of the push package are found by Django through this module.
-from accounts.push.models import Device  # noqa: E402, F401

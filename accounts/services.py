@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError
 from django.utils import timezone
 
 from accounts import tokens
@@ -20,6 +20,7 @@ from accounts.emails import canonical_email
 from accounts.exceptions import AccountAlreadyExists, InvalidCredentials, NotYourToken
 from accounts.models import User
 from accounts.selectors import user_get_active
+from core.transactions import run_in_transaction
 
 logger = logging.getLogger(__name__)
 EMAIL_MAX_LENGTH = User._meta.get_field("email").max_length
@@ -49,8 +50,7 @@ def user_register(*, email: str, username: str, password: str, display_name: str
     _check_available(email=email, username=username)
     candidate.set_password(password)
     try:
-        with transaction.atomic():
-            candidate.save(force_insert=True)
+        run_in_transaction(lambda: candidate.save(force_insert=True))
     except IntegrityError:
         # Someone registered the same email or username since the check above.
         _check_available(email=email, username=username)

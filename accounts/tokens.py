@@ -29,6 +29,8 @@ import jwt
 from django.conf import settings
 from django.core.cache import cache
 
+from core.exceptions import ApplicationError
+
 ALGORITHM = "HS256"
 AUDIENCE = "secureconnect-api"
 ISSUER = "secureconnect-auth"
@@ -43,8 +45,10 @@ _FAMILY_REVOKED_KEY = "jwt:revoked-family:{family}"
 _SPENT_KEY = "jwt:spent:{jti}"
 
 
-class InvalidToken(Exception):
+class InvalidToken(ApplicationError):
     """The token cannot be used; ``str(exc)`` is a short message fit for a client."""
+
+    code = "UNAUTHORIZED"
 
     def __init__(self, message: str = "Invalid token"):
         super().__init__(message)

@@ -3,17 +3,14 @@ them into the error envelope and close codes, each in exactly one place."""
 
 from django.conf import settings
 
+from core.exceptions import ApplicationError
 
-class CallError(Exception):
-    """Base of every domain error; ``code`` is the API error code it maps to."""
+
+class CallError(ApplicationError):
+    """Base of every call domain error; ``code`` is the API error code it maps to."""
 
     code = "CONFLICT"
     default_message = "The request conflicts with the call's state."
-
-    def __init__(self, message: str | None = None, *, details: dict | None = None):
-        self.message = message or self.default_message
-        self.details = details or {}
-        super().__init__(self.message)
 
 
 class CallNotFound(CallError):
@@ -58,5 +55,7 @@ class PersistenceUnavailable(CallError):
     default_message = "Call history is temporarily unavailable; try again shortly."
 
     def __init__(self, message: str | None = None, *, retry_after: int | None = None, details: dict | None = None):
-        super().__init__(message, details=details)
-        self.retry_after = retry_after or settings.PERSISTENCE_RETRY_AFTER
+        if retry_after is None:
+            retry_after = settings.PERSISTENCE_RETRY_AFTER  # the one setting (default 5 s)
+        super().__init__(message, details=details, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from calls.models import Call, CallParticipant, CallTimelineEvent, Conversation
+from core.timefmt import iso_z
 
 
 def _iso(value):
-    return value.isoformat().replace("+00:00", "Z") if value else None
+    return iso_z(value) if value else None
 
 
 def participant_to_dict(participant: CallParticipant) -> dict:

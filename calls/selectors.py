@@ -30,8 +30,6 @@ def call_get_for_user(*, call_id, user_id) -> tuple[CallRecord, bool]:
 
 # --- history -------------------------------------------------------------------------------------
 
-HISTORY_FILTERS = ("status", "call_type", "conversation_id", "direction", "since", "until")
-
 
 @dataclass(frozen=True)
 class HistoryPage:

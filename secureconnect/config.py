@@ -12,10 +12,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import dj_database_url
-import environ
 from django.core.exceptions import ImproperlyConfigured
-
-env = environ.FileAwareEnv()
 
 # Weak values that must never reach production.
 INSECURE_SECRET_KEY = "django-insecure-secureconnect-development-only"  # noqa: S105

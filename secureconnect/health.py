@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from calls.persistence import availability
 from calls.persistence.spool import get_spool
+from core.timefmt import iso_z
 from signaling.layers import layer_status
 
 SERVICE_NAME = "video-service"
@@ -58,7 +59,7 @@ def health(request):
             "status": "healthy",
             "service": SERVICE_NAME,
             "persistence": availability.current(),
-            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "timestamp": iso_z(datetime.now(UTC)),
         }
     )
 

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served from this service (/v1/docs)
     "accounts",
+    "push",  # before calls and signaling, as when it lived in accounts: its listener subscribes first
     "calls",
     "signaling",
     "webclient",  # the browser call client at /app/ (static files under webclient/static/)
@@ -55,7 +56,7 @@ MIDDLEWARE = [
     "secureconnect.api.middleware.RequestIdMiddleware",  # first: every log line and response has the id
     "secureconnect.api.middleware.ApiErrorMiddleware",  # then: body cap and JSON errors on API paths
     "django.middleware.security.SecurityMiddleware",
-    "secureconnect.security.ContentSecurityPolicyMiddleware",  # the admin and /v1/docs
+    "core.security.ContentSecurityPolicyMiddleware",  # the admin and /v1/docs
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -140,7 +141,7 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise serves from here on
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "secureconnect.api.request_id.RequestIdLogFilter"}},
+    "filters": {"request_id": {"()": "core.api.request_id.RequestIdLogFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": config.get_str("LOG_LEVEL", "INFO").upper()},
@@ -183,11 +184,11 @@ def _throttle_rate(name: str, default: str) -> str:
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["secureconnect.api.renderers.EnvelopeJSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["secureconnect.api.parsers.JSONParser"],
-    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "secureconnect.api.renderers.FallbackContentNegotiation",
+    "DEFAULT_RENDERER_CLASSES": ["core.api.renderers.EnvelopeJSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["core.api.parsers.JSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "core.api.renderers.FallbackContentNegotiation",
     "EXCEPTION_HANDLER": "secureconnect.api.exception_handler.api_exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": ["secureconnect.api.throttles.UserThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["core.api.throttles.UserThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "user": _throttle_rate("THROTTLE_USER", "600/min"),
         "call_initiate": _throttle_rate("THROTTLE_CALL_INITIATE", "10/min"),
@@ -298,7 +299,7 @@ else:
         }
     }
 
-# --- Push notifications (accounts/push/) --------------------------------------------------------
+# --- Push notifications (push/) --------------------------------------------------------
 FIREBASE_PROJECT_ID = config.get_str("FIREBASE_PROJECT_ID")
 FIREBASE_CREDENTIALS_PATH = config.get_str("FIREBASE_CREDENTIALS_PATH")
 GOOGLE_APPLICATION_CREDENTIALS = config.get_str("GOOGLE_APPLICATION_CREDENTIALS")

@@ -28,6 +28,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from core.timefmt import iso_z
 from signaling import metrics
 
 logger = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ _status = {"state": "unknown", "last_error": None, "since": None}
 def _set_status(state: str, error: str | None = None) -> None:
     with _status_lock:
         if _status["state"] != state:
-            _status["since"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+            _status["since"] = iso_z(datetime.now(UTC))
             if state == "unavailable":
                 logger.warning("Channel layer unavailable: %s", error)
             elif _status["state"] == "unavailable":

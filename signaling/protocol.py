@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from accounts.tokens import InvalidToken
 from calls.exceptions import CallNotFound, InvalidTransition, NotAParticipant, PersistenceUnavailable
+from core.timefmt import iso_z
 from signaling.layers import LayerUnavailable
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -81,7 +82,6 @@ class ErrorCode:
     MESSAGE_TOO_LARGE = "message_too_large"
     BINARY_NOT_SUPPORTED = "binary_not_supported"
     NOT_RECORDED = "not_recorded"  # a mute was relayed but could not be saved on the call
-    UNAVAILABLE = "unavailable"
 
 
 class ProtocolError(Exception):
@@ -176,7 +176,7 @@ def media_change(message: ClientMessage) -> dict:
 
 def now_timestamp() -> str:
     """RFC 3339, UTC, milliseconds: ``2026-01-31T12:00:00.123Z``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_z(datetime.now(UTC), timespec="milliseconds")
 
 
 def relayed(message: ClientMessage, *, call_id: str, sender_id: str) -> dict:

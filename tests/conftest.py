@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 from django.db import connections
+from rest_framework.throttling import SimpleRateThrottle
 
+from bench.tcp_proxy import TcpProxy
 from calls import presence
 from calls.persistence import availability
-from tests.support.tcp_proxy import TcpProxy
 
 
 @pytest.fixture(autouse=True)
@@ -62,3 +63,11 @@ def db_proxy(transactional_db):
         connection.close()
         settings_dict["HOST"], settings_dict["PORT"] = original
         proxy.stop()
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Throttle time under the test's control (``SimpleRateThrottle.timer``)."""
+    now = [1_000_000.0]
+    monkeypatch.setattr(SimpleRateThrottle, "timer", lambda self: now[0])
+    return now

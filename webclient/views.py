@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
-from secureconnect import security
+from core import security
 
 
 def content_security_policy(request: HttpRequest) -> str:

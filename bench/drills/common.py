@@ -17,7 +17,7 @@ from pathlib import Path
 from bench.common import METRICS_TOKEN, REDIS_URL
 from bench.http import HttpConnection
 from bench.services import RUN_KEY_PREFIX, BenchDatabase, Server, redis_delete_own_keys, redis_url_via
-from tests.support.tcp_proxy import TcpProxy
+from bench.tcp_proxy import TcpProxy
 
 TERMINAL = {"ended", "cancelled", "declined", "missed", "failed"}
 

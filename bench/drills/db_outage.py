@@ -1,6 +1,6 @@
 """Drill (a): the database goes away for 30 s in the middle of a steady call load.
 
-The service reaches PostgreSQL through a loopback proxy (tests/support/tcp_proxy.py) that the
+The service reaches PostgreSQL through a loopback proxy (bench/tcp_proxy.py) that the
 drill takes down and brings back. Clients keep making calls throughout (initiate, join, end).
 Afterwards every call a client was told about (201/200, deferred or not) must be in the
 database exactly once, in a state at least as far as the client was told; /health must have
@@ -38,7 +38,7 @@ from bench.drills.common import (
     verdict,
 )
 from bench.services import Server
-from tests.support.tcp_proxy import TcpProxy
+from bench.tcp_proxy import TcpProxy
 
 
 async def drill(server: Server, proxy: TcpProxy, pairs, *, before: float, outage: float, after: float, ready_timeout):

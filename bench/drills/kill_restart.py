@@ -32,7 +32,7 @@ from bench.drills.common import (
     verdict,
 )
 from bench.services import Server
-from tests.support.tcp_proxy import TcpProxy
+from bench.tcp_proxy import TcpProxy
 
 
 async def drill(server: Server, restart, proxy: TcpProxy, pairs, args) -> dict:

@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from bench.common import arg_parser, write_results
 from bench.drills.common import HealthWatch, drill_setup, verdict
 from bench.services import Server
-from tests.support.tcp_proxy import TcpProxy
+from bench.tcp_proxy import TcpProxy
 
 PATH = "/v1/calls/ws/signaling"
 CANDIDATE = json.dumps(

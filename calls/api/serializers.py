@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from calls.models import Call, CallParticipant, CallTimelineEvent, Conversation, ConversationParticipant
 from calls.timeline import MAX_EVENTS
-from secureconnect.api.fields import PlainTextField
+from core.api.fields import PlainTextField
 
 MAX_MEMBERS = 256
 

@@ -13,9 +13,10 @@ from rest_framework.views import APIView
 
 from calls import ice, selectors, services
 from calls.api import serializers as s
+from calls.api.throttles import CallInitiateThrottle
 from calls.representation import call_to_dict, conversation_to_dict
-from secureconnect.api.envelope import PERSISTENCE_DEFERRED, PERSISTENCE_HEADER
-from secureconnect.api.throttles import CallInitiateThrottle, UserThrottle
+from core.api.envelope import PERSISTENCE_DEFERRED, PERSISTENCE_HEADER
+from core.api.throttles import UserThrottle
 
 
 def parse_uuid(value: str, field: str) -> uuid.UUID:

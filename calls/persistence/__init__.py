@@ -2,9 +2,6 @@
 
 - ``availability``: the one process-wide record of whether the database can be used (starting,
   operational, limited), and ``report_outage``, the one door for saying it went away.
-- ``errors``: which database errors can heal (retry), which cannot (report at once), and which
-  leave a commit's outcome unknown (journal, replay by natural key).
-- ``transactions``: the one helper every write goes through (retries SQLSTATE 40001).
 - ``database_only``: writes and reads only the database can take: 503 while it is away.
 - ``routing``: where a call write goes (the database or the spool) and where a call read comes from.
 - ``sources``: loading and saving a call in the database or in the spool.
@@ -14,7 +11,10 @@
   the quarantine of entries the replay could not apply.
 - ``replay``: writing journaled call states into the database by natural key, in batches.
 - ``supervisor``: the start-up check with backoff, the breaker's probes, and the replay loop
-  (handed the replay functions by ``calls.background``, so it imports none of the above but
-  ``availability``, ``errors`` and ``spool``).
+  (handed the replay functions by ``calls.background_threads``, so it imports none of the
+  above but ``availability``, ``metrics`` and ``spool``).
 - ``metrics``: the layer's Prometheus metrics.
+
+Which database errors heal (``core.db_errors``) and the one retrying write helper
+(``core.transactions.run_in_transaction``) live in the leaf, where ``accounts`` can use them too.
 """

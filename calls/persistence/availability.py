@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 
 from calls.persistence import metrics
-from calls.persistence.errors import describe, is_ambiguous
+from core.db_errors import describe, is_ambiguous
 
 logger = logging.getLogger("calls.persistence")
 

@@ -12,8 +12,8 @@ from django.db import DatabaseError
 
 from calls.exceptions import PersistenceUnavailable
 from calls.persistence import availability
-from calls.persistence.errors import is_ambiguous, is_transient
-from calls.persistence.transactions import run_in_transaction
+from core.db_errors import is_ambiguous, is_transient
+from core.transactions import run_in_transaction
 
 T = TypeVar("T")
 

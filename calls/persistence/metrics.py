@@ -32,7 +32,3 @@ spool_quarantined = Gauge(
 )
 spool_replayed = Counter("secureconnect_spool_replayed_records", "Spooled call writes replayed into the database.")
 spool_refused = Counter("secureconnect_spool_refused_writes", "Writes refused because the spool was full or too old.")
-transaction_retries = Counter(
-    "secureconnect_transaction_retries",
-    "Transactions retried after a serialization failure (SQLSTATE 40001).",
-)

@@ -13,10 +13,10 @@ from django.db import DatabaseError, connection
 from django.db.models.constants import OnConflict
 
 from calls.models import Call, CallParticipant, CallTimelineEvent
-from calls.persistence.errors import describe, is_ambiguous, is_permanent, is_serialization_failure, is_transient
 from calls.persistence.snapshots import decode_call
 from calls.persistence.spool import UnappliableEntry
-from calls.persistence.transactions import TransactionConflict, run_in_transaction
+from core.db_errors import describe, is_ambiguous, is_permanent, is_serialization_failure, is_transient
+from core.transactions import TransactionConflict, run_in_transaction
 
 logger = logging.getLogger("calls.persistence")
 

@@ -29,10 +29,10 @@ from calls.exceptions import PersistenceUnavailable
 from calls.models import Call
 from calls.persistence import availability, snapshot_cache
 from calls.persistence import spool as spool_module
-from calls.persistence.errors import is_ambiguous, is_transient
 from calls.persistence.snapshots import decode_call
 from calls.persistence.sources import CallRecord, DatabaseSource, Mutation, SpoolSource, timeline_of
-from calls.persistence.transactions import run_in_transaction
+from core.db_errors import is_ambiguous, is_transient
+from core.transactions import run_in_transaction
 
 
 @dataclass

@@ -8,8 +8,8 @@ import logging
 
 from django.core.cache import cache
 
-from calls.persistence.errors import describe
 from calls.persistence.snapshots import encode_call
+from core.db_errors import describe
 
 logger = logging.getLogger("calls.persistence")
 

@@ -24,7 +24,7 @@ from django.db import DatabaseError, connections
 from calls.persistence import availability, metrics
 from calls.persistence import spool as spool_module
 from calls.persistence.availability import LIMITED_MODE_LINE, engine_name
-from calls.persistence.errors import describe, is_permanent, is_transient
+from core.db_errors import describe, is_permanent, is_transient
 
 logger = logging.getLogger("calls.persistence")
 

@@ -4,7 +4,7 @@ envelope on API paths, Django's own pages elsewhere (the admin)."""
 from django.core.exceptions import RequestDataTooBig
 from django.views import defaults
 
-from secureconnect.api import envelope
+from core.api import envelope
 from secureconnect.api.middleware import is_api_path
 
 

@@ -12,8 +12,8 @@ from django.conf import settings
 from django.core.signals import request_finished
 from django.http import HttpRequest, HttpResponse
 
-from secureconnect.api import envelope
-from secureconnect.api.request_id import HEADER, bind_request_id, clear_request_id, request_id_from_header
+from core.api import envelope
+from core.api.request_id import HEADER, bind_request_id, clear_request_id, request_id_from_header
 
 API_PATH_PREFIXES = ("/v1/", "/health")
 
@@ -28,7 +28,7 @@ class RequestIdMiddleware:
 
     def __init__(self, get_response):
         self.get_response = get_response
-        request_finished.connect(clear_request_id, dispatch_uid="secureconnect.api.request_id")
+        request_finished.connect(clear_request_id, dispatch_uid="core.api.request_id")
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request.request_id = request_id_from_header(request.headers.get(HEADER))

@@ -14,8 +14,8 @@ from html import escape
 from drf_spectacular.renderers import OpenApiYamlRenderer
 from rest_framework.renderers import BaseRenderer
 
-from secureconnect.api.envelope import ERROR_STATUS, PERSISTENCE_DEFERRED
-from secureconnect.api.request_id import HEADER as REQUEST_ID_HEADER
+from core.api.envelope import ERROR_STATUS, PERSISTENCE_DEFERRED
+from core.api.request_id import HEADER as REQUEST_ID_HEADER
 
 ERROR_DESCRIPTIONS = {
     400: "VALIDATION_ERROR: malformed JSON, a missing field, a wrong type or an out-of-range value.",

@@ -18,8 +18,8 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import globalLogBeginner
 from twisted.web import http
 
-from secureconnect.api import envelope
-from secureconnect.api.request_id import request_id_from_header
+from core.api import envelope
+from core.api.request_id import request_id_from_header
 from secureconnect.server import PING_TIMEOUT_DISCONNECT_CODE
 
 logger = logging.getLogger(__name__)

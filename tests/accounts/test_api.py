@@ -7,8 +7,8 @@ import pytest
 
 from accounts import tokens
 from accounts.models import User
-from tests.api.helpers import bearer, hand_made_token, legacy_claims, post_json
 from tests.factories import DEFAULT_PASSWORD, make_user
+from tests.support.api import bearer, hand_made_token, legacy_claims, post_json
 
 pytestmark = [pytest.mark.django_db, pytest.mark.portable]
 

@@ -9,7 +9,7 @@ from rest_framework.test import APIRequestFactory
 from accounts.authentication import JWTAuthentication, TokenUser
 from accounts.models import User
 from accounts.tokens import AccessClaims, issue_token_pair
-from tests.api.helpers import hand_made_token, legacy_claims
+from tests.support.api import hand_made_token, legacy_claims
 
 pytestmark = pytest.mark.portable
 factory = APIRequestFactory()

@@ -9,8 +9,8 @@ from django.apps import apps
 
 from accounts.emails import canonical_email
 from accounts.models import User
-from tests.api.helpers import post_json
 from tests.factories import DEFAULT_PASSWORD, api_client_for, make_user
+from tests.support.api import post_json
 
 pytestmark = [pytest.mark.django_db, pytest.mark.portable]
 

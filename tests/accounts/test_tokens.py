@@ -10,7 +10,7 @@ from django.conf import settings
 
 from accounts import tokens
 from accounts.models import User
-from tests.api.helpers import hand_made_token, legacy_claims
+from tests.support.api import hand_made_token, legacy_claims
 
 pytestmark = pytest.mark.portable
 

@@ -208,11 +208,11 @@ def test_human_duration(seconds, shown):
 
 
 def test_devices_are_listed_for_support(staff_client):
-    from accounts.push.services import device_register
+    from push.services import device_register
 
     owner = make_user(email="phone-owner@example.test")
     device_register(user_id=owner.id, token="fcm-token-for-admin-test", platform="android")
-    response = staff_client.get(reverse("admin:accounts_device_changelist"), {"q": "phone-owner"})
+    response = staff_client.get(reverse("admin:push_device_changelist"), {"q": "phone-owner"})
     assert response.status_code == 200
     assert response.context["cl"].result_count == 1
 

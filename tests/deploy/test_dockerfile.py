@@ -127,5 +127,5 @@ def test_dockerignore_keeps_secrets_history_and_local_state_out_of_the_build_con
         assert excluded in rules, excluded
     # The health check script is the one file of deploy/ the image needs.
     assert rules.index("deploy") < rules.index("!deploy/healthcheck.py")
-    for needed in ("requirements.lock", "manage.py", "secureconnect", "calls", "accounts", "signaling"):
+    for needed in ("requirements.lock", "manage.py", "secureconnect", "core", "accounts", "calls", "push", "signaling"):
         assert needed not in rules

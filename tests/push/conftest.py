@@ -16,9 +16,9 @@ import pytest
 from firebase_admin import messaging
 from google.auth import credentials as google_credentials
 
-from accounts.push.firebase import FirebaseProvider
-from accounts.push.providers import install_provider
-from accounts.push.worker import get_worker
+from push.firebase import FirebaseProvider
+from push.provider_choice import install_provider
+from push.worker import get_worker
 
 PROJECT_ID = "secureconnect-test"
 FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"

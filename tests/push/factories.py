@@ -1,34 +1,35 @@
-"""Call dicts and events shaped like ``calls.representation.call_to_dict`` and ``calls.events``."""
+"""Call dicts made by ``calls.representation.call_to_dict`` itself (from unsaved rows, no
+database), and events shaped like ``calls.events``."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+
+from django.utils import timezone
 
 from calls.events import CallEvent
+from calls.models import Call, CallParticipant
+from calls.representation import call_to_dict
 
 
 def call_dict(*, caller_id, callees, status="ringing", call_type="video", started_at=None, **fields) -> dict:
-    """``callees`` maps user id to participant state (or is a list of ringing callee ids)."""
+    """``callees`` maps user id to participant state (or is a list of ringing callee ids);
+    ``fields`` replace keys of the representation (``end_reason=...``)."""
     if not isinstance(callees, dict):
         callees = {str(user_id): "ringing" for user_id in callees}
-    started_at = started_at or datetime.now(UTC)
-    participants = [{"user_id": str(caller_id), "role": "caller", "state": "joined"}]
-    participants += [{"user_id": str(user_id), "role": "callee", "state": state} for user_id, state in callees.items()]
-    return {
-        "call_id": str(uuid.uuid4()),
-        "conversation_id": str(uuid.uuid4()),
-        "caller_id": str(caller_id),
-        "call_type": call_type,
-        "status": status,
-        "end_reason": "",
-        "started_at": started_at.isoformat().replace("+00:00", "Z"),
-        "answered_at": None,
-        "ended_at": None,
-        "duration_seconds": 0,
-        "participants": participants,
-        **fields,
-    }
+    call = Call(
+        conversation_id=uuid.uuid4(),
+        caller_id=caller_id,
+        call_type=call_type,
+        status=status,
+        started_at=started_at or timezone.now(),
+    )
+    participants = [CallParticipant(user_id=caller_id, role=CallParticipant.Role.CALLER, state="joined")]
+    participants += [
+        CallParticipant(user_id=user_id, role=CallParticipant.Role.CALLEE, state=state)
+        for user_id, state in callees.items()
+    ]
+    return {**call_to_dict(call, participants), **fields}
 
 
 def event(type, call, *, actor_id=None, reason="", stopped_ringing_ids=()) -> CallEvent:

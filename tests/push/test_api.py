@@ -3,8 +3,8 @@
 import pytest
 from rest_framework.test import APIClient
 
-from accounts.push.models import Device
-from accounts.push.services import device_register
+from push.models import Device
+from push.services import device_register
 from tests.factories import api_client_for, make_user
 
 pytestmark = [pytest.mark.portable, pytest.mark.django_db]

@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts.push.services import device_register
 from calls import services
+from push.services import device_register
 from tests.factories import api_client_for, make_conversation, make_user
 from tests.push.conftest import wait_for_pushes
 

@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts.push import notifications
-from accounts.push.delivery import push_send
-from accounts.push.models import Device
-from accounts.push.services import device_register
+from push import notifications
+from push.delivery import push_send
+from push.models import Device
+from push.services import device_register
 from tests.factories import make_user
 from tests.push.conftest import PROJECT_ID
 from tests.push.factories import call_dict

@@ -6,10 +6,11 @@ import time
 
 import pytest
 
-from accounts.push.providers import Outcome, PushProvider, install_provider
-from accounts.push.services import device_register
 from calls import events
 from calls.events import EventType
+from push.provider_choice import install_provider
+from push.providers import DeliveryOutcome, PushProvider
+from push.services import device_register
 from tests.factories import make_user
 from tests.push.conftest import wait_for_pushes
 from tests.push.factories import call_dict, event
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def group_call():
+def group_call_with_devices():
     """Caller Ada rings Bob (phone + tablet) and Cy (phone + browser); everyone has devices.
 
     Returns ``(ada, bob, cy, call)``.
@@ -42,8 +43,8 @@ def kinds(fcm_server, fid):
     return [(m["data"]["type"], m["data"].get("reason", "")) for m in fcm_server.messages(fid)]
 
 
-def test_a_new_call_rings_every_device_of_every_callee(firebase_provider, fcm_server, group_call):
-    ada, _, _, call = group_call
+def test_a_new_call_rings_every_device_of_every_callee(firebase_provider, fcm_server, group_call_with_devices):
+    ada, _, _, call = group_call_with_devices
 
     events.dispatch(event(EventType.INCOMING_CALL, call, actor_id=ada.id))
     wait_for_pushes()
@@ -56,8 +57,8 @@ def test_a_new_call_rings_every_device_of_every_callee(firebase_provider, fcm_se
     assert message["data"]["call_id"] == call["call_id"]
 
 
-def test_answering_stops_the_other_devices_of_who_answered(firebase_provider, fcm_server, group_call):
-    ada, bob, cy, call = group_call
+def test_answering_stops_the_other_devices_of_who_answered(firebase_provider, fcm_server, group_call_with_devices):
+    ada, bob, cy, call = group_call_with_devices
     events.dispatch(event(EventType.INCOMING_CALL, call, actor_id=ada.id))
     answered = call_dict(caller_id=ada.id, callees={str(bob.id): "joined", str(cy.id): "ringing"}, status="active")
     answered["call_id"] = call["call_id"]
@@ -71,8 +72,8 @@ def test_answering_stops_the_other_devices_of_who_answered(firebase_provider, fc
         assert kinds(fcm_server, fid) == [("incoming_call", "")]
 
 
-def test_declining_stops_the_decliners_other_devices(firebase_provider, fcm_server, group_call):
-    _, bob, _, call = group_call
+def test_declining_stops_the_decliners_other_devices(firebase_provider, fcm_server, group_call_with_devices):
+    _, bob, _, call = group_call_with_devices
     declined = {**call, "participants": [*call["participants"]]}
     declined["participants"][1] = {**declined["participants"][1], "state": "declined"}
 
@@ -84,8 +85,8 @@ def test_declining_stops_the_decliners_other_devices(firebase_provider, fcm_serv
     assert fcm_server.messages("cy-phone") == []
 
 
-def test_the_caller_cancelling_stops_every_ringing_device(firebase_provider, fcm_server, group_call):
-    ada, bob, cy, call = group_call
+def test_the_caller_cancelling_stops_every_ringing_device(firebase_provider, fcm_server, group_call_with_devices):
+    ada, bob, cy, call = group_call_with_devices
     events.dispatch(event(EventType.INCOMING_CALL, call, actor_id=ada.id))
     cancelled = {**call, "status": "cancelled", "end_reason": "cancelled"}
 
@@ -97,8 +98,10 @@ def test_the_caller_cancelling_stops_every_ringing_device(firebase_provider, fcm
     assert fcm_server.messages("ada-phone") == []
 
 
-def test_a_ringing_timeout_stops_the_ringing_and_reports_a_missed_call(firebase_provider, fcm_server, group_call):
-    ada, bob, cy, call = group_call
+def test_a_ringing_timeout_stops_the_ringing_and_reports_a_missed_call(
+    firebase_provider, fcm_server, group_call_with_devices
+):
+    ada, bob, cy, call = group_call_with_devices
     events.dispatch(event(EventType.INCOMING_CALL, call, actor_id=ada.id))
     missed = {**call, "status": "missed", "end_reason": "no_answer"}
 
@@ -110,8 +113,8 @@ def test_a_ringing_timeout_stops_the_ringing_and_reports_a_missed_call(firebase_
     assert fcm_server.messages("bob-phone")[-1]["data"]["caller_name"] == "Ada"
 
 
-def test_the_end_of_a_call_is_pushed_to_the_other_participants(firebase_provider, fcm_server, group_call):
-    _, bob, _, call = group_call
+def test_the_end_of_a_call_is_pushed_to_the_other_participants(firebase_provider, fcm_server, group_call_with_devices):
+    _, bob, _, call = group_call_with_devices
     ended = {**call, "status": "ended", "end_reason": "hangup", "duration_seconds": 12}
 
     events.dispatch(event(EventType.CALL_ENDED, ended, actor_id=bob.id))
@@ -133,7 +136,7 @@ class BlockingProvider(PushProvider):
     def send(self, notification, targets):
         assert self.release.wait(timeout=10)
         self.sent += [(notification.kind, t.token) for t in targets]
-        return [Outcome.SENT] * len(targets)
+        return [DeliveryOutcome.SENT] * len(targets)
 
 
 class BrokenProvider(PushProvider):
@@ -156,8 +159,8 @@ def use_provider():
         install_provider(provider)
 
 
-def test_dispatching_never_waits_for_the_push(use_provider, group_call):
-    ada, _, _, call = group_call
+def test_dispatching_never_waits_for_the_push(use_provider, group_call_with_devices):
+    ada, _, _, call = group_call_with_devices
     provider = use_provider(BlockingProvider())
 
     started = time.monotonic()
@@ -170,8 +173,8 @@ def test_dispatching_never_waits_for_the_push(use_provider, group_call):
     assert {token for _, token in provider.sent} == {"bob-phone", "bob-tablet", "cy-phone", "cy-browser"}
 
 
-def test_a_failing_provider_never_reaches_the_caller_of_dispatch(use_provider, group_call, caplog):
-    ada, _, _, call = group_call
+def test_a_failing_provider_never_reaches_the_caller_of_dispatch(use_provider, group_call_with_devices, caplog):
+    ada, _, _, call = group_call_with_devices
     use_provider(BrokenProvider())
 
     events.dispatch(event(EventType.INCOMING_CALL, call, actor_id=ada.id))
@@ -181,8 +184,8 @@ def test_a_failing_provider_never_reaches_the_caller_of_dispatch(use_provider, g
     assert "provider bug" in caplog.text
 
 
-def test_an_unknown_caller_is_named_secureconnect(firebase_provider, fcm_server, group_call):
-    _, _, _, call = group_call
+def test_an_unknown_caller_is_named_secureconnect(firebase_provider, fcm_server, group_call_with_devices):
+    _, _, _, call = group_call_with_devices
     stranger = {**call, "caller_id": "00000000-0000-0000-0000-000000000000"}
 
     events.dispatch(event(EventType.INCOMING_CALL, stranger))

@@ -2,8 +2,8 @@
 
 import pytest
 
-from accounts.push.listener import PlannedPush, push_plan
 from calls.events import EventType
+from push.listener import PlannedPush, push_plan
 from tests.push.factories import call_dict, event
 
 pytestmark = pytest.mark.portable

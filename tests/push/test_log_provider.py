@@ -4,13 +4,14 @@ import logging
 
 import pytest
 
-from accounts.push import notifications
-from accounts.push.delivery import push_send
-from accounts.push.listener import on_call_event
-from accounts.push.providers import LogProvider, NullProvider, build_provider, install_provider
-from accounts.push.services import device_register
-from accounts.push.worker import get_worker
 from calls.events import EventType
+from push import notifications
+from push.delivery import push_send
+from push.listener import on_call_event
+from push.provider_choice import build_provider, install_provider
+from push.providers import LogProvider, NullProvider
+from push.services import device_register
+from push.worker import get_worker
 from tests.factories import make_user
 from tests.push.factories import call_dict, event
 
@@ -27,7 +28,7 @@ def test_the_log_provider_logs_what_it_would_send_and_sends_nothing(caplog):
     device_register(user_id=callee.id, token="android-fid-123456", platform="android")
     call = call_dict(caller_id="caller-id", callees=[callee.id])
 
-    with caplog.at_level(logging.INFO, logger="accounts.push.providers"):
+    with caplog.at_level(logging.INFO, logger="push.providers"):
         report = push_send(
             user_ids=[callee.id],
             notification=notifications.incoming_call(call=call, caller_name="Ada"),
@@ -35,7 +36,7 @@ def test_the_log_provider_logs_what_it_would_send_and_sends_nothing(caplog):
         )
 
     assert report.sent == ["android-fid-123456"]
-    [record] = [r for r in caplog.records if r.name == "accounts.push.providers"]
+    [record] = [r for r in caplog.records if r.name == "push.providers"]
     assert "incoming_call" in record.getMessage()
     assert call["call_id"] in record.getMessage()
     assert "android-…" in record.getMessage()  # the first 8 characters

@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from accounts.push import notifications
-from accounts.push.notifications import CancelReason, PushKind
+from push import notifications
+from push.notifications import CancelReason, PushKind
 from tests.push.factories import call_dict
 
 pytestmark = pytest.mark.portable

@@ -5,10 +5,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts.push.exceptions import DeviceNotFound
-from accounts.push.models import Device
-from accounts.push.selectors import device_list, device_targets_for_users
-from accounts.push.services import device_deactivate, device_delete, device_register
+from push.exceptions import DeviceNotFound
+from push.models import Device
+from push.selectors import device_list, device_targets_for_users
+from push.services import device_deactivate, device_delete, device_register
 from tests.factories import make_user
 
 pytestmark = [pytest.mark.portable, pytest.mark.django_db]

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from accounts.push.worker import PushWorker
+from push.worker import PushWorker
 
 pytestmark = pytest.mark.portable
 

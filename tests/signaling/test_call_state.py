@@ -101,7 +101,7 @@ async def test_sockets_of_other_calls_are_untouched(sockets, two_party, transact
 
 
 @pytest.fixture
-def trio(transactional_db):
+def direct_pair(transactional_db):
     """A caller and a callee with a direct conversation, no call yet."""
     caller, callee = make_person(), make_person()
     conversation = make_conversation(members=[caller.user, callee.user])
@@ -117,8 +117,8 @@ async def start_call(caller, callee, conversation) -> str:
     return data["call_id"]
 
 
-async def test_incoming_call_reaches_the_callee_and_not_the_caller(sockets, trio):
-    caller, callee, conversation = trio
+async def test_incoming_call_reaches_the_callee_and_not_the_caller(sockets, direct_pair):
+    caller, callee, conversation = direct_pair
     caller_events = await sockets.events(caller)
     callee_events = await sockets.events(callee)
     call_id = await start_call(caller, callee, conversation)
@@ -131,8 +131,8 @@ async def test_incoming_call_reaches_the_callee_and_not_the_caller(sockets, trio
     assert await caller_events.receive_nothing(timeout=0.2)
 
 
-async def test_an_answer_stops_the_ringing_on_the_callees_other_devices(sockets, trio):
-    caller, callee, conversation = trio
+async def test_an_answer_stops_the_ringing_on_the_callees_other_devices(sockets, direct_pair):
+    caller, callee, conversation = direct_pair
     phone, tablet = await sockets.events(callee), await sockets.events(callee)
     caller_events = await sockets.events(caller)
     call_id = await start_call(caller, callee, conversation)
@@ -145,8 +145,8 @@ async def test_an_answer_stops_the_ringing_on_the_callees_other_devices(sockets,
         assert accepted["call_id"] == call_id and accepted["actor_id"] == callee.id
 
 
-async def test_call_declined_reaches_the_caller(sockets, trio):
-    caller, callee, conversation = trio
+async def test_call_declined_reaches_the_caller(sockets, direct_pair):
+    caller, callee, conversation = direct_pair
     caller_events = await sockets.events(caller)
     call_id = await start_call(caller, callee, conversation)
     await arest(callee, f"/v1/calls/{call_id}/decline")
@@ -155,8 +155,8 @@ async def test_call_declined_reaches_the_caller(sockets, trio):
     assert (await receive_type(caller_events, "call_ended"))["reason"] == "declined"
 
 
-async def test_call_cancelled_reaches_the_ringing_callee(sockets, trio):
-    caller, callee, conversation = trio
+async def test_call_cancelled_reaches_the_ringing_callee(sockets, direct_pair):
+    caller, callee, conversation = direct_pair
     callee_events = await sockets.events(callee)
     call_id = await start_call(caller, callee, conversation)
     await receive_type(callee_events, "incoming_call")
@@ -166,8 +166,8 @@ async def test_call_cancelled_reaches_the_ringing_callee(sockets, trio):
     assert (await receive_type(callee_events, "call_ended"))["status"] == "cancelled"
 
 
-async def test_call_missed_reaches_both(sockets, trio, settings):
-    caller, callee, conversation = trio
+async def test_call_missed_reaches_both(sockets, direct_pair, settings):
+    caller, callee, conversation = direct_pair
     caller_events, callee_events = await sockets.events(caller), await sockets.events(callee)
     call_id = await start_call(caller, callee, conversation)
     await receive_type(callee_events, "incoming_call")
@@ -179,8 +179,8 @@ async def test_call_missed_reaches_both(sockets, trio, settings):
         await receive_type(socket, "call_ended")
 
 
-async def test_call_ended_reaches_everyone_in_the_call(sockets, trio):
-    caller, callee, conversation = trio
+async def test_call_ended_reaches_everyone_in_the_call(sockets, direct_pair):
+    caller, callee, conversation = direct_pair
     caller_events, callee_events = await sockets.events(caller), await sockets.events(callee)
     call_id = await start_call(caller, callee, conversation)
     await arest(callee, f"/v1/calls/{call_id}/join")
@@ -193,8 +193,8 @@ async def test_call_ended_reaches_everyone_in_the_call(sockets, trio):
     assert ended["actor_id"] == caller.id and ended["call"]["status"] == "ended"
 
 
-async def test_a_write_that_rolls_back_notifies_nobody(sockets, trio):
-    caller, callee, conversation = trio
+async def test_a_write_that_rolls_back_notifies_nobody(sockets, direct_pair):
+    caller, callee, conversation = direct_pair
     callee_events = await sockets.events(callee)
 
     def initiate_then_fail():
@@ -211,8 +211,8 @@ async def test_a_write_that_rolls_back_notifies_nobody(sockets, trio):
     await receive_type(callee_events, "incoming_call")
 
 
-async def test_the_events_socket_authenticates_the_same_way(sockets, trio):
-    caller, *_ = trio
+async def test_the_events_socket_authenticates_the_same_way(sockets, direct_pair):
+    caller, *_ = direct_pair
     anonymous = sockets.communicator(EVENTS_PATH)
     await anonymous.connect(timeout=5)
     await expect_refusal(anonymous, 4401)
@@ -222,8 +222,8 @@ async def test_the_events_socket_authenticates_the_same_way(sockets, trio):
     await receive_type(browser, "pong")
 
 
-async def test_the_events_socket_takes_only_ping(sockets, trio):
-    caller, *_ = trio
+async def test_the_events_socket_takes_only_ping(sockets, direct_pair):
+    caller, *_ = direct_pair
     events = await sockets.events(caller)
     await events.send_to(text_data=frame(type="offer", sdp="v=0"))
     error = await receive_type(events, "error")

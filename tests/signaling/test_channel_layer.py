@@ -11,6 +11,7 @@ from channels.exceptions import ChannelFull
 from django.test import Client
 from prometheus_client import REGISTRY
 
+from bench.tcp_proxy import TcpProxy
 from signaling.layers import CountingBoundedQueue, CountingInMemoryChannelLayer, CountingRedisChannelLayer
 from tests.signaling.conftest import (
     REDIS_PORT,
@@ -22,7 +23,6 @@ from tests.signaling.conftest import (
     redis_layer_settings,
     unique_prefix,
 )
-from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 

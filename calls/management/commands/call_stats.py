@@ -9,8 +9,8 @@ from accounts.models import User
 from calls.api.serializers import AnalyticsQuery
 from calls.exceptions import PersistenceUnavailable
 from calls.persistence.availability import engine_name
-from calls.persistence.errors import describe
 from calls.selectors import call_analytics
+from core.db_errors import describe
 
 
 class Command(BaseCommand):

@@ -6,9 +6,10 @@ from django.db import DatabaseError
 
 from calls.persistence import availability
 from calls.persistence.availability import engine_name
-from calls.persistence.errors import describe
 from calls.persistence.spool import get_spool
 from calls.persistence.supervisor import PermanentConnectionError, connect_with_backoff
+from core.db_errors import describe
+from core.timefmt import iso_z
 
 ROWS = ("state", "engine", "server_version", "error", "spool_depth", "spool_quarantined", "spool_bytes", "spool_path")
 
@@ -55,10 +56,7 @@ class Command(BaseCommand):
 
 
 def _times(entry: dict) -> dict:
-    return {
-        key: datetime.fromtimestamp(entry[key], UTC).isoformat().replace("+00:00", "Z")
-        for key in ("written_at", "quarantined_at")
-    }
+    return {key: iso_z(datetime.fromtimestamp(entry[key], UTC)) for key in ("written_at", "quarantined_at")}
 
 
 def _json_dumps(data) -> str:

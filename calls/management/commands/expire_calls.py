@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from calls.persistence.errors import describe
 from calls.services import call_connections_sweep, call_expire_due
+from core.db_errors import describe
 
 
 class Command(BaseCommand):

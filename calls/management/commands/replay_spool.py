@@ -3,9 +3,9 @@ import logging
 from django.core.management.base import BaseCommand, CommandError
 
 from calls.persistence.availability import engine_name
-from calls.persistence.errors import describe
 from calls.persistence.replay import replay_entries, replay_entry
 from calls.persistence.spool import get_spool
+from core.db_errors import describe
 
 logger = logging.getLogger("calls.persistence")
 

@@ -13,8 +13,8 @@ from accounts.services import user_register
 from calls.exceptions import CallError
 from calls.models import Conversation
 from calls.persistence.availability import engine_name
-from calls.persistence.errors import describe
 from calls.services import conversation_create
+from core.db_errors import describe
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from calls.persistence.availability import engine_name
-from calls.persistence.errors import describe
 from calls.persistence.supervisor import PermanentConnectionError, connect_with_backoff
+from core.db_errors import describe
 
 
 class Command(BaseCommand):

@@ -16,8 +16,9 @@ from calls import services
 from calls.background_threads import make_supervisor
 from calls.exceptions import PersistenceUnavailable
 from calls.models import Call, CallParticipant
-from calls.persistence import availability, metrics
+from calls.persistence import availability
 from calls.persistence.spool import get_spool
+from core import transactions
 from tests.calls.persistence.outage import initiate, recover, rows_behind_the_proxy
 
 OUTCOMES = pytest.mark.parametrize("landed", [True, False], ids=["commit-landed-answer-lost", "commit-never-landed"])
@@ -155,12 +156,12 @@ def test_sqlstate_40003_at_commit_is_journaled_and_replayed(pair, db_proxy):
     """CockroachDB's "result is ambiguous" (SQLSTATE 40003), raised for real by PostgreSQL at
     COMMIT (a deferred trigger): the write is journaled, not failed and not retried in place."""
     caller, callee, conversation = pair
-    retries_before = metrics.transaction_retries._value.get()
+    retries_before = transactions.transaction_retries._value.get()
     with ambiguous_commits_on("calls_call"):
         started = initiate(caller, callee, conversation)
     assert started.deferred and availability.current() == availability.LIMITED
     assert "result is ambiguous" in availability.status().last_error
-    assert metrics.transaction_retries._value.get() == retries_before, "not retried in place"
+    assert transactions.transaction_retries._value.get() == retries_before, "not retried in place"
     call_id = started.record.call.id
     assert not Call.objects.filter(pk=call_id).exists()
     recover()
@@ -171,8 +172,8 @@ def test_sqlstate_40003_at_commit_is_journaled_and_replayed(pair, db_proxy):
 
 def test_sqlstate_40003_on_a_write_nothing_journals_answers_503_and_is_not_retried(pair, db_proxy):
     caller, callee, _conversation = pair
-    retries_before = metrics.transaction_retries._value.get()
+    retries_before = transactions.transaction_retries._value.get()
     with ambiguous_commits_on("calls_conversation"), pytest.raises(PersistenceUnavailable, match="could not confirm"):
         services.conversation_create(creator_id=caller.id, type="direct", member_ids=[callee.id])
-    assert metrics.transaction_retries._value.get() == retries_before
+    assert transactions.transaction_retries._value.get() == retries_before
     assert availability.current() == availability.OPERATIONAL  # the database answered: nothing to replay, no breaker

@@ -7,8 +7,8 @@ import psycopg2
 import pytest
 from django.db import OperationalError, connection
 
-from calls.persistence.errors import is_ambiguous, is_permanent, is_serialization_failure, is_transient
 from calls.persistence.supervisor import PermanentConnectionError, check_connection, connect_with_backoff
+from core.db_errors import is_ambiguous, is_permanent, is_serialization_failure, is_transient
 
 
 class DriverError(Exception):

@@ -10,8 +10,8 @@ from django.db import connection, connections
 from calls import services
 from calls.exceptions import CallError, InvalidTransition
 from calls.models import Call, CallParticipant
-from calls.persistence import metrics
-from calls.persistence.transactions import TransactionConflict, run_in_transaction
+from core import transactions
+from core.transactions import TransactionConflict, run_in_transaction
 from tests.factories import make_call, make_conversation, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,7 +25,7 @@ def raw_connection():
 
 
 def retries_so_far() -> float:
-    return metrics.transaction_retries._value.get()
+    return transactions.transaction_retries._value.get()
 
 
 def test_suite_runs_serializable():

@@ -1,8 +1,0 @@
-from django.urls import path
-
-from accounts.push.api import DeviceDetailApi, DeviceListCreateApi
-
-urlpatterns = [
-    path("devices", DeviceListCreateApi.as_view(), name="device-list"),
-    path("devices/<str:token>", DeviceDetailApi.as_view(), name="device-detail"),
-]
