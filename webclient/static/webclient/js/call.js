@@ -111,6 +111,8 @@ export class CallSession extends EventTarget {
     this.peers = new Map();
     this.pendingCandidates = new Map(); // candidates that came before their offer
     this.leaveTimers = new Map();
+    this.reconnecting = new Set(); // user ids the server said are reconnecting
+    this.departed = new Set(); // user ids whose signaling left for good (the call's record may lag)
     this.signaling = null;
     this.state = role === "caller" ? "outgoing" : "connecting";
     this.audioMuted = false;
@@ -172,18 +174,22 @@ export class CallSession extends EventTarget {
         break;
       case "join":
         clearTimeout(this.leaveTimers.get(from));
+        this.departed.delete(from);
         this.peerPresent(from);
+        this.emit("roster");
         break;
       case "leave":
         this.peerLeft(from);
         break;
       case "participant_reconnecting":
         // Their connection to the server dropped; the server holds what we send them.
+        this.reconnecting.add(from);
         this.emit("peer-state", { userId: from, state: "reconnecting" });
         this.emit("state", { state: this.state, message: `${nameOf(from)} is reconnecting…` });
         break;
       case "participant_resumed": {
         clearTimeout(this.leaveTimers.get(from));
+        this.reconnecting.delete(from);
         const peer = this.peers.get(from);
         if (peer?.pc) this.emit("peer-state", { userId: from, state: peer.pc.connectionState });
         else this.peerPresent(from);
@@ -250,6 +256,7 @@ export class CallSession extends EventTarget {
     if (this.finished) return;
     const call = event.call || {};
     this.call = { ...this.call, ...call };
+    this.emit("roster"); // who rings, who answered, who declined
     switch (event.type) {
       case "call_accepted":
         if (this.state === "outgoing") this.setState("connecting", "Answered, connecting…");
@@ -304,6 +311,8 @@ export class CallSession extends EventTarget {
     if (!peer) return;
     peer.pc?.close();
     this.peers.delete(userId);
+    this.reconnecting.delete(userId);
+    this.departed.add(userId);
     this.emit("peer-removed", { userId });
     if (this.state === "connected" && !this.isMediaConnected()) this.setState("connecting", "Waiting for others…");
   }
@@ -352,6 +361,7 @@ export class CallSession extends EventTarget {
 
   onPeerConnectionState(peer) {
     const state = peer.pc.connectionState;
+    if (state === "connected") this.reconnecting.delete(peer.userId);
     this.emit("peer-state", { userId: peer.userId, state });
     if (state === "connected") {
       peer.everConnected = true;
@@ -365,6 +375,28 @@ export class CallSession extends EventTarget {
       if (this.selfId < peer.userId) this.offerTo(peer.userId).catch((err) => this.peerError(peer.userId, err));
       if (!this.isMediaConnected()) this.setState("reconnecting", "Connection lost, reconnecting…");
     }
+  }
+
+  /** Each other participant's part in the call as this tab sees it, in the call's order:
+   * ``ringing`` (invited, not answered), ``connecting`` (answered, no media yet), ``connected``,
+   * ``reconnecting`` (their connection to the server or to us dropped), or how their part
+   * ended: ``declined``, ``missed``, ``left``. From the call's record (the events socket keeps it
+   * current), the signaling socket's join/leave/reconnecting messages, and the media connections. */
+  roster() {
+    return (this.call.participants || [])
+      .filter((p) => p.user_id !== this.selfId)
+      .map((p) => ({ userId: p.user_id, state: this.rosterState(p) }));
+  }
+
+  rosterState(participant) {
+    const userId = participant.user_id;
+    const media = this.peers.get(userId)?.pc?.connectionState;
+    if (this.reconnecting.has(userId) || (media && ["disconnected", "failed"].includes(media))) return "reconnecting";
+    if (media === "connected") return "connected";
+    if (this.peers.has(userId)) return "connecting";
+    if (this.departed.has(userId) && participant.state === "joined") return "left";
+    if (participant.state === "joined") return "connecting";
+    return participant.state; // ringing, declined, missed, left
   }
 
   isMediaConnected() {
