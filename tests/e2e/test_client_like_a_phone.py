@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import expect
@@ -292,7 +293,7 @@ NEVER_ASKED = "window.__neverAsked = true;\n"
 def test_a_call_to_a_background_tab_shows_a_notification_and_permission_is_asked_only_on_a_click(browser, cast, shots):
     alice = browser.person()
     bob = browser.person(permissions=["notifications"], init_script=NOTIFICATION_SPY)
-    newcomer = browser.person(init_script=NEVER_ASKED + NOTIFICATION_SPY)  # the permission never asked
+    newcomer = browser.person(viewport=PHONE, init_script=NEVER_ASKED + NOTIFICATION_SPY)  # never asked
     log_in(alice, cast.alice)
     log_in(bob, cast.bob)
 
@@ -331,3 +332,29 @@ def test_a_call_to_a_background_tab_shows_a_notification_and_permission_is_asked
     expect(newcomer.locator(".toast").filter(has_text="You will be alerted to calls")).to_have_count(1)
     expect(newcomer.locator("#notify-calls")).to_be_hidden()
     shots.take(newcomer, "newcomer-call-alerts-on")
+
+
+def test_the_conversation_list_follows_next_when_the_service_pages_it(carol, browser, cast, shots):
+    """GET /v1/conversations may come in pages (``next`` beside the list): the client reads them
+    all. The service's real answer is split in two here, the second page behind a cursor."""
+    alice = browser.person()
+    asked = []
+
+    def paged(route, request):
+        asked.append(request.url)
+        second = "cursor=" in request.url
+        response = route.fetch(url=request.url.split("?")[0])
+        body = response.json()
+        conversations = body["data"]["conversations"]
+        assert len(conversations) == 2
+        page = conversations[1:] if second else conversations[:1]
+        body["data"] = {"conversations": page, **({} if second else {"next": "page-2"})}
+        route.fulfill(response=response, json=body)
+
+    alice.route(lambda url: urlsplit(url).path == "/v1/conversations", paged)
+    log_in(alice, cast.alice)
+    titles = alice.locator("#conversation-list .conversation .row-title")
+    expect(titles).to_have_count(2)
+    assert sorted(titles.all_inner_texts()) == sorted([GROUP_TITLE, "Bob"])
+    assert [url.split("/v1")[1] for url in asked] == ["/conversations", "/conversations?cursor=page-2"]
+    shots.take(alice, "alice-conversations-from-two-pages")

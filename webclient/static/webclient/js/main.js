@@ -70,8 +70,9 @@ class App {
       this.afterLogin();
     } catch (error) {
       if (this.session.loggedIn) {
-        // The service is unreachable, not a bad token: stay logged in and let the socket retry
-        // (its banner says so; the lists reload when it is back).
+        // Not a bad token: stay logged in and let the socket retry. Unreachable, its banner says
+        // so (once, not here as well); the lists reload when it is back.
+        if (!error.unreachable) toast(error.message, { kind: "error" });
         this.afterLogin();
       } else {
         this.showLogin();
