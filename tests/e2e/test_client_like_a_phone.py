@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -185,7 +186,7 @@ def test_toggles_show_their_state_and_a_camera_off_shows_ones_initials_and_the_p
 @pytest.mark.service_env(CALL_RING_TIMEOUT="3")
 def test_a_missed_call_is_called_back_from_its_message_and_from_history_filtered_to_missed(browser, cast, api, shots):
     alice = browser.person()
-    bob = browser.person()
+    bob = browser.person(viewport=PHONE)
     log_in(alice, cast.alice)
     log_in(bob, cast.bob)
 
@@ -223,6 +224,9 @@ def test_a_missed_call_is_called_back_from_its_message_and_from_history_filtered
     expect(rows.first.locator(".status")).to_have_text("Missed")
     shots.take(bob, "bob-history-missed-only")
 
+    for row in rows.all():  # on the phone every row's Call back stays on screen
+        box = row.locator(".call-back").bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
     rows.first.locator(".call-back").click()  # call back from history
     expect(bob.locator("#call-status")).to_have_text("Calling Alice…")
     expect(alice.locator("#incoming-title")).to_have_text("Bob is calling")
@@ -238,8 +242,12 @@ def test_a_frozen_service_is_noticed_within_30_s_and_the_page_recovers(browser, 
     log_in(alice, cast.alice)
     pid = service.process.pid
     os.kill(pid, signal.SIGSTOP)  # the process stays, its sockets stay open, nothing answers
+    stopped = time.monotonic()
     try:
         expect(alice.locator("#banner")).to_contain_text("The service is not answering.", timeout=30_000)
+        noticed = time.monotonic() - stopped
+        print(f"frozen service noticed after {noticed:.1f} s")
+        assert noticed < 30
         expect(alice.locator("#connection")).to_have_attribute("data-state", "retrying")
         expect(alice.locator("#connection")).to_have_text("not answering")
         shots.take(alice, "alice-service-frozen")
@@ -326,6 +334,9 @@ def test_a_call_to_a_background_tab_shows_a_notification_and_permission_is_asked
     newcomer.wait_for_timeout(500)
     assert newcomer.evaluate("window.__permissionRequests") == 0
     expect(newcomer.locator("#notify-calls")).to_be_visible()
+    for selector in ("#notify-calls", "#logout", "#me-name"):  # all of the top bar fits on the phone
+        box = newcomer.locator(selector).bounding_box()
+        assert box["width"] > 0 and box["x"] + box["width"] <= PHONE["width"], selector
     shots.take(newcomer, "newcomer-call-alerts-offered")
     newcomer.locator("#notify-calls").click()
     wait_until(lambda: newcomer.evaluate("window.__permissionRequests") == 1, timeout=5, message="asked on click")
