@@ -121,6 +121,33 @@ def test_a_group_call_names_the_group_shows_the_caller_initials_and_a_roster_of_
         proxy.stop()
 
 
+@pytest.mark.service_env(CALL_RING_TIMEOUT="8")
+def test_a_group_callee_who_never_answers_is_shown_as_such_and_the_call_goes_on(carol, browser, cast, shots):
+    alice = browser.person()
+    bob = browser.person()
+    log_in(alice, cast.alice)
+    log_in(bob, cast.bob)
+    call_button(alice, carol.group_id, "audio").click()
+    bob.locator("#accept-call").click()
+    expect(roster_entry(alice, cast.bob.user_id)).to_have_attribute("data-state", "connected")
+    expect(roster_entry(alice, carol.user_id)).to_have_attribute("data-state", "ringing")
+
+    # Carol's ring times out; only her devices hear call_missed, Alice's page reads the call again.
+    expect(roster_entry(alice, carol.user_id)).to_have_attribute("data-state", "missed", timeout=20_000)
+    expect(roster_entry(alice, carol.user_id).locator(".roster-state")).to_have_text("Didn't answer")
+    expect(roster_entry(bob, carol.user_id)).to_have_attribute("data-state", "missed")
+    expect(alice.locator(f'.remote-tile[data-user-id="{carol.user_id}"]')).to_have_count(0)
+    call_state(alice).to_have_attribute("data-call-state", "connected")
+    expect(roster_entry(alice, cast.bob.user_id)).to_have_attribute("data-state", "connected")
+    # an audio call: the camera button says there is none, rather than "Camera on"
+    expect(alice.locator("#roster .roster-name")).to_have_text(["Bob", "Carol Jones"])  # the order stays
+    expect(alice.locator("#toggle-video")).to_be_disabled()
+    expect(alice.locator("#toggle-video .label")).to_have_text("No camera")
+    shots.take(alice, "alice-carol-did-not-answer")
+    alice.locator("#hangup").click()
+    call_state(alice).to_have_attribute("data-call-state", "idle", timeout=10_000)
+
+
 def test_toggles_show_their_state_and_a_camera_off_shows_ones_initials_and_the_phone_layout_keeps_clear(
     browser, cast, shots
 ):

@@ -13,6 +13,9 @@ import { SignalingSocket } from "./sockets.js";
 
 const LIVE_PEER_STATES = new Set(["new", "connecting", "connected"]);
 const LEAVE_GRACE_MS = 5000;
+// While someone in a group call still rings, the call is read again this often: when a callee
+// of a call that goes on stops ringing unanswered, only that callee hears call_missed.
+const RINGING_REREAD_MS = 3000;
 
 export class MediaError extends Error {}
 
@@ -157,6 +160,7 @@ export class CallSession extends EventTarget {
       }
     });
     this.signaling.addEventListener("ended", (e) => this.onSignalingEnded(e.detail));
+    this.watchRinging();
     this.signaling.addEventListener("unauthorized", (e) =>
       this.finish({ status: "failed" }, { message: e.detail.reason }),
     );
@@ -383,8 +387,12 @@ export class CallSession extends EventTarget {
    * ended: ``declined``, ``missed``, ``left``. From the call's record (the events socket keeps it
    * current), the signaling socket's join/leave/reconnecting messages, and the media connections. */
   roster() {
+    // in the order first seen, however a later read of the call orders them
+    const order = (this.rosterOrder ??= (this.call.participants || []).map((p) => p.user_id));
+    const rank = (p) => (order.includes(p.user_id) ? order.indexOf(p.user_id) : order.length);
     return (this.call.participants || [])
       .filter((p) => p.user_id !== this.selfId)
+      .sort((a, b) => rank(a) - rank(b))
       .map((p) => ({ userId: p.user_id, state: this.rosterState(p) }));
   }
 
@@ -397,6 +405,24 @@ export class CallSession extends EventTarget {
     if (this.departed.has(userId) && participant.state === "joined") return "left";
     if (participant.state === "joined") return "connecting";
     return participant.state; // ringing, declined, missed, left
+  }
+
+  /** In a group call, read the call again while anyone rings (see RINGING_REREAD_MS). */
+  watchRinging() {
+    clearTimeout(this.ringingTimer);
+    const roster = this.roster();
+    if (this.finished || roster.length < 2 || !roster.some((r) => r.state === "ringing")) return;
+    this.ringingTimer = setTimeout(async () => {
+      try {
+        const call = await this.api.getCall(this.callId);
+        if (this.finished) return;
+        this.call = { ...this.call, participants: call.participants };
+        this.emit("roster");
+      } catch {
+        // the next read, or the events socket, will tell
+      }
+      this.watchRinging();
+    }, RINGING_REREAD_MS);
   }
 
   isMediaConnected() {
@@ -510,6 +536,7 @@ export class CallSession extends EventTarget {
     this.call = { ...this.call, ...call };
     this.finished = true;
     this.state = "ended";
+    clearTimeout(this.ringingTimer);
     this.signaling?.stop();
     for (const timer of this.leaveTimers.values()) clearTimeout(timer);
     for (const peer of this.peers.values()) peer.pc?.close();

@@ -16,6 +16,7 @@ const TOGGLES = {
   "#toggle-video": {
     off: { icon: "icon-cam", label: "Camera on", title: "Turn the camera off" },
     on: { icon: "icon-cam-off", label: "Camera off", title: "Turn the camera on" },
+    none: { icon: "icon-cam-off", label: "No camera", title: "No camera in this call (audio only)" },
   },
 };
 
@@ -29,10 +30,11 @@ const ROSTER_LABELS = {
   left: "Left",
 };
 
-/** Show a toggle pressed (``pressed``: the microphone muted, the camera off) or not. */
-function setToggle(selector, pressed) {
+/** Show a toggle pressed (``pressed``: the microphone muted, the camera off) or not; ``absent``:
+ * there is nothing to toggle (an audio call, or no usable camera). */
+function setToggle(selector, pressed, { absent = false } = {}) {
   const button = $(selector);
-  const look = TOGGLES[selector][pressed ? "on" : "off"];
+  const look = TOGGLES[selector][absent ? "none" : pressed ? "on" : "off"];
   button.setAttribute("aria-pressed", String(pressed));
   button.title = look.title;
   button.querySelector(".icon").className = `icon ${look.icon}`;
@@ -88,6 +90,7 @@ export class CallView {
     $("#local-video").srcObject = session.localStream;
     this.root.classList.toggle("audio-only", !session.hasVideo);
     $("#toggle-video").disabled = !session.hasVideo;
+    setToggle("#toggle-video", false, { absent: !session.hasVideo });
     this.root.hidden = false;
     this.onState(session.state, session.role === "caller" ? `Calling ${$("#call-peer").textContent}…` : "Connecting…");
 
