@@ -381,18 +381,17 @@ export class CallSession extends EventTarget {
     }
   }
 
-  /** Each other participant's part in the call as this tab sees it, in the call's order:
+  /** Each other participant's part in the call as this tab sees it, by name:
    * ``ringing`` (invited, not answered), ``connecting`` (answered, no media yet), ``connected``,
    * ``reconnecting`` (their connection to the server or to us dropped), or how their part
    * ended: ``declined``, ``missed``, ``left``. From the call's record (the events socket keeps it
    * current), the signaling socket's join/leave/reconnecting messages, and the media connections. */
   roster() {
-    // in the order first seen, however a later read of the call orders them
-    const order = (this.rosterOrder ??= (this.call.participants || []).map((p) => p.user_id));
-    const rank = (p) => (order.includes(p.user_id) ? order.indexOf(p.user_id) : order.length);
+    // by name: the call's own order of participants is not one to rely on
+    const key = (p) => `${nameOf(p.user_id).toLocaleLowerCase()}\u0000${p.user_id}`;
     return (this.call.participants || [])
       .filter((p) => p.user_id !== this.selfId)
-      .sort((a, b) => rank(a) - rank(b))
+      .sort((a, b) => key(a).localeCompare(key(b)))
       .map((p) => ({ userId: p.user_id, state: this.rosterState(p) }));
   }
 

@@ -112,8 +112,11 @@ class App {
     $("#notify-calls").addEventListener("click", async () => {
       const permission = await this.notifier.ask();
       this.renderNotifyButton();
-      if (permission === "denied") toast("Call alerts are blocked in this browser's site settings.", { kind: "warning" });
-      if (permission === "granted") toast("You will be alerted to calls while this tab is in the background.", { kind: "success", timeout: 4000 });
+      if (permission === "denied") {
+        toast("Call alerts are blocked in this browser's site settings.", { kind: "warning" });
+      } else if (permission === "granted") {
+        toast("You will be alerted to calls while this tab is in the background.", { kind: "success", timeout: 4000 });
+      }
     });
     $("#accept-call").addEventListener("click", () => this.acceptCall(this.ringingCallId()));
     $("#decline-call").addEventListener("click", () => this.declineCall(this.ringingCallId()));
