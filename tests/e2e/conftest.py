@@ -185,10 +185,16 @@ class Browser:
     pages: list = field(default_factory=list)
     page_errors: list = field(default_factory=list)  # uncaught exceptions in the client: a test fails on any
 
-    def person(self, *, viewport=DESKTOP, base_url: str | None = None):
-        """A browser context of its own; ``base_url`` reaches the service another way (a proxy)."""
-        context = self.browser.new_context(base_url=base_url or self.base_url, viewport=viewport)
+    def person(self, *, viewport=DESKTOP, base_url: str | None = None, permissions=(), init_script: str | None = None):
+        """A browser context of its own; ``base_url`` reaches the service another way (a proxy),
+        ``permissions`` are granted to it (``["notifications"]``), ``init_script`` runs in every
+        page before the client's own scripts."""
+        context = self.browser.new_context(
+            base_url=base_url or self.base_url, viewport=viewport, permissions=list(permissions)
+        )
         context.set_default_timeout(WAIT_MS)
+        if init_script:
+            context.add_init_script(init_script)
         page = context.new_page()
         page.on("pageerror", lambda error: self.page_errors.append(str(error)))
         page.on("console", lambda msg: msg.type in ("error", "warning") and print(f"[console {msg.type}] {msg.text}"))

@@ -22,6 +22,9 @@ def log_in(page, account):
     form.locator("button[type=submit]").click()
     expect(page.locator("body")).to_have_attribute("data-screen", "home")
     expect(page.locator("#connection")).to_have_attribute("data-state", "online")
+    # the conversation list has been read (a test that stops the service next must not race it)
+    expect(page.locator("#conversation-list > *").first).to_be_attached()
+    expect(page.locator("#conversation-list")).not_to_have_attribute("aria-busy", "true")
 
 
 def start_conversation(page, who: str) -> None:
@@ -254,20 +257,39 @@ def test_unanswered_call_says_no_answer_stops_ringing_and_is_missed(browser, cas
 
 
 def test_events_socket_reconnects_after_the_service_restarts_and_rings_again(browser, cast, service, shots):
+    """While the service is down: the list that failed to load says so, pressing Video says once
+    that the service cannot be reached; when it is back the list reloads by itself (no Retry)."""
     alice = browser.person()
     bob = browser.person()
     log_in(alice, cast.alice)
     log_in(bob, cast.bob)
+    expect(call_button(bob, cast.conversation_id, "audio")).to_be_enabled()
 
     service.stop()
     expect(alice.locator("#connection")).to_have_attribute("data-state", "retrying")
     expect(alice.locator("#banner")).to_contain_text("Retrying")
+    alice.locator("#tab-conversations").click()  # reads the list again: it cannot
+    expect(alice.locator("#conversation-list .error-row")).to_contain_text("Could not load conversations")
     shots.take(alice, "alice-connection-lost")
+
+    call_button(bob, cast.conversation_id, "video").click()
+    toasts = bob.locator(".toast")
+    expect(toasts).to_have_count(1)
+    expect(toasts).to_contain_text("Cannot reach the service, so the call did not start.")
+    expect(bob.locator("#banner")).to_contain_text("Cannot reach the service. Retrying")
+    call_state(bob).to_have_attribute("data-call-state", "idle")
+    expect(bob.locator("#call-view")).to_be_hidden()
+    bob.wait_for_timeout(1000)  # nothing else follows (no second, contradictory message)
+    expect(toasts).to_have_count(1)
+    shots.take(bob, "bob-video-while-service-down")
 
     service.start()  # the same port: the pages reconnect by themselves, with backoff
     for page in (alice, bob):
-        expect(page.locator("#connection")).to_have_attribute("data-state", "online", timeout=30_000)
+        expect(page.locator("#connection")).to_have_attribute("data-state", "online", timeout=40_000)
     expect(alice.locator("#banner")).to_be_hidden()
+    # the list read again on reconnecting, Retry never pressed
+    expect(alice.locator("#conversation-list .error-row")).to_have_count(0)
+    expect(alice.locator(f'[data-conversation-id="{cast.conversation_id}"] .row-title')).to_have_text("Bob")
     shots.take(alice, "alice-reconnected")
 
     call_button(bob, cast.conversation_id, "audio").click()
@@ -289,7 +311,16 @@ def test_a_new_user_registers_and_finds_people_by_email_and_by_user_id(browser, 
     form.locator("input[name=display_name]").fill("Carol")
     form.locator("input[name=password]").fill("short")
     form.locator("button[type=submit]").click()
-    expect(form.locator(".form-error")).to_contain_text("password")  # the API's validation, readable
+    # The service's message in plain words, beside the password field (no "password:" key)
+    password = form.locator("input[name=password]")
+    note = form.locator("#register-form-password-error")
+    expect(note).to_contain_text("This password is too short")
+    expect(password).to_have_attribute("aria-invalid", "true")
+    expect(password).to_have_attribute("aria-describedby", "register-form-password-error")
+    assert not note.inner_text().lower().startswith("password")
+    expect(form.locator(".form-error")).to_be_hidden()
+    box, field = note.bounding_box(), password.bounding_box()
+    assert 0 <= box["y"] - (field["y"] + field["height"]) < 40  # right under the field
     shots.take(carol, "carol-register-refused")
     form.locator("input[name=password]").fill("a-long-passphrase-carol")
     form.locator("button[type=submit]").click()

@@ -8,6 +8,13 @@ export class ApiError extends Error {
     this.code = code;
     this.details = details;
     this.retryAfter = retryAfter;
+    // {field: message} for a form to show each beside its field; null for other errors
+    this.fieldErrors = code === "VALIDATION_ERROR" ? fieldErrors(details) : null;
+  }
+
+  /** The service could not be reached at all (down, frozen, or this device offline). */
+  get unreachable() {
+    return this.code === "NETWORK_ERROR" && this.status === 0;
   }
 }
 
@@ -22,13 +29,32 @@ const FRIENDLY = {
   INTERNAL_ERROR: "The service had a problem. Try again.",
 };
 
-/** The first readable message of a VALIDATION_ERROR's details, naming its field. */
-function validationMessage(details) {
+/** A VALIDATION_ERROR's details as {field: "the messages, in plain words"} (the service's
+ * messages are sentences already; a nested field's are flattened). */
+export function fieldErrors(details) {
+  const out = {};
   for (const [field, messages] of Object.entries(details || {})) {
-    const text = Array.isArray(messages) ? messages.join(" ") : String(messages);
-    return field === "non_field_errors" ? text : `${field.replace(/_/g, " ")}: ${text}`;
+    const list = Array.isArray(messages) ? messages : [messages];
+    out[field] = list.map((m) => (typeof m === "string" ? m : Object.values(m || {}).flat().join(" "))).join(" ");
   }
-  return null;
+  return out;
+}
+
+/** One sentence for a whole VALIDATION_ERROR, for places with no field to put it beside. */
+function validationMessage(errors) {
+  const texts = Object.values(errors).filter(Boolean);
+  return texts.length ? texts.join(" ") : null;
+}
+
+/** The path of the page after this one: ``next`` may be a cursor, or a link (absolute, or a path
+ * with or without this API's base). */
+function nextPath(path, next, base = "/v1") {
+  if (!next) return null;
+  if (/^https?:/.test(next)) next = new URL(next).pathname + new URL(next).search;
+  if (next.startsWith(`${base}/`)) return next.slice(base.length);
+  if (next.startsWith("/")) return next;
+  if (next.startsWith("?")) return path + next;
+  return `${path}?${new URLSearchParams({ cursor: next })}`;
 }
 
 export class Api {
@@ -73,7 +99,7 @@ export class Api {
     }
     const retryAfter = Number(response.headers.get("Retry-After")) || null;
     let message = error.message || FRIENDLY[code] || `The service answered ${response.status}.`;
-    if (code === "VALIDATION_ERROR") message = validationMessage(error.details) || message;
+    if (code === "VALIDATION_ERROR") message = validationMessage(fieldErrors(error.details)) || message;
     if (code === "RATE_LIMITED" && retryAfter) message = `Too many requests; try again in ${retryAfter} s.`;
     throw new ApiError(message, { status: response.status, code, details: error.details, retryAfter });
   }
@@ -123,8 +149,17 @@ export class Api {
   }
 
   // --- conversations and calls ---
-  conversations() {
-    return this.request("GET", "/conversations").then((d) => d.conversations);
+  /** Every conversation of mine. Follows ``next`` (a cursor or a link) when the service pages
+   * the list, and reads one page when it does not. */
+  async conversations() {
+    const all = [];
+    let path = "/conversations";
+    for (let pages = 0; path && pages < 100; pages += 1) {
+      const data = await this.request("GET", path);
+      all.push(...(data.conversations || []));
+      path = nextPath("/conversations", data.next);
+    }
+    return all;
   }
   conversation(conversationId) {
     return this.request("GET", `/conversations/${encodeURIComponent(conversationId)}`);

@@ -13,6 +13,9 @@ import { SignalingSocket } from "./sockets.js";
 
 const LIVE_PEER_STATES = new Set(["new", "connecting", "connected"]);
 const LEAVE_GRACE_MS = 5000;
+// While someone in a group call still rings, the call is read again this often: when a callee
+// of a call that goes on stops ringing unanswered, only that callee hears call_missed.
+const RINGING_REREAD_MS = 3000;
 
 export class MediaError extends Error {}
 
@@ -111,6 +114,8 @@ export class CallSession extends EventTarget {
     this.peers = new Map();
     this.pendingCandidates = new Map(); // candidates that came before their offer
     this.leaveTimers = new Map();
+    this.reconnecting = new Set(); // user ids the server said are reconnecting
+    this.departed = new Set(); // user ids whose signaling left for good (the call's record may lag)
     this.signaling = null;
     this.state = role === "caller" ? "outgoing" : "connecting";
     this.audioMuted = false;
@@ -155,6 +160,7 @@ export class CallSession extends EventTarget {
       }
     });
     this.signaling.addEventListener("ended", (e) => this.onSignalingEnded(e.detail));
+    this.watchRinging();
     this.signaling.addEventListener("unauthorized", (e) =>
       this.finish({ status: "failed" }, { message: e.detail.reason }),
     );
@@ -172,18 +178,22 @@ export class CallSession extends EventTarget {
         break;
       case "join":
         clearTimeout(this.leaveTimers.get(from));
+        this.departed.delete(from);
         this.peerPresent(from);
+        this.emit("roster");
         break;
       case "leave":
         this.peerLeft(from);
         break;
       case "participant_reconnecting":
         // Their connection to the server dropped; the server holds what we send them.
+        this.reconnecting.add(from);
         this.emit("peer-state", { userId: from, state: "reconnecting" });
         this.emit("state", { state: this.state, message: `${nameOf(from)} is reconnecting…` });
         break;
       case "participant_resumed": {
         clearTimeout(this.leaveTimers.get(from));
+        this.reconnecting.delete(from);
         const peer = this.peers.get(from);
         if (peer?.pc) this.emit("peer-state", { userId: from, state: peer.pc.connectionState });
         else this.peerPresent(from);
@@ -250,6 +260,7 @@ export class CallSession extends EventTarget {
     if (this.finished) return;
     const call = event.call || {};
     this.call = { ...this.call, ...call };
+    this.emit("roster"); // who rings, who answered, who declined
     switch (event.type) {
       case "call_accepted":
         if (this.state === "outgoing") this.setState("connecting", "Answered, connecting…");
@@ -304,6 +315,8 @@ export class CallSession extends EventTarget {
     if (!peer) return;
     peer.pc?.close();
     this.peers.delete(userId);
+    this.reconnecting.delete(userId);
+    this.departed.add(userId);
     this.emit("peer-removed", { userId });
     if (this.state === "connected" && !this.isMediaConnected()) this.setState("connecting", "Waiting for others…");
   }
@@ -352,6 +365,7 @@ export class CallSession extends EventTarget {
 
   onPeerConnectionState(peer) {
     const state = peer.pc.connectionState;
+    if (state === "connected") this.reconnecting.delete(peer.userId);
     this.emit("peer-state", { userId: peer.userId, state });
     if (state === "connected") {
       peer.everConnected = true;
@@ -365,6 +379,49 @@ export class CallSession extends EventTarget {
       if (this.selfId < peer.userId) this.offerTo(peer.userId).catch((err) => this.peerError(peer.userId, err));
       if (!this.isMediaConnected()) this.setState("reconnecting", "Connection lost, reconnecting…");
     }
+  }
+
+  /** Each other participant's part in the call as this tab sees it, by name:
+   * ``ringing`` (invited, not answered), ``connecting`` (answered, no media yet), ``connected``,
+   * ``reconnecting`` (their connection to the server or to us dropped), or how their part
+   * ended: ``declined``, ``missed``, ``left``. From the call's record (the events socket keeps it
+   * current), the signaling socket's join/leave/reconnecting messages, and the media connections. */
+  roster() {
+    // by name: the call's own order of participants is not one to rely on
+    const key = (p) => `${nameOf(p.user_id).toLocaleLowerCase()}\u0000${p.user_id}`;
+    return (this.call.participants || [])
+      .filter((p) => p.user_id !== this.selfId)
+      .sort((a, b) => key(a).localeCompare(key(b)))
+      .map((p) => ({ userId: p.user_id, state: this.rosterState(p) }));
+  }
+
+  rosterState(participant) {
+    const userId = participant.user_id;
+    const media = this.peers.get(userId)?.pc?.connectionState;
+    if (this.reconnecting.has(userId) || (media && ["disconnected", "failed"].includes(media))) return "reconnecting";
+    if (media === "connected") return "connected";
+    if (this.peers.has(userId)) return "connecting";
+    if (this.departed.has(userId) && participant.state === "joined") return "left";
+    if (participant.state === "joined") return "connecting";
+    return participant.state; // ringing, declined, missed, left
+  }
+
+  /** In a group call, read the call again while anyone rings (see RINGING_REREAD_MS). */
+  watchRinging() {
+    clearTimeout(this.ringingTimer);
+    const roster = this.roster();
+    if (this.finished || roster.length < 2 || !roster.some((r) => r.state === "ringing")) return;
+    this.ringingTimer = setTimeout(async () => {
+      try {
+        const call = await this.api.getCall(this.callId);
+        if (this.finished) return;
+        this.call = { ...this.call, participants: call.participants };
+        this.emit("roster");
+      } catch {
+        // the next read, or the events socket, will tell
+      }
+      this.watchRinging();
+    }, RINGING_REREAD_MS);
   }
 
   isMediaConnected() {
@@ -478,6 +535,7 @@ export class CallSession extends EventTarget {
     this.call = { ...this.call, ...call };
     this.finished = true;
     this.state = "ended";
+    clearTimeout(this.ringingTimer);
     this.signaling?.stop();
     for (const timer of this.leaveTimers.values()) clearTimeout(timer);
     for (const peer of this.peers.values()) peer.pc?.close();

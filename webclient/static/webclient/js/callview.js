@@ -7,10 +7,45 @@ import { nameOf } from "./people.js";
 
 const ENDED_LINGER_MS = 3000; // how long the outcome stays on screen before the call view closes
 
+// The two toggles: what the button shows in each state (its icon and its label both say it).
+const TOGGLES = {
+  "#toggle-audio": {
+    off: { icon: "icon-mic", label: "Mic on", title: "Mute the microphone" },
+    on: { icon: "icon-mic-off", label: "Mic off", title: "Unmute the microphone" },
+  },
+  "#toggle-video": {
+    off: { icon: "icon-cam", label: "Camera on", title: "Turn the camera off" },
+    on: { icon: "icon-cam-off", label: "Camera off", title: "Turn the camera on" },
+    none: { icon: "icon-cam-off", label: "No camera", title: "No camera in this call (audio only)" },
+  },
+};
+
+const ROSTER_LABELS = {
+  ringing: "Ringing…",
+  connecting: "Connecting…",
+  connected: "Connected",
+  reconnecting: "Reconnecting…",
+  declined: "Declined",
+  missed: "Didn't answer",
+  left: "Left",
+};
+
+/** Show a toggle pressed (``pressed``: the microphone muted, the camera off) or not; ``absent``:
+ * there is nothing to toggle (an audio call, or no usable camera). */
+function setToggle(selector, pressed, { absent = false } = {}) {
+  const button = $(selector);
+  const look = TOGGLES[selector][absent ? "none" : pressed ? "on" : "off"];
+  button.setAttribute("aria-pressed", String(pressed));
+  button.title = look.title;
+  button.querySelector(".icon").className = `icon ${look.icon}`;
+  button.querySelector(".label").textContent = look.label;
+}
+
 export class CallView {
-  constructor({ onClosed, onRingback }) {
+  constructor({ onClosed, onRingback, conversationName = () => "" }) {
     this.onClosed = onClosed;
     this.onRingback = onRingback;
+    this.conversationName = conversationName;
     this.session = null;
     this.timer = null;
     this.root = $("#call-view");
@@ -38,27 +73,36 @@ export class CallView {
     $("#call-timer").textContent = "";
     $("#local-video").srcObject = null;
     this.root.classList.remove("ended", "audio-only");
-    for (const id of ["#toggle-audio", "#toggle-video"]) $(id).setAttribute("aria-pressed", "false");
+    for (const selector of Object.keys(TOGGLES)) setToggle(selector, false);
     $("#local-audio-badge").hidden = true;
     $("#local-tile").dataset.videoMuted = "false";
+    $("#roster").replaceChildren();
+    $("#roster").hidden = true;
   }
 
   attach(session) {
     this.session = session;
     const others = session.call.participants.map((p) => p.user_id).filter((id) => id !== session.selfId);
-    $("#call-peer").textContent = others.map(nameOf).join(", ") || "Call";
+    const group = others.length > 1 ? this.conversationName(session.call.conversation_id) : "";
+    $("#call-peer").textContent = group || others.map(nameOf).join(", ") || "Call";
     $("#call-placeholder .avatar").textContent = initials($("#call-peer").textContent);
+    $("#local-avatar").textContent = initials(nameOf(session.selfId));
     $("#local-video").srcObject = session.localStream;
     this.root.classList.toggle("audio-only", !session.hasVideo);
     $("#toggle-video").disabled = !session.hasVideo;
+    setToggle("#toggle-video", false, { absent: !session.hasVideo });
     this.root.hidden = false;
     this.onState(session.state, session.role === "caller" ? `Calling ${$("#call-peer").textContent}…` : "Connecting…");
 
     // A session that is no longer on screen (hung up to answer another call) is not heard.
+    // The roster is drawn again after anything that can change it.
     const on = (type, handler) =>
       session.addEventListener(type, (e) => {
-        if (this.session === session) handler(e.detail);
+        if (this.session !== session) return;
+        handler(e.detail);
+        this.renderRoster();
       });
+    on("roster", () => {});
     on("state", (d) => this.onState(d.state, d.message));
     on("peer-added", (d) => this.addTile(d.userId));
     on("peer-stream", (d) => this.setStream(d.userId, d.stream));
@@ -71,6 +115,43 @@ export class CallView {
     on("notice", (d) => toast(d.message, { kind: "info" }));
     on("ended", (d) => this.onEnded(d));
     on("outcome", (d) => this.status(this.outcomeText(d.call)));
+    this.renderRoster();
+  }
+
+  /** In a group call, everyone else and where they are (ringing, connecting, connected,
+   * reconnecting, or how they left); someone still ringing gets a tile saying so. */
+  renderRoster() {
+    const session = this.session;
+    if (!session || session.finished) return;
+    const roster = session.roster();
+    const list = $("#roster");
+    list.hidden = roster.length < 2;
+    list.replaceChildren(
+      ...roster.map(({ userId, state }) =>
+        h(
+          "li",
+          { class: "roster-entry", dataset: { userId, state } },
+          h("span", { class: "avatar tiny", "aria-hidden": "true" }, initials(nameOf(userId))),
+          h("span", { class: "roster-name" }, nameOf(userId)),
+          h("span", { class: "roster-state" }, ROSTER_LABELS[state] || state),
+        ),
+      ),
+    );
+    if (roster.length < 2) return; // a one-to-one call shows whom it calls in the placeholder
+    for (const { userId, state } of roster) {
+      const tile = this.tile(userId);
+      if (state === "ringing" && !tile) {
+        this.addTile(userId);
+        this.setPeerState(userId, "ringing");
+      } else if (tile?.dataset.state === "ringing" && state !== "ringing") {
+        if (["declined", "missed", "left"].includes(state)) {
+          tile.remove();
+          this.updateGrid();
+        } else {
+          this.setPeerState(userId, state === "connected" ? "connected" : "new");
+        }
+      }
+    }
   }
 
   status(text) {
@@ -131,6 +212,7 @@ export class CallView {
     if (!tile) return;
     tile.dataset.state = state;
     const labels = {
+      ringing: "Ringing…",
       new: "Connecting…",
       connecting: "Connecting…",
       disconnected: "Reconnecting…",
@@ -153,8 +235,7 @@ export class CallView {
     if (!this.session) return;
     const muted = !this.session.audioMuted;
     this.session.setAudioMuted(muted);
-    $("#toggle-audio").setAttribute("aria-pressed", String(muted));
-    $("#toggle-audio .label").textContent = muted ? "Unmute" : "Mute";
+    setToggle("#toggle-audio", muted);
     $("#local-audio-badge").hidden = !muted;
   }
 
@@ -162,7 +243,7 @@ export class CallView {
     if (!this.session) return;
     const muted = !this.session.videoMuted;
     this.session.setVideoMuted(muted);
-    $("#toggle-video").setAttribute("aria-pressed", String(muted));
+    setToggle("#toggle-video", muted);
     $("#local-tile").dataset.videoMuted = String(muted);
   }
 

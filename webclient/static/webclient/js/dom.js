@@ -25,31 +25,73 @@ export function show(el, visible = true) {
   el.hidden = !visible;
 }
 
-/** A message in the corner; ``kind``: info, success, error. */
 /** Runs a form's submit: its button is disabled meanwhile, a failure's message is shown in the
- * form's .form-error, and the form is reset on success. Resolves to true when it succeeded. */
+ * form's .form-error (a validation error's messages each beside the field they are about), and
+ * the form is reset on success. Resolves to true when it succeeded. */
 export async function submitForm(event, action) {
   event.preventDefault();
   const form = event.target;
   const error = form.querySelector(".form-error");
   const button = form.querySelector("button[type=submit]");
   error.textContent = "";
+  clearFieldErrors(form);
   button.disabled = true;
   try {
     await action(form);
     form.reset();
     return true;
   } catch (err) {
-    error.textContent = err.message;
+    const placed = showFieldErrors(form, err.fieldErrors);
+    error.textContent = placed ? placed.rest : err.message;
+    if (placed?.first) placed.first.focus();
     return false;
   } finally {
     button.disabled = false;
   }
 }
 
-export function toast(message, { kind = "info", timeout = 6000 } = {}) {
-  const item = h("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : "status" }, message);
+function clearFieldErrors(form) {
+  for (const note of form.querySelectorAll(".field-error")) note.remove();
+  for (const input of form.querySelectorAll("[aria-invalid]")) {
+    input.removeAttribute("aria-invalid");
+    input.removeAttribute("aria-describedby");
+  }
+}
+
+/** Put each field's messages under its input. ``fieldErrors``: {field: "message"}. Returns the
+ * first input marked and the messages no input of this form could take (joined), or null when
+ * there is nothing to place. */
+function showFieldErrors(form, fieldErrors) {
+  if (!fieldErrors || !Object.keys(fieldErrors).length) return null;
+  let first = null;
+  const rest = [];
+  for (const [field, message] of Object.entries(fieldErrors)) {
+    const input = form.elements.namedItem(field);
+    if (!(input instanceof HTMLElement) || !input.closest("label")) {
+      rest.push(message);
+      continue;
+    }
+    const id = `${form.id}-${field}-error`;
+    input.closest("label").append(h("span", { class: "field-error", id }, message));
+    input.setAttribute("aria-invalid", "true");
+    input.setAttribute("aria-describedby", id);
+    first ??= input;
+  }
+  return { first, rest: rest.join(" ") };
+}
+
+/** A message in the corner; ``kind``: info, success, warning, error. ``action``: {label, onClick}
+ * adds a button that does it (and dismisses the message). */
+export function toast(message, { kind = "info", timeout = 6000, action = null } = {}) {
+  const item = h("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : "status" }, h("span", {}, message));
   const close = () => item.remove();
+  if (action) {
+    const run = () => {
+      close();
+      action.onClick();
+    };
+    item.append(h("button", { class: "toast-action", type: "button", onclick: run }, action.label));
+  }
   item.append(h("button", { class: "toast-close", type: "button", "aria-label": "Dismiss", onclick: close }, "×"));
   $("#toasts").append(item);
   if (timeout) setTimeout(close, timeout);

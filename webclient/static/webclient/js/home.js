@@ -26,15 +26,18 @@ export function conversationTitle(conversation, selfId) {
 }
 
 export class Home {
-  constructor({ api, session, onCall }) {
+  constructor({ api, session, onCall, onCallBack }) {
     this.api = api;
     this.session = session;
     this.onCall = onCall;
+    this.onCallBack = onCallBack;
     this.cursor = null;
+    this.historyRead = 0; // a newer read of the history wins over a slower older one
     $("#tab-conversations").addEventListener("click", () => this.showPanel("conversations"));
     $("#tab-history").addEventListener("click", () => this.showPanel("history"));
     $("#history-more").addEventListener("click", () => this.loadHistory({ more: true }));
     $("#conversation-form").addEventListener("submit", (e) => this.createConversation(e));
+    $("#history-missed").addEventListener("change", () => this.loadHistory());
   }
 
   get panel() {
@@ -145,20 +148,29 @@ export class Home {
 
   // --- history ------------------------------------------------------------------------------
 
+  /** "Missed calls only": calls to me that nobody answered. */
+  historyFilter() {
+    return $("#history-missed").checked ? { status: "missed", direction: "incoming" } : {};
+  }
+
   async loadHistory({ more = false } = {}) {
     const list = $("#history-list");
     if (!more) this.cursor = null;
+    const read = ++this.historyRead;
+    const filter = this.historyFilter();
     list.setAttribute("aria-busy", "true");
+    list.dataset.filter = filter.status || "all";
     try {
       const [page, analytics] = await Promise.all([
-        this.api.history({ cursor: more ? this.cursor : undefined }),
+        this.api.history({ cursor: more ? this.cursor : undefined, ...filter }),
         more ? null : this.api.analytics(),
       ]);
       await this.learnNames(page.calls);
+      if (read !== this.historyRead) return; // the filter changed meanwhile: a newer read shows
       const rows = page.calls.map((c) => this.historyRow(c));
+      const none = filter.status ? "No missed calls." : "No calls yet.";
       if (more) list.append(...rows);
-      else
-        list.replaceChildren(...(rows.length ? rows : [h("p", { class: "empty" }, "No calls yet.")]));
+      else list.replaceChildren(...(rows.length ? rows : [h("p", { class: "empty" }, none)]));
       this.cursor = page.next_cursor;
       $("#history-more").hidden = !this.cursor;
       if (analytics) this.renderAnalytics(analytics);
@@ -215,19 +227,36 @@ export class Home {
         h("span", { class: `status status-${call.status}` }, label),
         h("span", { class: "duration" }, call.duration_seconds ? formatDuration(call.duration_seconds) : "—"),
       ),
+      h(
+        "button",
+        {
+          class: "button secondary small call-back",
+          type: "button",
+          title: `Call ${others.map(nameOf).join(", ") || "them"} again (${call.call_type})`,
+          disabled: others.length === 0,
+          onclick: () => this.onCallBack(call),
+        },
+        "Call back",
+      ),
     );
   }
 
   renderAnalytics(a) {
-    const stat = (label, value, key) =>
-      h("div", { class: "stat", dataset: { stat: key } }, h("div", { class: "stat-value" }, value), h("div", { class: "stat-label" }, label));
+    // Each label says what it counts (the service's analytics: GET /v1/calls/analytics).
+    const stat = (label, value, key, title) =>
+      h(
+        "div",
+        { class: "stat", dataset: { stat: key }, title },
+        h("div", { class: "stat-value" }, value),
+        h("div", { class: "stat-label" }, label),
+      );
     $("#analytics").replaceChildren(
-      stat("Calls", a.total, "total"),
-      stat("Answered", a.answered, "answered"),
-      stat("Missed", a.missed, "missed"),
-      stat("Answer rate", `${Math.round((a.answer_rate || 0) * 100)}%`, "answer_rate"),
-      stat("Average", formatDuration(a.avg_duration_seconds || 0), "avg_duration"),
-      stat("Talk time", formatDuration(a.total_talk_seconds || 0), "talk_time"),
+      stat("Calls", a.total, "total", "Every call you made or received"),
+      stat("Answered", a.answered, "answered", "Calls someone answered"),
+      stat("Missed", a.missed, "missed", "Calls nobody answered"),
+      stat("Answer rate", `${Math.round((a.answer_rate || 0) * 100)}%`, "answer_rate", "Answered calls out of all calls"),
+      stat("Avg. answered call", formatDuration(a.avg_duration_seconds || 0), "avg_duration", "Average length of an answered call (minutes:seconds)"),
+      stat("Total talk time", formatDuration(a.total_talk_seconds || 0), "talk_time", "All answered calls together (minutes:seconds)"),
     );
   }
 

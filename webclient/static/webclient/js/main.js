@@ -4,12 +4,22 @@
 import { Api } from "./api.js";
 import { CallSession, MediaError, describeOutcome, openLocalMedia } from "./call.js";
 import { CallView } from "./callview.js";
-import { $, hideBanner, showBanner, submitForm, toast } from "./dom.js";
+import { $, hideBanner, initials, showBanner, submitForm, toast } from "./dom.js";
 import { Home, otherMembers } from "./home.js";
+import { CallNotifier } from "./notify.js";
 import { Ringer } from "./ringer.js";
-import { forgetPeople, knowsConversation, learnConversation, nameOf, rememberPerson, within } from "./people.js";
+import {
+  conversationOf,
+  forgetPeople,
+  groupName,
+  knowsConversation,
+  learnConversation,
+  nameOf,
+  rememberPerson,
+  within,
+} from "./people.js";
 import { Session } from "./session.js";
-import { EventsSocket } from "./sockets.js";
+import { EventsSocket, NOT_ANSWERING } from "./sockets.js";
 
 const TERMINAL = new Set(["ended", "missed", "declined", "cancelled", "failed"]);
 // An incoming call of a conversation not loaded here waits this long for its members' names
@@ -30,7 +40,13 @@ class App {
     this.naming = new Set(); // call ids in `incoming` that wait (briefly) for the caller's name
     this.settled = new Set(); // call ids that rang here and were answered, declined or stopped
     this.ringer = new Ringer();
-    this.home = new Home({ api: this.api, session: this.session, onCall: (c, type) => this.startCall(c, type) });
+    this.notifier = new CallNotifier();
+    this.home = new Home({
+      api: this.api,
+      session: this.session,
+      onCall: (c, type) => this.startCall(c, type),
+      onCallBack: (call) => this.callBack(call),
+    });
     this.callView = new CallView({
       onClosed: () => {
         this.call = null;
@@ -38,7 +54,10 @@ class App {
         this.renderIncoming();
       },
       onRingback: (on) => (on ? this.ringer.start("ringback") : this.ringer.kind === "ringback" && this.ringer.stop()),
+      conversationName: (conversationId) => groupName(conversationOf(conversationId), this.session.userId),
     });
+    // A call that starts ringing while the tab is visible and goes on ringing after it is hidden.
+    document.addEventListener("visibilitychange", () => this.renderIncoming());
     this.bindForms();
     // For tests and troubleshooting (the end-to-end tests read WebRTC stats through it).
     window.secureconnect = { app: this, stats: () => this.call?.stats() ?? Promise.resolve([]) };
@@ -51,8 +70,9 @@ class App {
       this.afterLogin();
     } catch (error) {
       if (this.session.loggedIn) {
-        // The service is unreachable, not a bad token: stay logged in and let the socket retry.
-        toast(error.message, { kind: "error" });
+        // Not a bad token: stay logged in and let the socket retry. Unreachable, its banner says
+        // so (once, not here as well); the lists reload when it is back.
+        if (!error.unreachable) toast(error.message, { kind: "error" });
         this.afterLogin();
       } else {
         this.showLogin();
@@ -89,6 +109,15 @@ class App {
       }),
     );
     $("#logout").addEventListener("click", () => this.logout());
+    $("#notify-calls").addEventListener("click", async () => {
+      const permission = await this.notifier.ask();
+      this.renderNotifyButton();
+      if (permission === "denied") {
+        toast("Call alerts are blocked in this browser's site settings.", { kind: "warning" });
+      } else if (permission === "granted") {
+        toast("You will be alerted to calls while this tab is in the background.", { kind: "success", timeout: 4000 });
+      }
+    });
     $("#accept-call").addEventListener("click", () => this.acceptCall(this.ringingCallId()));
     $("#decline-call").addEventListener("click", () => this.declineCall(this.ringingCallId()));
   }
@@ -97,9 +126,15 @@ class App {
     if (await submitForm(event, action)) this.afterLogin();
   }
 
+  /** "Call alerts" is offered while the browser has not been asked yet. */
+  renderNotifyButton() {
+    $("#notify-calls").hidden = !this.session.loggedIn || this.notifier.permission !== "default";
+  }
+
   showLogin() {
     this.showScreen("login");
     $("#logout").hidden = true;
+    $("#notify-calls").hidden = true;
     $("#me-name").textContent = "";
     this.setConnection("offline", "offline");
     forgetPeople();
@@ -110,6 +145,7 @@ class App {
     rememberPerson(user);
     $("#me-name").textContent = user.display_name || user.username;
     $("#logout").hidden = false;
+    this.renderNotifyButton();
     this.showScreen("home");
     this.home.showPanel("conversations");
     this.startEvents();
@@ -153,15 +189,26 @@ class App {
       if (state === "online") {
         this.setConnection("online", "live");
         hideBanner();
-        if (reconnected) toast("Reconnected.", { kind: "success", timeout: 2500 });
+        if (reconnected) {
+          toast("Reconnected.", { kind: "success", timeout: 2500 });
+          // What was read while the service was away (or failed to load) is read again.
+          if (!this.call) this.home.refresh();
+        }
         this.recoverRinging();
       }
       if (state === "retrying") {
         const until = Date.now() + delay;
+        const frozen = e.detail.code === NOT_ANSWERING;
         const tick = () => {
           const seconds = Math.max(0, Math.ceil((until - Date.now()) / 1000));
-          this.setConnection("retrying", seconds ? `retrying in ${seconds} s` : "reconnecting…");
-          showBanner(`Connection lost: ${reason} Retrying${seconds ? ` in ${seconds} s` : "…"}`);
+          const label = frozen ? "not answering" : seconds ? `retrying in ${seconds} s` : "reconnecting…";
+          this.setConnection("retrying", label);
+          const what = frozen
+            ? "The service is not answering."
+            : e.detail.code === 1006
+              ? "Cannot reach the service."
+              : `Connection lost: ${reason}`;
+          showBanner(`${what} Retrying${seconds ? ` in ${seconds} s` : "…"}`);
         };
         tick();
         countdown = setInterval(tick, 1000);
@@ -223,8 +270,12 @@ class App {
     let message;
     if (event.type === "call_accepted" && self) message = "Answered on another device.";
     else if (event.type === "call_declined" && self) message = "Declined on another device.";
-    else message = describeOutcome(call, { selfId: this.session.userId, nameOf });
-    toast(message, { kind: self ? "info" : "warning", timeout: 8000 });
+    else if (event.type === "call_missed" && call.status !== "missed") {
+      message = `Missed call from ${nameOf(call.caller_id)}`; // a group call that goes on without me
+    } else message = describeOutcome(call, { selfId: this.session.userId, nameOf });
+    const missed = event.type === "call_missed" && call.caller_id !== this.session.userId;
+    const action = missed ? { label: "Call back", onClick: () => this.callBack(call) } : null;
+    toast(message, { kind: self ? "info" : "warning", timeout: missed ? 20000 : 8000, action });
   }
 
   /** Ring for an incoming call, once its conversation's names are known (waiting at most
@@ -261,6 +312,7 @@ class App {
   renderIncoming() {
     const callId = this.ringingCallId();
     const panel = $("#incoming-call");
+    this.notifier.stopAllBut(new Set(this.incoming.keys()));
     if (!callId) {
       panel.hidden = true;
       document.body.dataset.ringing = "false";
@@ -268,13 +320,24 @@ class App {
       return;
     }
     const event = this.incoming.get(callId);
+    const caller = nameOf(event.caller_id);
+    const group = groupName(conversationOf(event.conversation_id), this.session.userId);
+    const kind = `${event.call_type === "video" ? "video" : "audio"} call`;
     panel.dataset.callId = callId;
-    $("#incoming-title").textContent = `${nameOf(event.caller_id)} is calling`;
-    $("#incoming-kind").textContent = event.call_type === "video" ? "Incoming video call" : "Incoming audio call";
+    panel.dataset.group = String(Boolean(group));
+    $("#incoming-avatar").textContent = initials(caller);
+    $("#incoming-title").textContent = `${caller} is calling`;
+    $("#incoming-kind").textContent = group ? `Incoming group ${kind}` : `Incoming ${kind}`;
+    $("#incoming-group").textContent = group;
+    $("#incoming-group").hidden = !group;
     $("#accept-call").textContent = this.call && !this.call.finished ? "End current and accept" : "Accept";
     panel.hidden = false;
     document.body.dataset.ringing = "true";
     this.ringer.start("incoming");
+    this.notifier.ring(callId, {
+      title: `${caller} is calling`,
+      body: group ? `Incoming group ${kind} · ${group}` : `Incoming ${kind}`,
+    });
   }
 
   // --- calls ----------------------------------------------------------------------------------
@@ -285,6 +348,11 @@ class App {
     try {
       iceServers = (await this.api.iceServers()).ice_servers;
     } catch (error) {
+      if (error.unreachable) {
+        // No call can start without the service: say that once, not "connecting directly" first.
+        media.stream.getTracks().forEach((t) => t.stop());
+        throw error;
+      }
       toast(`No STUN/TURN servers (${error.message}); connecting directly.`, { kind: "warning" });
     }
     if (media.notice) toast(media.notice, { kind: "warning" });
@@ -297,8 +365,10 @@ class App {
       return;
     }
     this.busy = true;
+    this.notifier.ask(); // a natural moment: the person is making a call (the answer comes later)
     const calleeIds = otherMembers(conversation, this.session.userId);
-    this.callView.preparing(calleeIds.map(nameOf).join(", "), "Starting…");
+    const title = groupName(conversation, this.session.userId) || calleeIds.map(nameOf).join(", ");
+    this.callView.preparing(title, "Starting…");
     let media = null;
     try {
       media = await this.prepareMedia(callType);
@@ -324,10 +394,26 @@ class App {
     }
   }
 
+  /** Call the people of a past call again (from history, or a missed call's message). */
+  async callBack(call) {
+    let conversation = conversationOf(call.conversation_id);
+    if (!conversation) {
+      try {
+        conversation = await this.api.conversation(call.conversation_id);
+      } catch (error) {
+        toast(this.callError(error), { kind: "error", timeout: 10000 });
+        return;
+      }
+    }
+    this.home.showPanel("conversations");
+    await this.startCall(conversation, call.call_type);
+  }
+
   async acceptCall(callId) {
     if (!callId || this.busy) return;
     const event = this.incoming.get(callId);
     this.busy = true;
+    this.notifier.ask();
     this.settle(callId);
     await this.call?.hangup();
     this.callView.preparing(nameOf(event.caller_id), "Answering…");
@@ -359,6 +445,9 @@ class App {
 
   callError(error) {
     if (error instanceof MediaError) return error.message;
+    if (error.unreachable) {
+      return "Cannot reach the service, so the call did not start. This page reconnects by itself; try again when it says live.";
+    }
     if (error.code === "CONFLICT") return `The call is over or full: ${error.message}`;
     if (error.code === "FORBIDDEN") return `Not allowed: ${error.message}`;
     if (error.code === "NOT_FOUND") return "That call no longer exists.";

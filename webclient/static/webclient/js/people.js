@@ -10,7 +10,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const UNKNOWN = "Someone";
 
 const names = new Map(); // user_id -> the name to show
-const knownConversations = new Set(); // conversation ids whose members are in `names`
+const knownConversations = new Map(); // conversation id -> the conversation (its members are in `names`)
 const pending = new Map(); // conversation id -> the GET in flight, shared by whoever waits for it
 
 // Earlier versions kept everyone who logged in on this browser, emails included, in localStorage.
@@ -30,7 +30,19 @@ export function rememberPerson(person) {
 /** Remember every member of a conversation as the API returned it. */
 export function rememberConversation(conversation) {
   for (const member of conversation?.members || []) rememberPerson(member);
-  if (conversation?.conversation_id) knownConversations.add(conversation.conversation_id);
+  if (conversation?.conversation_id) knownConversations.set(conversation.conversation_id, conversation);
+}
+
+/** The conversation as last read here ({conversation_id, type, title, members}), or undefined. */
+export function conversationOf(conversationId) {
+  return knownConversations.get(conversationId);
+}
+
+/** A group conversation's name to show: its title, else its other members' names. */
+export function groupName(conversation, selfId) {
+  if (!conversation || conversation.type !== "group") return "";
+  const others = conversation.members.map((m) => m.user_id).filter((id) => id !== selfId);
+  return conversation.title || others.map(nameOf).join(", ");
 }
 
 export function knowsConversation(conversationId) {

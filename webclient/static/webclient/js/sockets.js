@@ -6,8 +6,15 @@
 // times when the connection drops, never when the server says the call is over.
 
 // The server keeps sockets alive with protocol pings a browser cannot see; an application ping
-// every 20 s lets the client see that the server still answers.
-const PING_INTERVAL_MS = 20_000;
+// every 10 s lets the client see that the server still answers. A server that is frozen (its
+// process stopped, its machine swapping) keeps the TCP connection open and says nothing: with
+// no answer to a ping within HEARTBEAT_TIMEOUT_MS, or no open socket within CONNECT_TIMEOUT_MS,
+// the socket is given up and retried, so a frozen server is noticed within 20 s.
+const PING_INTERVAL_MS = 10_000;
+const HEARTBEAT_TIMEOUT_MS = 10_000;
+const CONNECT_TIMEOUT_MS = 10_000;
+// The close code this client reports for a server that stopped answering (none is sent).
+export const NOT_ANSWERING = 4999;
 
 export const CLOSE_REASONS = {
   1000: "Closed.",
@@ -21,6 +28,7 @@ export const CLOSE_REASONS = {
   4429: "The server is busy.",
   4490: "The server closed the connection (too many or invalid messages).",
   4503: "The service is temporarily unavailable.",
+  [NOT_ANSWERING]: "The service is not answering.",
 };
 
 // Codes after which trying again cannot help.
@@ -44,6 +52,8 @@ class JsonSocket extends EventTarget {
     this.api = api;
     this.ws = null;
     this.pinger = null;
+    this.watchdog = null; // fires when the server has not answered in time
+    this.awaitingAnswer = false;
     this.lastError = null;
     this.stopped = false;
   }
@@ -56,13 +66,16 @@ class JsonSocket extends EventTarget {
     this.lastError = null;
     const ws = new WebSocket(socketUrl(this.path), ["bearer", this.api.session.accessToken]);
     this.ws = ws;
+    this.expectAnswer(CONNECT_TIMEOUT_MS);
     ws.addEventListener("open", () => {
       if (ws !== this.ws) return;
-      this.pinger = setInterval(() => this.send({ type: "ping" }), PING_INTERVAL_MS);
+      this.answered();
+      this.pinger = setInterval(() => this.heartbeat(), PING_INTERVAL_MS);
       this.opened();
     });
     ws.addEventListener("message", (event) => {
       if (ws !== this.ws) return;
+      this.answered(); // anything from the server shows it is alive
       let message;
       try {
         message = JSON.parse(event.data);
@@ -79,12 +92,39 @@ class JsonSocket extends EventTarget {
     ws.addEventListener("close", (event) => {
       if (ws !== this.ws) return;
       clearInterval(this.pinger);
+      this.answered();
       this.ws = null;
       if (this.stopped) return;
       const code = this.lastError?.close_code ?? event.code;
       const reason = this.lastError?.message || event.reason || CLOSE_REASONS[code] || CLOSE_REASONS[1006];
       this.closed(code, reason);
     });
+  }
+
+  heartbeat() {
+    if (this.awaitingAnswer) return; // the last ping's deadline stands
+    if (this.send({ type: "ping" })) this.expectAnswer(HEARTBEAT_TIMEOUT_MS);
+  }
+
+  /** Unless the server says something within ``ms``, drop this socket as dead and retry. */
+  expectAnswer(ms) {
+    clearTimeout(this.watchdog);
+    const ws = this.ws;
+    this.awaitingAnswer = true;
+    this.watchdog = setTimeout(() => {
+      this.awaitingAnswer = false;
+      if (ws !== this.ws || this.stopped) return;
+      // A frozen server would not complete a closing handshake: forget the socket at once.
+      clearInterval(this.pinger);
+      this.ws = null;
+      ws.close();
+      this.closed(NOT_ANSWERING, CLOSE_REASONS[NOT_ANSWERING]);
+    }, ms);
+  }
+
+  answered() {
+    clearTimeout(this.watchdog);
+    this.awaitingAnswer = false;
   }
 
   send(message) {
@@ -98,6 +138,7 @@ class JsonSocket extends EventTarget {
   stop() {
     this.stopped = true;
     clearInterval(this.pinger);
+    this.answered();
     clearTimeout(this.retryTimer);
     if (this.ws) this.ws.close(1000);
     this.ws = null;
@@ -116,7 +157,7 @@ class JsonSocket extends EventTarget {
       }
       delay = 0;
     }
-    this.emit("status", { state: "retrying", reason, delay });
+    this.emit("status", { state: "retrying", reason, delay, code });
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {
       if (!this.stopped) this.connect();
