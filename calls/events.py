@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db import connection, transaction
 
@@ -43,6 +44,9 @@ class CallEvent:
     actor_id: str | None = None
     reason: str = ""
     stopped_ringing_ids: tuple[str, ...] = field(default_factory=tuple)
+    # When the callees' ringing times out (``services.call_ring_deadline``), for listeners that
+    # must not outlive it (an incoming-call push).
+    ring_deadline: datetime | None = None
 
     @property
     def ringing_ids(self) -> tuple[str, ...]:

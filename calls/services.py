@@ -264,7 +264,7 @@ def call_expire(*, call_id, now: datetime | None = None) -> WriteResult | None:
     def mutate(record, source):
         if record is None:
             raise CallNotFound()
-        deadline = lifecycle.ring_deadline(record.call, settings.CALL_RING_TIMEOUT)
+        deadline = call_ring_deadline(record.call)
         return _with_timeline(
             record, lambda: lifecycle.ring_timeout(record.call, record.participants, deadline=deadline, now=now)
         )
@@ -291,14 +291,19 @@ def _ringing_overdue(record: CallRecord, now: datetime) -> bool:
         return False
     if not any(p.state == CallParticipant.State.RINGING for p in record.participants):
         return False
-    return lifecycle.ring_deadline(record.call, settings.CALL_RING_TIMEOUT) <= now
+    return call_ring_deadline(record.call) <= now
+
+
+def call_ring_deadline(call: Call) -> datetime:
+    """When the callees of ``call`` stop ringing: the one place that applies CALL_RING_TIMEOUT."""
+    return lifecycle.ring_deadline(call, settings.CALL_RING_TIMEOUT)
 
 
 def call_expire_due(*, now: datetime | None = None) -> int:
     """Expire the ringing of every callee who has rung longer than CALL_RING_TIMEOUT, in calls
     still ringing and in answered ones; how many calls changed."""
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.CALL_RING_TIMEOUT)
+    cutoff = now - (call_ring_deadline(Call(started_at=now)) - now)  # started by then: rung out
     if availability.is_limited():
         due = [
             payload["call"]["id"]
@@ -490,13 +495,18 @@ def _publish(result: WriteResult, event_type: str | None, *, actor_id, with_end:
     recipients = tuple(str(p.user_id) for p in participants)
     stopped = tuple(str(p.user_id) for p in result.outcome.stopped_ringing)
     actor = str(actor_id) if actor_id else None
+    deadline = call_ring_deadline(call)
+
+    def event(kind: str) -> CallEvent:
+        return CallEvent(kind, payload, recipients, actor, call.end_reason, stopped, ring_deadline=deadline)
+
     published = []
     if result.outcome.call_ended and with_end:
         specific = TERMINAL_EVENTS.get(call.status)
         if specific and specific != event_type:
-            published.append(CallEvent(specific, payload, recipients, actor, call.end_reason, stopped))
+            published.append(event(specific))
     if event_type:
-        published.insert(0, CallEvent(event_type, payload, recipients, actor, call.end_reason, stopped))
+        published.insert(0, event(event_type))
     if result.outcome.call_ended and with_end:
-        published.append(CallEvent(EventType.CALL_ENDED, payload, recipients, actor, call.end_reason, stopped))
+        published.append(event(EventType.CALL_ENDED))
     events.publish_on_commit(*published)

@@ -113,7 +113,7 @@ def deliver_plan(*, event: CallEvent, plan: list[PlannedPush]) -> None:
 
 def _notification(planned: PlannedPush, event: CallEvent, caller_name: str) -> notifications.PushNotification:
     if planned.kind == PushKind.INCOMING_CALL:
-        return notifications.incoming_call(call=event.call, caller_name=caller_name)
+        return notifications.incoming_call(call=event.call, caller_name=caller_name, expires_at=event.ring_deadline)
     if planned.kind == PushKind.CALL_CANCELLED:
         return notifications.call_cancelled(call=event.call, reason=planned.reason)
     if planned.kind == PushKind.MISSED_CALL:

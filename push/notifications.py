@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from core.timefmt import iso_z
 
@@ -61,17 +60,6 @@ class PushNotification:
         return self.expires_at is not None and (now or timezone.now()) >= self.expires_at
 
 
-def ring_timeout_seconds() -> int:
-    # The calls app owns CALL_RING_TIMEOUT; 60 s is its documented default.
-    return int(getattr(settings, "CALL_RING_TIMEOUT", 60))
-
-
-def ring_expires_at(call: dict) -> datetime:
-    """When the call's ringing times out: start + CALL_RING_TIMEOUT."""
-    started_at = parse_datetime(call.get("started_at") or "") or timezone.now()
-    return started_at + timedelta(seconds=ring_timeout_seconds())
-
-
 def _call_fields(call: dict) -> dict[str, str]:
     return {
         "call_id": str(call["call_id"]),
@@ -85,10 +73,11 @@ def _call_label(call: dict) -> str:
     return "video call" if call.get("call_type") == "video" else "audio call"
 
 
-def incoming_call(*, call: dict, caller_name: str, now: datetime | None = None) -> PushNotification:
+def incoming_call(
+    *, call: dict, caller_name: str, expires_at: datetime, now: datetime | None = None
+) -> PushNotification:
     """Ring the callee. FCM keeps it no longer than the ring window lasts."""
     now = now or timezone.now()
-    expires_at = ring_expires_at(call)
     remaining = max(1, math.ceil((expires_at - now).total_seconds()))
     return PushNotification(
         kind=PushKind.INCOMING_CALL,
@@ -101,7 +90,7 @@ def incoming_call(*, call: dict, caller_name: str, now: datetime | None = None) 
             "timestamp": iso_z(now),
             "expires_at": iso_z(expires_at),
         },
-        ttl_seconds=min(ring_timeout_seconds(), remaining),
+        ttl_seconds=remaining,
         expires_at=expires_at,
         alert=Alert(
             title=f"Incoming {_call_label(call)}",
@@ -124,7 +113,7 @@ def call_cancelled(*, call: dict, reason: str, now: datetime | None = None) -> P
             "reason": reason,
             "timestamp": iso_z(now),
         },
-        ttl_seconds=ring_timeout_seconds(),
+        ttl_seconds=settings.CALL_RING_TIMEOUT,
     )
 
 

@@ -55,6 +55,18 @@ def test_initiate_writes_a_ringing_call_with_every_participant(trio, received):
     assert set(received[0].recipient_ids) == {str(caller.id), str(alice.id), str(bob.id)}
 
 
+def test_an_incoming_call_event_says_who_rings_and_until_when(trio, received, settings):
+    """Listeners (signaling, push) read both from the event, never from the call on their own."""
+    settings.CALL_RING_TIMEOUT = 42
+    caller, alice, bob, conversation = trio
+    result = initiate(caller, [alice, bob], conversation)
+    (incoming,) = received
+    assert set(incoming.ringing_ids) == {str(alice.id), str(bob.id)}
+    assert incoming.ring_deadline == result.record.call.started_at + timedelta(seconds=42)
+    services.call_join(call_id=result.record.call.id, user_id=alice.id)
+    assert received[-1].ringing_ids == (str(bob.id),)
+
+
 @pytest.mark.parametrize(
     ("callees", "message"),
     [

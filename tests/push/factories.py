@@ -4,6 +4,7 @@ database), and events shaped like ``calls.events``."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from django.utils import timezone
 
@@ -32,8 +33,9 @@ def call_dict(*, caller_id, callees, status="ringing", call_type="video", starte
     return {**call_to_dict(call, participants), **fields}
 
 
-def event(type, call, *, actor_id=None, reason="", stopped_ringing_ids=()) -> CallEvent:
+def event(type, call, *, actor_id=None, reason="", stopped_ringing_ids=(), ring_deadline=None) -> CallEvent:
     return CallEvent(
+        ring_deadline=ring_deadline or in_a_minute(),
         type=type,
         call=call,
         recipient_ids=tuple(p["user_id"] for p in call["participants"]),
@@ -41,3 +43,8 @@ def event(type, call, *, actor_id=None, reason="", stopped_ringing_ids=()) -> Ca
         reason=reason,
         stopped_ringing_ids=tuple(str(u) for u in stopped_ringing_ids),
     )
+
+
+def in_a_minute():
+    """A ring deadline for pushes built directly (the service gives ``CallEvent.ring_deadline``)."""
+    return timezone.now() + timedelta(seconds=60)

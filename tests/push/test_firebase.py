@@ -13,7 +13,7 @@ from push.models import Device
 from push.services import device_register
 from tests.factories import make_user
 from tests.push.conftest import PROJECT_ID
-from tests.push.factories import call_dict
+from tests.push.factories import call_dict, in_a_minute
 
 pytestmark = [pytest.mark.portable, pytest.mark.django_db]
 
@@ -28,7 +28,7 @@ def callee():
 def test_incoming_call_goes_out_as_a_high_priority_data_message(firebase_provider, fcm_server, callee, settings):
     settings.CALL_RING_TIMEOUT = 60
     call = call_dict(caller_id="caller-id", callees=[callee.id])
-    push = notifications.incoming_call(call=call, caller_name="Ada")
+    push = notifications.incoming_call(call=call, caller_name="Ada", expires_at=in_a_minute())
 
     report = push_send(user_ids=[callee.id], notification=push)
 
@@ -103,7 +103,10 @@ def test_every_active_device_of_every_user_receives_it(firebase_provider, fcm_se
     device_register(user_id=bystander.id, token="bystander-phone", platform="android")
     call = call_dict(caller_id=bystander.id, callees=[ann.id, bob.id])
 
-    report = push_send(user_ids=[ann.id, bob.id], notification=notifications.incoming_call(call=call, caller_name="C"))
+    report = push_send(
+        user_ids=[ann.id, bob.id],
+        notification=notifications.incoming_call(call=call, caller_name="C", expires_at=in_a_minute()),
+    )
 
     expected = {"ann-phone", "ann-tablet", "bob-phone", "bob-browser"}
     assert set(report.sent) == expected
@@ -114,7 +117,10 @@ def test_quota_exceeded_is_retried_with_backoff_until_it_succeeds(firebase_provi
     fcm_server.script("android-fid-1", "quota", "quota", "ok")
     call = call_dict(caller_id="caller-id", callees=[callee.id])
 
-    report = push_send(user_ids=[callee.id], notification=notifications.incoming_call(call=call, caller_name="Ada"))
+    report = push_send(
+        user_ids=[callee.id],
+        notification=notifications.incoming_call(call=call, caller_name="Ada", expires_at=in_a_minute()),
+    )
 
     assert report.sent == ["android-fid-1"]
     assert report.attempts == 3
@@ -128,7 +134,10 @@ def test_server_errors_are_retried_and_only_the_failed_device_is_sent_again(
     fcm_server.script("ios-fid-2", "bad_gateway", "internal", "ok")
     call = call_dict(caller_id="caller-id", callees=[callee.id])
 
-    report = push_send(user_ids=[callee.id], notification=notifications.incoming_call(call=call, caller_name="Ada"))
+    report = push_send(
+        user_ids=[callee.id],
+        notification=notifications.incoming_call(call=call, caller_name="Ada", expires_at=in_a_minute()),
+    )
 
     assert sorted(report.sent) == ["android-fid-1", "ios-fid-2"]
     assert fcm_server.replies("android-fid-1") == ["ok"]
@@ -141,7 +150,10 @@ def test_retries_are_bounded(firebase_provider, fcm_server, callee, fast_retries
     fcm_server.script("android-fid-1", *["quota"] * 10)
     call = call_dict(caller_id="caller-id", callees=[callee.id])
 
-    report = push_send(user_ids=[callee.id], notification=notifications.incoming_call(call=call, caller_name="Ada"))
+    report = push_send(
+        user_ids=[callee.id],
+        notification=notifications.incoming_call(call=call, caller_name="Ada", expires_at=in_a_minute()),
+    )
 
     assert report.failed == ["android-fid-1"]
     assert report.attempts == fast_retries.PUSH_RETRY_ATTEMPTS == 3
@@ -157,7 +169,10 @@ def test_a_dead_token_is_deactivated_at_once_and_not_retried(
     fcm_server.script("android-fid-1", reply)
     call = call_dict(caller_id="caller-id", callees=[callee.id])
 
-    report = push_send(user_ids=[callee.id], notification=notifications.incoming_call(call=call, caller_name="Ada"))
+    report = push_send(
+        user_ids=[callee.id],
+        notification=notifications.incoming_call(call=call, caller_name="Ada", expires_at=in_a_minute()),
+    )
 
     assert report.dead == ["android-fid-1"]
     assert report.sent == ["ios-fid-2"]
@@ -170,7 +185,10 @@ def test_a_bad_message_does_not_deactivate_the_device(firebase_provider, fcm_ser
     fcm_server.script("android-fid-1", "invalid_payload")
     call = call_dict(caller_id="caller-id", callees=[callee.id])
 
-    report = push_send(user_ids=[callee.id], notification=notifications.incoming_call(call=call, caller_name="Ada"))
+    report = push_send(
+        user_ids=[callee.id],
+        notification=notifications.incoming_call(call=call, caller_name="Ada", expires_at=in_a_minute()),
+    )
 
     assert report.failed == ["android-fid-1"]
     assert len(fcm_server.replies("android-fid-1")) == 1
@@ -179,9 +197,15 @@ def test_a_bad_message_does_not_deactivate_the_device(firebase_provider, fcm_ser
 
 def test_an_expired_incoming_call_is_not_sent(firebase_provider, fcm_server, callee, settings):
     settings.CALL_RING_TIMEOUT = 60
-    call = call_dict(caller_id="caller-id", callees=[callee.id], started_at=timezone.now() - timedelta(seconds=61))
+    started = timezone.now() - timedelta(seconds=61)
+    call = call_dict(caller_id="caller-id", callees=[callee.id], started_at=started)
 
-    report = push_send(user_ids=[callee.id], notification=notifications.incoming_call(call=call, caller_name="Ada"))
+    report = push_send(
+        user_ids=[callee.id],
+        notification=notifications.incoming_call(
+            call=call, caller_name="Ada", expires_at=started + timedelta(seconds=settings.CALL_RING_TIMEOUT)
+        ),
+    )
 
     assert report.sent == []
     assert fcm_server.requests == []
@@ -191,5 +215,8 @@ def test_sending_uses_the_sdks_current_api_without_deprecation_warnings(firebase
     call = call_dict(caller_id="caller-id", callees=[callee.id])
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
-        report = push_send(user_ids=[callee.id], notification=notifications.incoming_call(call=call, caller_name="A"))
+        report = push_send(
+            user_ids=[callee.id],
+            notification=notifications.incoming_call(call=call, caller_name="A", expires_at=in_a_minute()),
+        )
     assert report.sent == ["android-fid-1"]

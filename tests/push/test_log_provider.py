@@ -13,7 +13,7 @@ from push.providers import LogProvider, NullProvider
 from push.services import device_register
 from push.worker import get_worker
 from tests.factories import make_user
-from tests.push.factories import call_dict, event
+from tests.push.factories import call_dict, event, in_a_minute
 
 pytestmark = [pytest.mark.portable, pytest.mark.django_db]
 
@@ -31,7 +31,7 @@ def test_the_log_provider_logs_what_it_would_send_and_sends_nothing(caplog):
     with caplog.at_level(logging.INFO, logger="push.providers"):
         report = push_send(
             user_ids=[callee.id],
-            notification=notifications.incoming_call(call=call, caller_name="Ada"),
+            notification=notifications.incoming_call(call=call, caller_name="Ada", expires_at=in_a_minute()),
             provider=LogProvider(),
         )
 

@@ -17,7 +17,9 @@ def test_incoming_call_carries_the_call_the_caller_and_when_ringing_stops(settin
     settings.CALL_RING_TIMEOUT = 45
     call = call_dict(caller_id="caller-1", callees=["callee-1"], call_type="audio", started_at=NOW)
 
-    push = notifications.incoming_call(call=call, caller_name="Ada", now=NOW)
+    push = notifications.incoming_call(
+        call=call, caller_name="Ada", expires_at=NOW + timedelta(seconds=settings.CALL_RING_TIMEOUT), now=NOW
+    )
 
     assert push.data == {
         "type": "incoming_call",
@@ -36,21 +38,13 @@ def test_incoming_call_carries_the_call_the_caller_and_when_ringing_stops(settin
     assert push.alert.body == "Ada is calling"
 
 
-def test_ring_timeout_defaults_to_60_seconds_when_the_calls_app_sets_none(settings):
-    del settings.CALL_RING_TIMEOUT
-    call = call_dict(caller_id="c", callees=["x"], started_at=NOW)
-
-    push = notifications.incoming_call(call=call, caller_name="Ada", now=NOW)
-
-    assert push.data["expires_at"] == "2026-11-28T12:01:00Z"
-    assert push.ttl_seconds == 60
-
-
 def test_a_late_incoming_call_lives_only_for_what_is_left_of_the_ring_window(settings):
     settings.CALL_RING_TIMEOUT = 60
     call = call_dict(caller_id="c", callees=["x"], started_at=NOW)
 
-    push = notifications.incoming_call(call=call, caller_name="Ada", now=NOW + timedelta(seconds=50))
+    push = notifications.incoming_call(
+        call=call, caller_name="Ada", expires_at=NOW + timedelta(seconds=60), now=NOW + timedelta(seconds=50)
+    )
 
     assert push.ttl_seconds == 10
     assert not push.is_expired(NOW + timedelta(seconds=59))
