@@ -15,7 +15,6 @@ from django.db.models import Avg, Count, Prefetch, Q, Sum
 from calls.access import call_access
 from calls.exceptions import ConversationNotFound, InvalidCallRequest
 from calls.models import Call, CallParticipant, Conversation, ConversationParticipant
-from calls.persistence import snapshot_cache
 from calls.persistence.database_only import database_only_read
 from calls.persistence.sources import CallRecord
 from calls.representation import call_to_dict
@@ -209,7 +208,6 @@ def conversation_get_for_user(*, conversation_id, user_id) -> Conversation:
         )
         if conversation is None:
             raise ConversationNotFound()
-        snapshot_cache.remember_members(conversation.id, [m.user_id for m in conversation.participants.all()])
         return conversation
 
     return database_only_read(read)

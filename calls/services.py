@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError
 from django.utils import timezone
 
-from calls import events, lifecycle, presence, timeline
+from calls import events, lifecycle, presence, selectors, timeline
 from calls.access import require_participant
 from calls.events import CallEvent, EventType
 from calls.exceptions import (
@@ -102,6 +102,15 @@ def conversation_create(*, creator_id, type: str, title: str = "", member_ids) -
             raise
     snapshot_cache.remember_members(conversation.id, members | {str(creator_id)})
     return conversation, created
+
+
+def conversation_open(*, conversation_id, user_id) -> Conversation:
+    """A conversation as one of its members opens it (``selectors.conversation_get_for_user``),
+    remembering its members in the snapshot cache: a call started in it while the database is
+    away needs them."""
+    conversation = selectors.conversation_get_for_user(conversation_id=conversation_id, user_id=user_id)
+    snapshot_cache.remember_members(conversation.id, [m.user_id for m in conversation.participants.all()])
+    return conversation
 
 
 # --- calls ---------------------------------------------------------------------------------------

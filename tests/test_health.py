@@ -3,7 +3,7 @@
 import pytest
 from django.test import Client
 
-from calls import selectors, services
+from calls import services
 from calls.apps import process_serves_requests
 from calls.persistence import availability
 from tests.factories import make_conversation, make_user
@@ -76,7 +76,7 @@ def test_metrics_report_state_spool_depth_and_replays(db_proxy, spool_path, oper
 
     caller, callee = make_user(), make_user()
     conversation = make_conversation(members=[caller, callee])
-    selectors.conversation_get_for_user(conversation_id=conversation.id, user_id=caller.id)
+    services.conversation_open(conversation_id=conversation.id, user_id=caller.id)
     before = metric(operator.get("/metrics").content.decode(), "secureconnect_spool_replayed_records_total")
     limited_before = metric(
         operator.get("/metrics").content.decode(), "secureconnect_persistence_limited_mode_entries_total"

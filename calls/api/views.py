@@ -79,7 +79,7 @@ class ConversationDetailApi(APIView):
         summary="One of my conversations",
     )
     def get(self, request, conversation_id):
-        conversation = selectors.conversation_get_for_user(
+        conversation = services.conversation_open(
             conversation_id=parse_uuid(conversation_id, "conversation_id"), user_id=request.user.id
         )
         return Response(conversation_to_dict(conversation, selectors.conversation_members(conversation)))

@@ -170,7 +170,7 @@ def journaled_call(db_proxy, spool_path):
     """A call started while the database was away: in the spool, not in the database."""
     caller, callee = make_user(), make_user()
     conversation = make_conversation(members=[caller, callee])
-    selectors.conversation_get_for_user(conversation_id=conversation.id, user_id=caller.id)
+    services.conversation_open(conversation_id=conversation.id, user_id=caller.id)
     db_proxy.down()
     result = services.call_initiate(
         caller_id=caller.id, conversation_id=conversation.id, callee_ids=[callee.id], call_type="video"

@@ -6,7 +6,7 @@ import psycopg2
 import pytest
 from django.db import connection
 
-from calls import selectors, services
+from calls import services
 from calls.models import CallTimelineEvent
 from calls.persistence import availability, replay
 from calls.persistence.spool import get_spool
@@ -21,7 +21,7 @@ def pair(db_proxy, spool_path):
     """Two members of a conversation the server has seen (as in tests/calls/persistence/)."""
     caller, callee = make_user(), make_user()
     conversation = make_conversation(members=[caller, callee])
-    selectors.conversation_get_for_user(conversation_id=conversation.id, user_id=caller.id)
+    services.conversation_open(conversation_id=conversation.id, user_id=caller.id)
     return caller, callee, conversation
 
 

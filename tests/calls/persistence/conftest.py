@@ -2,7 +2,7 @@
 
 import pytest
 
-from calls import selectors
+from calls import services
 from tests.factories import make_conversation, make_user
 
 
@@ -11,5 +11,5 @@ def pair(db_proxy, spool_path):
     caller, callee = make_user(), make_user()
     conversation = make_conversation(members=[caller, callee])
     # A settled server has seen the conversation (so its members are in the snapshot cache).
-    selectors.conversation_get_for_user(conversation_id=conversation.id, user_id=caller.id)
+    services.conversation_open(conversation_id=conversation.id, user_id=caller.id)
     return caller, callee, conversation

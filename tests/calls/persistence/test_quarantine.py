@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.db import OperationalError
 from django.test import Client
 
-from calls import selectors, services
+from calls import services
 from calls.background_threads import make_supervisor
 from calls.models import Call, CallParticipant
 from calls.persistence import availability, replay, snapshot_cache
@@ -202,7 +202,7 @@ def test_an_unappliable_entry_is_quarantined_the_service_recovers_and_a_retry_ap
     snapshot_cache.remember_members(conversation.id, [caller.id, callee.id, ghost])  # a member the database lacks
     other_caller, other_callee = make_user(), make_user()
     other = make_conversation(members=[other_caller, other_callee])
-    selectors.conversation_get_for_user(conversation_id=other.id, user_id=other_caller.id)
+    services.conversation_open(conversation_id=other.id, user_id=other_caller.id)
     db_proxy.down()
     poisoned = services.call_initiate(
         caller_id=caller.id, conversation_id=conversation.id, callee_ids=[ghost], call_type="audio"

@@ -18,13 +18,12 @@ from tests.factories import make_conversation, make_user
 @pytest.fixture
 def pairs(db_proxy, spool_path):
     """Five conversations the server has seen, each with a caller and a callee."""
-    from calls import selectors
 
     made = []
     for _ in range(5):
         caller, callee = make_user(), make_user()
         conversation = make_conversation(members=[caller, callee])
-        selectors.conversation_get_for_user(conversation_id=conversation.id, user_id=caller.id)
+        services.conversation_open(conversation_id=conversation.id, user_id=caller.id)
         made.append((caller, callee, conversation))
     return made
 
