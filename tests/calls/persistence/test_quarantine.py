@@ -18,7 +18,7 @@ from calls.persistence import availability, replay, snapshot_cache
 from calls.persistence.spool import Spool, UnappliableEntry, get_spool
 from tests.calls.persistence.outage import initiate
 from tests.factories import make_conversation, make_user
-from tests.test_health import metric
+from tests.secureconnect.test_health import metric
 
 # --- the spool's side (no database involved) -----------------------------------------------------
 

@@ -14,7 +14,7 @@ from secureconnect import config
 from tests.support import production
 
 pytestmark = pytest.mark.portable
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DB_VARS = ("DATABASE_URL", "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD", "DB_SSLMODE")
 
 
