@@ -49,6 +49,19 @@ def test_a_device_registered_before_the_move_is_the_same_row_after_it():
             "d = Device.objects.create(user=u, token='token-before-the-move', platform='android'); print(d.id)",
         )
         device_id = created.stdout.strip().splitlines()[-1]
+        # As on a database the old code ran on (post_migrate made it from the state of accounts
+        # 0003): Device's content type is accounts', and a staff member may see devices through it.
+        manage(
+            url,
+            "shell",
+            "-c",
+            "from django.contrib.auth.models import Permission; "
+            "from django.contrib.contenttypes.models import ContentType; from accounts.models import User; "
+            "assert not ContentType.objects.filter(app_label='push').exists(); "
+            "ct = ContentType.objects.get(app_label='accounts', model='device'); "
+            "p = Permission.objects.get(content_type=ct, codename='view_device'); "
+            "User.objects.get(email='mover@example.com').user_permissions.add(p)",
+        )
 
         migrated = manage(url, "migrate", "--no-input")
         assert "Applying accounts.0004_device_moves_to_push... OK" in migrated.stdout
@@ -62,6 +75,15 @@ def test_a_device_registered_before_the_move_is_the_same_row_after_it():
             "print(d.token, d.user.email, d.is_active)",
         )
         assert read.stdout.strip().splitlines()[-1] == "token-before-the-move mover@example.com True"
+        allowed = manage(
+            url,
+            "shell",
+            "-c",
+            "from accounts.models import User; from django.contrib.contenttypes.models import ContentType; "
+            "print(User.objects.get(email='mover@example.com').has_perm('push.view_device'), "
+            "ContentType.objects.filter(model='device').count())",
+        )
+        assert allowed.stdout.strip().splitlines()[-1] == "True 1", "the permission moved with the model"
         with psycopg2.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={name}") as db, db.cursor() as cursor:
             cursor.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE '%%device%%'")
             assert [row[0] for row in cursor.fetchall()] == ["accounts_device"]
