@@ -10,6 +10,10 @@ by the same daphne process through a bench-only URLconf (bench/floor_settings.py
     .venv-test/bin/python -m bench.rest                   # 10 and 50 clients, 15 s each
     .venv-test/bin/python -m bench.rest --clients 10 --duration 5
     .venv-test/bin/python -m bench.rest --server uvicorn  # the same under uvicorn (bench/results/rest_uvicorn.json)
+    .venv-test/bin/python -m bench.rest --pool-size 0     # a new database connection per request
+
+Product and floor share the server, so they share its connection settings: DB_POOL_MAX_SIZE
+(default 10 connections per process, secureconnect/db/pool.py) unless --pool-size says otherwise.
 """
 
 from __future__ import annotations
@@ -114,7 +118,9 @@ async def load(server: Server, pairs, steps_for, duration: float) -> dict:
     }
 
 
-def run(client_counts: list[int], duration: float, log_dir: Path, server_kind: str = "daphne") -> dict:
+def run(
+    client_counts: list[int], duration: float, log_dir: Path, server_kind: str = "daphne", pool_size: int | None = None
+) -> dict:
     from bench.data import close_connections, make_pairs, setup_django
 
     database = BenchDatabase("rest").create()
@@ -133,6 +139,7 @@ def run(client_counts: list[int], duration: float, log_dir: Path, server_kind: s
                 "CHANNEL_LAYER_PREFIX": f"bench-rest-{uuid.uuid4().hex[:8]}",
                 "SPOOL_PATH": str(log_dir / "spool.sqlite3"),
                 "DB_STARTUP_MODE": "blocking",
+                **({} if pool_size is None else {"DB_POOL_MAX_SIZE": str(pool_size)}),
             },
             log_path=log_dir / f"{server_kind}.log",
             kind=server_kind,
@@ -182,12 +189,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--duration", type=float, default=15.0, help="seconds measured per variant and client count")
     parser.add_argument("--server", choices=("daphne", "uvicorn"), default="daphne", help="the ASGI server")
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=None,
+        help="DB_POOL_MAX_SIZE of the server (0: no pool; default: the service's)",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.clients, args.duration = [2], 1.0
     raise_open_files_limit()
     with tempfile.TemporaryDirectory(prefix="bench-rest-") as tmp:
-        data = run(args.clients, args.duration, Path(tmp), args.server)
+        data = run(args.clients, args.duration, Path(tmp), args.server, args.pool_size)
     by_ratio = {r["clients"]: r for r in data["ratios"]}
     rows = []
     for r in data["runs"]:
@@ -200,7 +213,13 @@ def main(argv: list[str] | None = None) -> int:
         ["variant", "clients", "endpoint", "req/s", "p50 ms", "p99 ms", "errors", "all req/s vs floor"],
         rows,
     )
-    config = {"clients": args.clients, "duration_s": args.duration, "server": args.server, "smoke": args.smoke}
+    config = {
+        "clients": args.clients,
+        "duration_s": args.duration,
+        "server": args.server,
+        "pool_size": args.pool_size,
+        "smoke": args.smoke,
+    }
     write_results("rest" if args.server == "daphne" else f"rest_{args.server}", {"config": config, **data}, args.out)
     return 0
 

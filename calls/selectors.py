@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.core import signing
-from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 from django.db.models import Avg, Count, Prefetch, Q, Sum
 
@@ -58,34 +58,39 @@ class HistoryPage:
     next_cursor: str | None
 
 
-_CURSOR_SIGNER = signing.Signer(salt="calls.selectors.history-cursor")
+# One signer per list, so that a cursor of one list is never taken as a position in another.
+HISTORY = "history"
+CONVERSATIONS = "conversations"
+_CURSOR_SIGNERS = {
+    HISTORY: signing.Signer(salt="calls.selectors.history-cursor"),
+    CONVERSATIONS: signing.Signer(salt="calls.selectors.conversations-cursor"),
+}
 
 
-def encode_cursor(started_at: datetime, call_id) -> str:
-    """An opaque position in a history, signed (``SECRET_KEY``) so that only cursors this
-    service issued are ever parsed."""
-    raw = f"{started_at.isoformat()}|{call_id}".encode()
-    return _CURSOR_SIGNER.sign(base64.urlsafe_b64encode(raw).decode().rstrip("="))
+def encode_cursor(when: datetime, row_id, *, kind: str = HISTORY) -> str:
+    """An opaque position (a time and a UUID) in a list, newest first, signed (``SECRET_KEY``)
+    so that only cursors this service issued are ever parsed."""
+    raw = f"{when.isoformat()}|{row_id}".encode()
+    return _CURSOR_SIGNERS[kind].sign(base64.urlsafe_b64encode(raw).decode().rstrip("="))
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_cursor(cursor: str, *, kind: str = HISTORY) -> tuple[datetime, str]:
     """The position a cursor of ``encode_cursor`` names. Any other string (tampered, re-encoded,
-    unsigned, or of an older version) is ``InvalidCallRequest``, whatever the engine."""
+    unsigned, of an older version or of another list) is ``InvalidCallRequest``, whatever the engine."""
     try:
-        payload = _CURSOR_SIGNER.unsign(cursor)
+        payload = _CURSOR_SIGNERS[kind].unsign(cursor)
         raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
-        started, call_id = raw.split("|", 1)
-        when = datetime.fromisoformat(started)
-        if when.utcoffset() is None:
+        when, row_id = raw.split("|", 1)
+        moment = datetime.fromisoformat(when)
+        if moment.utcoffset() is None:
             raise ValueError
-        return when, str(Call._meta.pk.to_python(call_id))
+        return moment, str(uuid.UUID(row_id))
     except (
         signing.BadSignature,
         ValueError,
         OverflowError,
         binascii.Error,
         UnicodeDecodeError,
-        ValidationError,
     ) as exc:
         raise InvalidCallRequest("The cursor is not valid.", details={"cursor": ["Invalid cursor."]}) from exc
 
@@ -208,13 +213,32 @@ def call_analytics(*, user_id=None, since: datetime | None = None, until: dateti
 # --- conversations -------------------------------------------------------------------------------
 
 
-def conversation_list(*, user_id):
+@dataclass(frozen=True)
+class ConversationPage:
+    conversations: list[Conversation]
+    next_cursor: str | None
+
+
+def conversation_list(*, user_id, limit: int = 50, cursor: str | None = None) -> ConversationPage:
+    """The user's conversations, newest first, ``limit`` at a time, each with its members.
+
+    Two queries a page whatever the page size or the number of conversations: the page (through
+    the member's participant row), then the members of those conversations with their users."""
+
     def read():
-        return list(
-            Conversation.objects.filter(participants__user_id=user_id)
-            .prefetch_related(Prefetch("participants", queryset=ConversationParticipant.objects.select_related("user")))
-            .order_by("-created_at")
+        rows = Conversation.objects.filter(participants__user_id=user_id)
+        if cursor:
+            created, conversation_id = decode_cursor(cursor, kind=CONVERSATIONS)
+            rows = rows.filter(Q(created_at__lt=created) | Q(created_at=created, id__lt=conversation_id))
+        page = list(
+            rows.order_by("-created_at", "-id").prefetch_related(
+                Prefetch("participants", queryset=ConversationParticipant.objects.select_related("user"))
+            )[: limit + 1]
         )
+        more = len(page) > limit
+        page = page[:limit]
+        last = page[-1] if more and page else None
+        return ConversationPage(page, encode_cursor(last.created_at, last.id, kind=CONVERSATIONS) if last else None)
 
     return _database_read(read)
 
