@@ -150,61 +150,68 @@ def call_history(
 # --- analytics -----------------------------------------------------------------------------------
 
 
-def _percentile(durations, fraction: float, count: int) -> int | None:
+def _percentile(durations, field: str, fraction: float, count: int) -> int | None:
     """Nearest-rank percentile, computed by the database (ORDER BY ... OFFSET), on every engine."""
     if count == 0:
         return None
     offset = max(math.ceil(fraction * count) - 1, 0)
-    return durations.order_by("duration_seconds").values_list("duration_seconds", flat=True)[offset]
+    return durations.order_by(field).values_list(field, flat=True)[offset]
 
 
 def analytics_calls(*, user_id=None, since: datetime | None = None, until: datetime | None = None):
-    """The calls analytics aggregate over. A user's are found through the participant history
-    index (user, call_started_at), so the cost follows the user's calls, not the table."""
+    """The rows analytics aggregate over, and the prefix that names a call's fields from them.
+
+    A user's calls are their participant rows (one per call: unique per call and user), walked
+    on the history index (user, call_started_at) and joined to each call by its primary key, so
+    the cost follows the user's calls, never the size of the table. Every call when ``user_id``
+    is None (``manage.py call_stats``)."""
     if user_id is None:
         calls = Call.objects.all()
         if since:
             calls = calls.filter(started_at__gte=since)
         if until:
             calls = calls.filter(started_at__lt=until)
-        return calls
+        return calls, ""
     mine = CallParticipant.objects.filter(user_id=user_id)
     if since:
         mine = mine.filter(call_started_at__gte=since)
     if until:
         mine = mine.filter(call_started_at__lt=until)
-    return Call.objects.filter(pk__in=mine.values("call_id"))
+    return mine, "call__"
 
 
 def call_analytics(*, user_id=None, since: datetime | None = None, until: datetime | None = None) -> dict:
-    """Aggregates over the user's calls (or every call when ``user_id`` is None)."""
+    """Aggregates over the user's calls (or every call when ``user_id`` is None): one query for
+    the counts and sums, one for each percentile of the answered calls' durations."""
 
     def read():
-        calls = analytics_calls(user_id=user_id, since=since, until=until)
-        totals = calls.aggregate(
-            total=Count("id"),
-            answered=Count("id", filter=Q(answered_at__isnull=False)),
-            missed=Count("id", filter=Q(status=Call.Status.MISSED)),
-            avg_duration=Avg("duration_seconds", filter=Q(answered_at__isnull=False)),
-            total_talk=Sum("duration_seconds"),
+        rows, call = analytics_calls(user_id=user_id, since=since, until=until)
+        answered_only = Q(**{f"{call}answered_at__isnull": False})
+        duration = f"{call}duration_seconds"
+        counts = {f"status_{v}": Count("pk", filter=Q(**{f"{call}status": v})) for v in Call.Status.values}
+        counts |= {f"type_{v}": Count("pk", filter=Q(**{f"{call}call_type": v})) for v in Call.Type.values}
+        totals = rows.aggregate(
+            total=Count("pk"),
+            answered=Count("pk", filter=answered_only),
+            avg_duration=Avg(duration, filter=answered_only),
+            total_talk=Sum(duration),
+            **counts,
         )
-        by_status = dict(calls.order_by().values_list("status").annotate(n=Count("id")))
-        by_type = dict(calls.order_by().values_list("call_type").annotate(n=Count("id")))
-        answered_calls = calls.filter(answered_at__isnull=False)
+        answered_rows = rows.filter(answered_only)
         total, answered = totals["total"], totals["answered"]
         return {
             "total": total,
-            "by_status": {s: by_status.get(s, 0) for s in Call.Status.values},
-            "by_type": {t: by_type.get(t, 0) for t in Call.Type.values},
+            "by_status": {s: totals[f"status_{s}"] for s in Call.Status.values},
+            "by_type": {t: totals[f"type_{t}"] for t in Call.Type.values},
             "answered": answered,
-            "missed": totals["missed"],
+            "missed": totals[f"status_{Call.Status.MISSED}"],
             "answer_rate": round(answered / total, 4) if total else 0.0,
             "avg_duration_seconds": round(float(totals["avg_duration"]), 2)
             if totals["avg_duration"] is not None
             else 0.0,
             "total_talk_seconds": totals["total_talk"] or 0,
-            "p50_duration_seconds": _percentile(answered_calls, 0.50, answered) or 0,
-            "p95_duration_seconds": _percentile(answered_calls, 0.95, answered) or 0,
+            "p50_duration_seconds": _percentile(answered_rows, duration, 0.50, answered) or 0,
+            "p95_duration_seconds": _percentile(answered_rows, duration, 0.95, answered) or 0,
         }
 
     return _database_read(read)

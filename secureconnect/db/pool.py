@@ -15,14 +15,15 @@ growing backoff, then raises ``PoolTimeout``, which has no SQLSTATE and no conne
 a write would be a 500 rather than journaled; and after the database returns, the first request
 waits for that backoff. Here a connection is opened in the requesting thread, so a refused or
 timed-out connect raises the driver's own error at once (journaled, 503), and the first request
-after the database's return connects straight away. Every connection is checked (``SELECT 1``)
-before it is handed out: after a database restart, no request gets a dead one.
+after the database's return connects straight away. Every idle connection is checked before it
+is handed out (``_alive``): after a database restart, no request gets a dead one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -129,14 +130,23 @@ class ConnectionPool:
 
 
 def _alive(conn) -> bool:
+    """Whether an idle connection may be handed out.
+
+    An idle connection's socket has nothing to read unless the server (or the network between)
+    said something: the error and end-of-stream of a server restart, a cut by a proxy. So a socket
+    with nothing to read is taken as alive without a round trip, and one with something to read
+    is asked ``SELECT 1`` (a notice, say, passes; a dead connection does not)."""
     if conn.closed:
         return False
     try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        if not readable:
+            return True
         with conn.cursor() as cursor:
             cursor.execute("SELECT 1")
         if not conn.autocommit:
             conn.rollback()
-    except Exception:
+    except Exception:  # any failure means "do not hand this one out"
         return False
     return True
 
