@@ -4,15 +4,20 @@ PostgreSQL behind a TCP proxy the test cuts and brings back, connections counted
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg2
 import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
+from django.db import OperationalError, connection
 
 from accounts.tokens import issue_access_token
+from calls.persistence.errors import is_transient
+from secureconnect import config
+from secureconnect.db.pool import ConnectionPool
 from tests.factories import make_user
 from tests.support.servers import ServiceProcess, wait_until
 from tests.support.tcp_proxy import TcpProxy
@@ -148,8 +153,6 @@ def test_a_request_during_an_outage_is_a_quick_503_and_the_first_after_recovery_
 
 
 def test_pool_settings_come_from_the_environment(monkeypatch):
-    from secureconnect import config
-
     postgres = config.parse_database_url("postgres://u@h:5432/d", variable="DATABASE_URL")
     monkeypatch.setenv("DB_POOL_MAX_SIZE", "7")
     monkeypatch.setenv("DB_POOL_TIMEOUT", "2.5")
@@ -165,3 +168,20 @@ def test_pool_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("DB_POOL_MAX_SIZE", "-1")
     with pytest.raises(ImproperlyConfigured, match="DB_POOL_MAX_SIZE must be at least 0"):
         config.with_connection_pool(postgres)
+
+
+def test_a_full_pool_makes_a_request_wait_then_fail_as_a_database_that_timed_out(transactional_db):
+    params = {k: v for k, v in connection.get_connection_params().items() if k not in ("cursor_factory", "context")}
+    pool = ConnectionPool(max_size=1, timeout=0.3)
+    first = pool.acquire(lambda: psycopg2.connect(**params), psycopg2.OperationalError)
+    started = time.monotonic()
+    with pytest.raises(psycopg2.OperationalError, match=r"timed out after 0\.3 s") as excinfo:
+        pool.acquire(lambda: psycopg2.connect(**params), psycopg2.OperationalError)
+    assert time.monotonic() - started >= 0.3
+    wrapped = OperationalError(str(excinfo.value))
+    wrapped.__cause__ = excinfo.value
+    assert is_transient(wrapped)  # journaled or 503, as an outage, never a 500
+    pool.release(first)
+    assert pool.acquire(lambda: psycopg2.connect(**params), psycopg2.OperationalError) is first  # reused
+    pool.release(first, discard=True)
+    assert first.closed and (pool.in_use, pool.idle) == (0, 0)
