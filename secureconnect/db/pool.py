@@ -227,6 +227,11 @@ class PooledConnectionMixin:
         if pool is None or self.connection is None:
             return super()._close()
         # Closed inside an atomic block (an error mid-transaction): never reuse that connection.
+        discard = self.in_atomic_block
+        if self.errors_occurred and not discard and not self.is_usable():
+            # A dead connection (an outage, a restart): the idle ones most likely died with it.
+            discard = True
+            pool.close_idle()
         with self.wrap_database_errors:
-            pool.release(self.connection, discard=self.in_atomic_block)
+            pool.release(self.connection, discard=discard)
         return None
