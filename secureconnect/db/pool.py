@@ -37,6 +37,9 @@ TRANSACTION_IDLE = 0
 TRANSACTION_UNKNOWN = 4
 # An idle connection unused this long is closed (the server or a proxy may drop it anyway).
 MAX_IDLE_SECONDS = 300.0
+# An idle connection unused this long is asked SELECT 1 before reuse, whatever its socket says
+# (a connection dropped silently, by a NAT or a firewall, leaves nothing to read).
+CHECK_AFTER_IDLE_SECONDS = 30.0
 
 connections_gauge = Gauge(
     "secureconnect_db_pool_connections",
@@ -87,13 +90,13 @@ class ConnectionPool:
                     )
                 self._condition.wait(remaining)
             self._in_use += 1
-            conn = self._idle.pop()[0] if self._idle else None
+            conn, since = self._idle.pop() if self._idle else (None, 0.0)
         try:
-            while conn is not None and not _alive(conn):
+            while conn is not None and not _alive(conn, idle_for=time.monotonic() - since):
                 _close_quietly(conn)
                 discarded_counter.inc()
                 with self._condition:
-                    conn = self._idle.pop()[0] if self._idle else None
+                    conn, since = self._idle.pop() if self._idle else (None, 0.0)
             return conn if conn is not None else connect()
         except BaseException:
             self._give_back_slot()
@@ -129,18 +132,19 @@ class ConnectionPool:
             self._condition.notify()
 
 
-def _alive(conn) -> bool:
+def _alive(conn, *, idle_for: float) -> bool:
     """Whether an idle connection may be handed out.
 
     An idle connection's socket has nothing to read unless the server (or the network between)
     said something: the error and end-of-stream of a server restart, a cut by a proxy. So a socket
-    with nothing to read is taken as alive without a round trip, and one with something to read
-    is asked ``SELECT 1`` (a notice, say, passes; a dead connection does not)."""
-    if conn.closed:
+    with nothing to read, idle for less than ``CHECK_AFTER_IDLE_SECONDS``, is taken as alive
+    without a round trip; any other is asked ``SELECT 1`` (a notice, say, passes; a dead
+    connection does not)."""
+    if conn.closed or idle_for > MAX_IDLE_SECONDS:
         return False
     try:
         readable, _, _ = select.select([conn.fileno()], [], [], 0)
-        if not readable:
+        if not readable and idle_for < CHECK_AFTER_IDLE_SECONDS:
             return True
         with conn.cursor() as cursor:
             cursor.execute("SELECT 1")

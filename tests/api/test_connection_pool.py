@@ -17,6 +17,7 @@ from django.db import OperationalError, connection
 from accounts.tokens import issue_access_token
 from calls.persistence.errors import is_transient
 from secureconnect import config
+from secureconnect.db import pool as pool_module
 from secureconnect.db.pool import ConnectionPool
 from tests.factories import make_user
 from tests.support.servers import ServiceProcess, wait_until
@@ -185,3 +186,43 @@ def test_a_full_pool_makes_a_request_wait_then_fail_as_a_database_that_timed_out
     assert pool.acquire(lambda: psycopg2.connect(**params), psycopg2.OperationalError) is first  # reused
     pool.release(first, discard=True)
     assert first.closed and (pool.in_use, pool.idle) == (0, 0)
+
+
+def direct_params() -> dict:
+    return {k: v for k, v in connection.get_connection_params().items() if k not in ("cursor_factory", "context")}
+
+
+def test_a_connection_the_server_terminated_is_never_handed_out_again(transactional_db):
+    params = direct_params()
+    pool = ConnectionPool(max_size=2, timeout=1)
+    pooled = pool.acquire(lambda: psycopg2.connect(**params), psycopg2.OperationalError)
+    pid = pooled.get_backend_pid()
+    pool.release(pooled)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    wait_until(lambda: not server_has_backend(pid), timeout=5, message="backend gone")
+    handed = pool.acquire(lambda: psycopg2.connect(**params), psycopg2.OperationalError)
+    try:
+        assert handed is not pooled and handed.get_backend_pid() != pid
+        with handed.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            assert cursor.fetchone() == (1,)
+    finally:
+        pool.release(handed, discard=True)
+
+
+def test_a_connection_idle_too_long_is_replaced(transactional_db, monkeypatch):
+    params = direct_params()
+    pool = ConnectionPool(max_size=1, timeout=1)
+    first = pool.acquire(lambda: psycopg2.connect(**params), psycopg2.OperationalError)
+    pool.release(first)
+    monkeypatch.setattr(pool_module, "MAX_IDLE_SECONDS", 0.0)
+    second = pool.acquire(lambda: psycopg2.connect(**params), psycopg2.OperationalError)
+    assert second is not first and first.closed
+    pool.release(second, discard=True)
+
+
+def server_has_backend(pid) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
+        return cursor.fetchone()[0] == 1
