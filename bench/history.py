@@ -5,7 +5,9 @@ user whose own history is the same size at every step (1,000 calls), while the t
 10 thousand, 100 thousand and 1 million calls (each with two participant rows) around them.
 Rows are written with COPY into a database of the benchmark's own, dropped at the end unless
 ``--keep``. What the history page costs must not grow with the table: the 1M/10k ratio says
-whether it does.
+whether it does. At the largest size every query behind the four endpoints is EXPLAINed (the
+SQL the selectors send, captured in this process): a sequential scan of ``calls_call`` or
+``calls_callparticipant`` in any plan fails the run (exit status 1).
 
     .venv-test/bin/python -m bench.history                      # 10k, 100k, 1M calls
     .venv-test/bin/python -m bench.history --sizes 10000 100000 --keep
@@ -145,6 +147,47 @@ def measure(server: Server, token: str, requests: int) -> dict:
     }
 
 
+SCANNED_TABLES = ("calls_call", "calls_callparticipant")
+# Below this a sequential scan of a small table is the planner's right choice (the smoke run).
+EXPLAIN_CHECKED_FROM = 100_000
+
+
+def _seq_scans(node: dict) -> list[str]:
+    found = []
+    if node.get("Node Type") == "Seq Scan" and node.get("Relation Name") in SCANNED_TABLES:
+        found.append(node["Relation Name"])
+    for child in node.get("Plans", ()):
+        found += _seq_scans(child)
+    return found
+
+
+def explain_reads(user_id) -> dict:
+    """EXPLAIN (FORMAT JSON) of each query the measured endpoints' selectors send for the probe
+    user, and the sequential scans of the call tables found in those plans."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from calls import selectors
+
+    with CaptureQueriesContext(connection) as captured:
+        first = selectors.call_history(user_id=user_id, limit=20)
+        selectors.call_history(user_id=user_id, limit=20, cursor=first.next_cursor)
+        selectors.call_history(user_id=user_id, limit=20, status="missed")
+        selectors.call_analytics(user_id=user_id)
+    plans = []
+    with connection.cursor() as cursor:
+        for query in captured.captured_queries:
+            sql = query["sql"]
+            if not sql.lstrip().upper().startswith("SELECT"):
+                continue
+            cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}")
+            plan = cursor.fetchone()[0]
+            plan = json.loads(plan) if isinstance(plan, str) else plan
+            root = plan[0]["Plan"]
+            plans.append({"sql": sql[:300], "seq_scans": _seq_scans(root), "total_cost": root.get("Total Cost")})
+    return {"queries": len(plans), "seq_scans": sorted({t for p in plans for t in p["seq_scans"]}), "plans": plans}
+
+
 ENDPOINTS = {
     "history_first_page": "GET /v1/calls?limit=20",
     "history_second_page": "GET /v1/calls?cursor=...",
@@ -190,6 +233,9 @@ def run(sizes: list[int], requests: int, keep: bool, log_dir: Path) -> dict:
                     "build_s": round(build, 1),
                     **measure(server, probe_pair.caller.token, requests),
                 }
+                if size == max(sizes):
+                    result["explain"] = explain_reads(probe_pair.caller.id)
+                    close_connections()
                 steps.append(result)
                 print(
                     f"  {size:>9,} calls (built in {build:5.1f} s): "
@@ -213,7 +259,7 @@ def run(sizes: list[int], requests: int, keep: bool, log_dir: Path) -> dict:
         }
         for key in ENDPOINTS
     }
-    return {"steps": steps, "growth_largest_vs_smallest": growth}
+    return {"steps": steps, "growth_largest_vs_smallest": growth, "explain_largest": steps[-1]["explain"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,6 +290,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     config = {"sizes": args.sizes, "requests": args.requests, "probe_user_calls": PROBE_CALLS, "smoke": args.smoke}
     write_results("history", {"config": config, **data}, args.out)
+    explain = data["explain_largest"]
+    largest = data["steps"][-1]["calls_in_table"]
+    if explain["seq_scans"] and largest >= EXPLAIN_CHECKED_FROM:
+        print(f"EXPLAIN at {largest:,} calls: sequential scan of {', '.join(explain['seq_scans'])}: FAILED")
+        return 1
+    print(
+        f"EXPLAIN at {largest:,} calls: {explain['queries']} queries, no sequential scan of {', '.join(SCANNED_TABLES)}"
+    )
     return 0
 
 

@@ -10,6 +10,11 @@ by the same daphne process through a bench-only URLconf (bench/floor_settings.py
     .venv-test/bin/python -m bench.rest                   # 10 and 50 clients, 15 s each
     .venv-test/bin/python -m bench.rest --clients 10 --duration 5
     .venv-test/bin/python -m bench.rest --server uvicorn  # the same under uvicorn (bench/results/rest_uvicorn.json)
+    .venv-test/bin/python -m bench.rest --pool-size 0     # a new database connection per request
+    .venv-test/bin/python -m bench.rest --breakdown       # what each request sends (SQL, Redis), no timing
+
+Product and floor share the server, so they share its connection settings: DB_POOL_MAX_SIZE
+(default 10 connections per process, secureconnect/db/pool.py) unless --pool-size says otherwise.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from pathlib import Path
 
 from bench.common import REDIS_URL, Deadline, arg_parser, latency_summary, print_table, ratio, write_results
 from bench.http import HttpConnection
-from bench.services import BenchDatabase, Server, raise_open_files_limit, redis_delete_own_keys
+from bench.services import BenchDatabase, Server, raise_open_files_limit, redis_client, redis_delete_own_keys
 
 ENDPOINTS = ("initiate", "join", "end")
 WARMUP = 1.0
@@ -114,7 +119,9 @@ async def load(server: Server, pairs, steps_for, duration: float) -> dict:
     }
 
 
-def run(client_counts: list[int], duration: float, log_dir: Path, server_kind: str = "daphne") -> dict:
+def run(
+    client_counts: list[int], duration: float, log_dir: Path, server_kind: str = "daphne", pool_size: int | None = None
+) -> dict:
     from bench.data import close_connections, make_pairs, setup_django
 
     database = BenchDatabase("rest").create()
@@ -133,6 +140,7 @@ def run(client_counts: list[int], duration: float, log_dir: Path, server_kind: s
                 "CHANNEL_LAYER_PREFIX": f"bench-rest-{uuid.uuid4().hex[:8]}",
                 "SPOOL_PATH": str(log_dir / "spool.sqlite3"),
                 "DB_STARTUP_MODE": "blocking",
+                **({} if pool_size is None else {"DB_POOL_MAX_SIZE": str(pool_size)}),
             },
             log_path=log_dir / f"{server_kind}.log",
             kind=server_kind,
@@ -177,17 +185,122 @@ def ratios(runs, client_counts) -> list[dict]:
     return out
 
 
+def breakdown(cycles: int = 3) -> dict:
+    """What each endpoint sends to PostgreSQL and Redis, product and floor, counted in this
+    process (Django's test client, the service's settings, Redis for the cache): SQL statements
+    by verb and Redis commands by name, per request. Counts, not timings, so a loaded machine
+    does not blur them. The events published after commit leave through the signaling app's
+    background loop (``signaling/call_events.py``), so their channel-layer commands are not counted."""
+    import os
+    from collections import Counter
+
+    from bench.common import JWT_SECRET
+
+    database = BenchDatabase("restcount").create()
+    prefix = f"bench-rest-count-{uuid.uuid4().hex[:8]}"
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="bench.floor_settings",
+        DATABASE_URL=database.url,
+        JWT_SECRET=JWT_SECRET,
+        REDIS_URL=REDIS_URL,
+        CACHE_KEY_PREFIX=prefix,
+        CHANNEL_LAYER_PREFIX=prefix,
+        DB_STARTUP_MODE="off",
+        PUSH_PROVIDER="none",
+        LOG_LEVEL="WARNING",
+        THROTTLE_USER="1000000/min",
+        THROTTLE_CALL_INITIATE="1000000/min",
+        ALLOWED_HOSTS="*",
+    )
+    import django
+
+    django.setup()
+    import redis.connection
+    from django.db import connection, connections
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from bench.data import make_pairs
+    from calls.persistence import availability
+
+    availability.transition(availability.OPERATIONAL)
+    sent: Counter = Counter()
+    original = redis.connection.AbstractConnection.send_command
+
+    def counting_send_command(self, *args, **kwargs):
+        sent[str(args[0]).upper()] += 1
+        return original(self, *args, **kwargs)
+
+    redis.connection.AbstractConnection.send_command = counting_send_command
+    out: dict = {}
+    try:
+        pairs = make_pairs(cycles, label="count")
+        client = Client()
+        for variant, steps_for in (("product", product_steps), ("floor", floor_steps)):
+            totals = {e: {"sql": Counter(), "redis": Counter()} for e in ENDPOINTS}
+            for pair in pairs:
+                call_id = None
+                for endpoint, path, token, body, expected in steps_for(pair):
+                    sent.clear()
+                    with CaptureQueriesContext(connection) as queries:
+                        response = client.post(
+                            path.format(id=call_id),
+                            json.dumps(body if body is not None else {}),
+                            content_type="application/json",
+                            HTTP_AUTHORIZATION=f"Bearer {token}",
+                        )
+                    if response.status_code != expected:
+                        raise RuntimeError(f"{variant} {endpoint}: {response.status_code} {response.content[:200]!r}")
+                    call_id = call_id or call_id_of(response.content)
+                    totals[endpoint]["sql"].update(q["sql"].split()[0].upper() for q in queries.captured_queries)
+                    totals[endpoint]["redis"].update(sent)
+            out[variant] = {
+                e: {kind: {k: v / cycles for k, v in sorted(c.items())} for kind, c in t.items()}
+                for e, t in totals.items()
+            }
+    finally:
+        redis.connection.AbstractConnection.send_command = original
+        connections.close_all()
+        database.drop()
+        client_redis = redis_client()
+        try:
+            keys = list(client_redis.scan_iter(match=f"{prefix}*", count=500))
+            if keys:
+                client_redis.delete(*keys)
+        finally:
+            client_redis.close()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = arg_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--duration", type=float, default=15.0, help="seconds measured per variant and client count")
     parser.add_argument("--server", choices=("daphne", "uvicorn"), default="daphne", help="the ASGI server")
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=None,
+        help="DB_POOL_MAX_SIZE of the server (0: no pool; default: the service's)",
+    )
+    parser.add_argument(
+        "--breakdown", action="store_true", help="count what each request sends (SQL, Redis) instead of timing"
+    )
     args = parser.parse_args(argv)
+    if args.breakdown:
+        data = breakdown()
+        for variant, endpoints in data.items():
+            for endpoint, sent in endpoints.items():
+                sql = ", ".join(f"{k} {v:g}" for k, v in sent["sql"].items())
+                rds = ", ".join(f"{k} {v:g}" for k, v in sent["redis"].items()) or "none"
+                print(f"  {variant:8} {endpoint:8} SQL: {sql}  Redis: {rds}")
+        write_results("rest_breakdown", {"config": {"breakdown": True}, **data}, args.out)
+        return 0
     if args.smoke:
         args.clients, args.duration = [2], 1.0
     raise_open_files_limit()
     with tempfile.TemporaryDirectory(prefix="bench-rest-") as tmp:
-        data = run(args.clients, args.duration, Path(tmp), args.server)
+        data = run(args.clients, args.duration, Path(tmp), args.server, args.pool_size)
     by_ratio = {r["clients"]: r for r in data["ratios"]}
     rows = []
     for r in data["runs"]:
@@ -200,7 +313,13 @@ def main(argv: list[str] | None = None) -> int:
         ["variant", "clients", "endpoint", "req/s", "p50 ms", "p99 ms", "errors", "all req/s vs floor"],
         rows,
     )
-    config = {"clients": args.clients, "duration_s": args.duration, "server": args.server, "smoke": args.smoke}
+    config = {
+        "clients": args.clients,
+        "duration_s": args.duration,
+        "server": args.server,
+        "pool_size": args.pool_size,
+        "smoke": args.smoke,
+    }
     write_results("rest" if args.server == "daphne" else f"rest_{args.server}", {"config": config, **data}, args.out)
     return 0
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.core import signing
-from django.core.exceptions import ValidationError
 from django.db.models import Avg, Count, Prefetch, Q, Sum
 
 from calls.access import call_access
@@ -36,34 +36,39 @@ class HistoryPage:
     next_cursor: str | None
 
 
-_CURSOR_SIGNER = signing.Signer(salt="calls.selectors.history-cursor")
+# One signer per list, so that a cursor of one list is never taken as a position in another.
+HISTORY = "history"
+CONVERSATIONS = "conversations"
+_CURSOR_SIGNERS = {
+    HISTORY: signing.Signer(salt="calls.selectors.history-cursor"),
+    CONVERSATIONS: signing.Signer(salt="calls.selectors.conversations-cursor"),
+}
 
 
-def encode_cursor(started_at: datetime, call_id) -> str:
-    """An opaque position in a history, signed (``SECRET_KEY``) so that only cursors this
-    service issued are ever parsed."""
-    raw = f"{started_at.isoformat()}|{call_id}".encode()
-    return _CURSOR_SIGNER.sign(base64.urlsafe_b64encode(raw).decode().rstrip("="))
+def encode_cursor(when: datetime, row_id, *, kind: str = HISTORY) -> str:
+    """An opaque position (a time and a UUID) in a list, newest first, signed (``SECRET_KEY``)
+    so that only cursors this service issued are ever parsed."""
+    raw = f"{when.isoformat()}|{row_id}".encode()
+    return _CURSOR_SIGNERS[kind].sign(base64.urlsafe_b64encode(raw).decode().rstrip("="))
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_cursor(cursor: str, *, kind: str = HISTORY) -> tuple[datetime, str]:
     """The position a cursor of ``encode_cursor`` names. Any other string (tampered, re-encoded,
-    unsigned, or of an older version) is ``InvalidCallRequest``, whatever the engine."""
+    unsigned, of an older version or of another list) is ``InvalidCallRequest``, whatever the engine."""
     try:
-        payload = _CURSOR_SIGNER.unsign(cursor)
+        payload = _CURSOR_SIGNERS[kind].unsign(cursor)
         raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
-        started, call_id = raw.split("|", 1)
-        when = datetime.fromisoformat(started)
-        if when.utcoffset() is None:
+        when, row_id = raw.split("|", 1)
+        moment = datetime.fromisoformat(when)
+        if moment.utcoffset() is None:
             raise ValueError
-        return when, str(Call._meta.pk.to_python(call_id))
+        return moment, str(uuid.UUID(row_id))
     except (
         signing.BadSignature,
         ValueError,
         OverflowError,
         binascii.Error,
         UnicodeDecodeError,
-        ValidationError,
     ) as exc:
         raise InvalidCallRequest("The cursor is not valid.", details={"cursor": ["Invalid cursor."]}) from exc
 
@@ -123,61 +128,68 @@ def call_history(
 # --- analytics -----------------------------------------------------------------------------------
 
 
-def _percentile(durations, fraction: float, count: int) -> int | None:
+def _percentile(durations, field: str, fraction: float, count: int) -> int | None:
     """Nearest-rank percentile, computed by the database (ORDER BY ... OFFSET), on every engine."""
     if count == 0:
         return None
     offset = max(math.ceil(fraction * count) - 1, 0)
-    return durations.order_by("duration_seconds").values_list("duration_seconds", flat=True)[offset]
+    return durations.order_by(field).values_list(field, flat=True)[offset]
 
 
 def analytics_calls(*, user_id=None, since: datetime | None = None, until: datetime | None = None):
-    """The calls analytics aggregate over. A user's are found through the participant history
-    index (user, call_started_at), so the cost follows the user's calls, not the table."""
+    """The rows analytics aggregate over, and the prefix that names a call's fields from them.
+
+    A user's calls are their participant rows (one per call: unique per call and user), walked
+    on the history index (user, call_started_at) and joined to each call by its primary key, so
+    the cost follows the user's calls, never the size of the table. Every call when ``user_id``
+    is None (``manage.py call_stats``)."""
     if user_id is None:
         calls = Call.objects.all()
         if since:
             calls = calls.filter(started_at__gte=since)
         if until:
             calls = calls.filter(started_at__lt=until)
-        return calls
+        return calls, ""
     mine = CallParticipant.objects.filter(user_id=user_id)
     if since:
         mine = mine.filter(call_started_at__gte=since)
     if until:
         mine = mine.filter(call_started_at__lt=until)
-    return Call.objects.filter(pk__in=mine.values("call_id"))
+    return mine, "call__"
 
 
 def call_analytics(*, user_id=None, since: datetime | None = None, until: datetime | None = None) -> dict:
-    """Aggregates over the user's calls (or every call when ``user_id`` is None)."""
+    """Aggregates over the user's calls (or every call when ``user_id`` is None): one query for
+    the counts and sums, one for each percentile of the answered calls' durations."""
 
     def read():
-        calls = analytics_calls(user_id=user_id, since=since, until=until)
-        totals = calls.aggregate(
-            total=Count("id"),
-            answered=Count("id", filter=Q(answered_at__isnull=False)),
-            missed=Count("id", filter=Q(status=Call.Status.MISSED)),
-            avg_duration=Avg("duration_seconds", filter=Q(answered_at__isnull=False)),
-            total_talk=Sum("duration_seconds"),
+        rows, call = analytics_calls(user_id=user_id, since=since, until=until)
+        answered_only = Q(**{f"{call}answered_at__isnull": False})
+        duration = f"{call}duration_seconds"
+        counts = {f"status_{v}": Count("pk", filter=Q(**{f"{call}status": v})) for v in Call.Status.values}
+        counts |= {f"type_{v}": Count("pk", filter=Q(**{f"{call}call_type": v})) for v in Call.Type.values}
+        totals = rows.aggregate(
+            total=Count("pk"),
+            answered=Count("pk", filter=answered_only),
+            avg_duration=Avg(duration, filter=answered_only),
+            total_talk=Sum(duration),
+            **counts,
         )
-        by_status = dict(calls.order_by().values_list("status").annotate(n=Count("id")))
-        by_type = dict(calls.order_by().values_list("call_type").annotate(n=Count("id")))
-        answered_calls = calls.filter(answered_at__isnull=False)
+        answered_rows = rows.filter(answered_only)
         total, answered = totals["total"], totals["answered"]
         return {
             "total": total,
-            "by_status": {s: by_status.get(s, 0) for s in Call.Status.values},
-            "by_type": {t: by_type.get(t, 0) for t in Call.Type.values},
+            "by_status": {s: totals[f"status_{s}"] for s in Call.Status.values},
+            "by_type": {t: totals[f"type_{t}"] for t in Call.Type.values},
             "answered": answered,
-            "missed": totals["missed"],
+            "missed": totals[f"status_{Call.Status.MISSED}"],
             "answer_rate": round(answered / total, 4) if total else 0.0,
             "avg_duration_seconds": round(float(totals["avg_duration"]), 2)
             if totals["avg_duration"] is not None
             else 0.0,
             "total_talk_seconds": totals["total_talk"] or 0,
-            "p50_duration_seconds": _percentile(answered_calls, 0.50, answered) or 0,
-            "p95_duration_seconds": _percentile(answered_calls, 0.95, answered) or 0,
+            "p50_duration_seconds": _percentile(answered_rows, duration, 0.50, answered) or 0,
+            "p95_duration_seconds": _percentile(answered_rows, duration, 0.95, answered) or 0,
         }
 
     return database_only_read(read)
@@ -186,13 +198,32 @@ def call_analytics(*, user_id=None, since: datetime | None = None, until: dateti
 # --- conversations -------------------------------------------------------------------------------
 
 
-def conversation_list(*, user_id):
+@dataclass(frozen=True)
+class ConversationPage:
+    conversations: list[Conversation]
+    next_cursor: str | None
+
+
+def conversation_list(*, user_id, limit: int = 50, cursor: str | None = None) -> ConversationPage:
+    """The user's conversations, newest first, ``limit`` at a time, each with its members.
+
+    Two queries a page whatever the page size or the number of conversations: the page (through
+    the member's participant row), then the members of those conversations with their users."""
+
     def read():
-        return list(
-            Conversation.objects.filter(participants__user_id=user_id)
-            .prefetch_related(Prefetch("participants", queryset=ConversationParticipant.objects.select_related("user")))
-            .order_by("-created_at")
+        rows = Conversation.objects.filter(participants__user_id=user_id)
+        if cursor:
+            created, conversation_id = decode_cursor(cursor, kind=CONVERSATIONS)
+            rows = rows.filter(Q(created_at__lt=created) | Q(created_at=created, id__lt=conversation_id))
+        page = list(
+            rows.order_by("-created_at", "-id").prefetch_related(
+                Prefetch("participants", queryset=ConversationParticipant.objects.select_related("user"))
+            )[: limit + 1]
         )
+        more = len(page) > limit
+        page = page[:limit]
+        last = page[-1] if more and page else None
+        return ConversationPage(page, encode_cursor(last.created_at, last.id, kind=CONVERSATIONS) if last else None)
 
     return database_only_read(read)
 

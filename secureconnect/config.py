@@ -109,6 +109,26 @@ def database_config(*, base_dir: Path, conn_max_age: int = 0) -> dict:
     return with_database_tls_files({"ENGINE": "django.db.backends.sqlite3", "NAME": str(sqlite_path)})
 
 
+# The engines that take their connections from the process's pool (secureconnect/db/pool.py).
+POOLED_ENGINES = {
+    "django.db.backends.postgresql": "secureconnect.db.postgresql",
+    "django_cockroachdb": "secureconnect.db.cockroachdb",
+}
+
+
+def with_connection_pool(config: dict) -> dict:
+    """The database settings with a connection pool of ``DB_POOL_MAX_SIZE`` connections per
+    process (default 10; 0 turns it off: a new connection per request), a request waiting up to
+    ``DB_POOL_TIMEOUT`` seconds (default 5) for a free one. PostgreSQL and CockroachDB only."""
+    max_size = get_int("DB_POOL_MAX_SIZE", 10, minimum=0)
+    timeout = get_float("DB_POOL_TIMEOUT", 5.0, minimum=0.1)
+    engine = POOLED_ENGINES.get(config["ENGINE"])
+    if engine is None or max_size == 0:
+        return config
+    # CONN_MAX_AGE 0: Django "closes" at the end of each request, which gives the connection back.
+    return {**config, "ENGINE": engine, "CONN_MAX_AGE": 0, "POOL": {"max_size": max_size, "timeout": timeout}}
+
+
 def legacy_cockroach_url() -> str:
     """The URL the old deployment's DB_* variables describe (always CockroachDB)."""
     user = quote(get_str("DB_USER", "root"), safe="")

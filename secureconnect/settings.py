@@ -97,7 +97,8 @@ WS_PING_INTERVAL = config.get_float("WS_PING_INTERVAL", 10.0, minimum=0.1)
 WS_PING_TIMEOUT = config.get_float("WS_PING_TIMEOUT", 20.0, minimum=0.1)
 
 # --- Database -----------------------------------------------------------------------------------
-DATABASES = {"default": config.database_config(base_dir=BASE_DIR)}
+# A bounded pool of connections per process, reused across requests (secureconnect/db/pool.py).
+DATABASES = {"default": config.with_connection_pool(config.database_config(base_dir=BASE_DIR))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # django-cockroachdb reports anonymous usage to Cockroach Labs unless told not to.
 DISABLE_COCKROACHDB_TELEMETRY = config.get_bool("DISABLE_COCKROACHDB_TELEMETRY", True)

@@ -100,13 +100,16 @@ def test_the_readme_walk_through_runs_as_printed_after_seed_demo(service):
     result = bash(script, PORT=str(service.port))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    status_after_join, status_after_end, timeline, duration, answer_rate, replayed, logged_out = lines
+    status_after_join, status_after_end, timeline, duration, answer_rate, newest_conversation, replayed, logged_out = (
+        lines
+    )
     assert (status_after_join, status_after_end) == ("active", "ended"), result.stdout + result.stderr
     assert timeline == "initiated rang accepted ended", "the call's timeline, as the README says"
     assert "revoked" in replayed, "a spent refresh token replayed revokes the session"
     assert logged_out == "True"
     assert int(duration) >= 2, "the walk-through sleeps 2 s in the call"
     assert float(answer_rate) == 1.0
+    assert Conversation.objects.filter(id=newest_conversation, participants__user__email="alice@example.com").exists()
     # The walk-through's conversation is seed_demo's: one direct conversation of Alice and Bob.
     pair = Conversation.objects.filter(type="direct", participants__user__email="alice@example.com").filter(
         participants__user__email="bob@example.com"

@@ -54,6 +54,11 @@ class AnalyticsQuery(TimeWindowQuery):
     pass
 
 
+class ConversationListQuery(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=100, default=50)
+    cursor = serializers.CharField(max_length=200, required=False)
+
+
 # --- output shapes (documentation of calls.representation) --------------------------------------
 
 
@@ -163,3 +168,4 @@ class ConversationOutput(serializers.Serializer):
 
 class ConversationListOutput(serializers.Serializer):
     conversations = ConversationOutput(many=True)
+    next_cursor = serializers.CharField(allow_null=True, help_text="The next page's cursor; null on the last page.")

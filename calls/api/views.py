@@ -43,12 +43,18 @@ CONVERSATION_ID = OpenApiParameter(
 
 
 class ConversationListCreateApi(APIView):
-    @extend_schema(responses=s.ConversationListOutput, summary="My conversations", operation_id="conversations_list")
+    @extend_schema(
+        parameters=[s.ConversationListQuery],
+        responses=s.ConversationListOutput,
+        summary="My conversations",
+        operation_id="conversations_list",
+    )
     def get(self, request):
-        conversations = selectors.conversation_list(user_id=request.user.id)
-        return Response(
-            {"conversations": [conversation_to_dict(c, selectors.conversation_members(c)) for c in conversations]}
-        )
+        query = s.ConversationListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        page = selectors.conversation_list(user_id=request.user.id, **query.validated_data)
+        conversations = [conversation_to_dict(c, selectors.conversation_members(c)) for c in page.conversations]
+        return Response({"conversations": conversations, "next_cursor": page.next_cursor})
 
     @extend_schema(
         request=s.ConversationCreateInput,

@@ -148,7 +148,8 @@ def settings_under_compose(tmp_path, **overrides) -> dict:
 def test_the_compose_environment_selects_django_cockroachdb_with_telemetry_off(tmp_path):
     """Settings only: no CockroachDB server runs here, so no connection is made."""
     settings = settings_under_compose(tmp_path)
-    assert settings["engine"] == "django_cockroachdb"
+    # django-cockroachdb, with connections from the process's pool (secureconnect/db/pool.py)
+    assert settings["engine"] == "secureconnect.db.cockroachdb"
     assert settings["vendor"] == "cockroachdb"
     assert (settings["host"], settings["port"], settings["name"], settings["user"]) == (
         "cockroachdb",
@@ -191,7 +192,7 @@ def test_a_cockroach_url_wins_over_the_legacy_variables(tmp_path):
         tmp_path, DATABASE_URL="cockroach://video@crdb.internal:26257/calls?sslmode=verify-full"
     )
     assert (settings["engine"], settings["host"], settings["name"], settings["user"]) == (
-        "django_cockroachdb",
+        "secureconnect.db.cockroachdb",
         "crdb.internal",
         "calls",
         "video",
