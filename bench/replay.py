@@ -7,7 +7,8 @@ benchmark's own database, the way the supervisor does once a probe connects:
 - ``batched``: ``spool.replay`` with ``replay.replay_entries`` (the production path);
 - ``one_by_one``: the same spool replayed entry by entry (``replay.replay_entry``, the path
   before batching);
-- ``floor``: the calls' final rows written with two ``bulk_create`` calls in one transaction,
+- ``floor``: the calls' final rows (calls, participants, timeline events) written with one
+  ``bulk_create`` per table in one transaction,
   no spool and no checks: the least the database has to do for the same result.
 
 Each variant starts from the same journal (a copy of the file) and an empty call table. The
@@ -53,8 +54,9 @@ def journal(pairs, spool_path: Path) -> int:
 
 
 def clear_calls() -> None:
-    from calls.models import Call, CallParticipant
+    from calls.models import Call, CallParticipant, CallTimelineEvent
 
+    CallTimelineEvent.objects.all().delete()
     CallParticipant.objects.all().delete()
     Call.objects.all().delete()
 
@@ -90,7 +92,7 @@ def floor_variant(journal_copy: Path) -> dict:
 
     from django.db import transaction
 
-    from calls.models import Call, CallParticipant
+    from calls.models import Call, CallParticipant, CallTimelineEvent
     from calls.persistence.snapshots import decode_call
 
     clear_calls()
@@ -101,8 +103,9 @@ def floor_variant(journal_copy: Path) -> dict:
     began = time.perf_counter()
     records = [decode_call(json.loads(payload)) for payload in newest.values()]
     with transaction.atomic():
-        Call.objects.bulk_create([call for call, _ in records], batch_size=500)
-        CallParticipant.objects.bulk_create([p for _, parts in records for p in parts], batch_size=500)
+        Call.objects.bulk_create([call for call, _, _ in records], batch_size=500)
+        CallParticipant.objects.bulk_create([p for _, parts, _ in records for p in parts], batch_size=500)
+        CallTimelineEvent.objects.bulk_create([e for _, _, events in records for e in events], batch_size=1000)
     elapsed = time.perf_counter() - began
     return {
         "entries": len(rows),
