@@ -34,7 +34,7 @@ def dropped(where: str) -> float:
 
 
 def redis_config(prefix: str, **overrides) -> dict:
-    return {**redis_layer_settings(prefix=prefix)["default"]["CONFIG"], **overrides}
+    return {**redis_layer_settings(prefix=prefix, backend="core")["default"]["CONFIG"], **overrides}
 
 
 async def test_offer_answer_and_candidates_cross_the_redis_layer(sockets, two_party, redis_layer):
