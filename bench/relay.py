@@ -340,7 +340,7 @@ def uses_redis(variant: str) -> bool:
 
 def make_servers(variant: str, database: BenchDatabase, log_dir: Path) -> list[Server]:
     """The processes of a variant (two for ``-x2``: one channel-layer prefix, one database)."""
-    env = {"DATABASE_URL": database.url}
+    env = {"DATABASE_URL": database.url, "SERVER_WORKERS": "1"}  # one service process per server
     if uses_redis(variant):
         env |= {"REDIS_URL": REDIS_URL, "CHANNEL_LAYER_PREFIX": f"bench-relay-{uuid.uuid4().hex[:8]}"}
     if variant.split("-")[1:2] == ["core"]:

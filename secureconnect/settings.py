@@ -3,6 +3,7 @@
 Every variable is listed in README.md's configuration table and in .env.example.
 """
 
+import os
 import re
 import zoneinfo
 from pathlib import Path
@@ -88,6 +89,9 @@ TEMPLATES = [
 # --- Production server (python -m secureconnect.server; secureconnect/server/) -------------------
 SERVER_HOST = config.get_str("SERVER_HOST", "127.0.0.1")  # the Dockerfile and compose pass --bind 0.0.0.0
 SERVER_PORT = config.get_int("SERVER_PORT", 8083, minimum=1)
+# Worker processes of the production server, sharing its listening socket (issue 16). Default:
+# one per core with a Redis channel layer; 1 without (the in-memory layer spans one process).
+SERVER_WORKERS = config.get_int("SERVER_WORKERS", (os.cpu_count() or 1) if REDIS_URL else 1, minimum=1)
 # Seconds a connection may take to send a request's complete headers (slow clients hold a socket).
 HTTP_HEADER_TIMEOUT = config.get_float("HTTP_HEADER_TIMEOUT", 10.0, minimum=0.1)
 # Protocol-level WebSocket keepalive: a ping every WS_PING_INTERVAL seconds; a socket whose ping

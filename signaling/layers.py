@@ -214,6 +214,13 @@ class LocalChannel:
         self.groups: set[str] = set()
 
 
+def shard_index(group: str, shards: int) -> int:
+    """Which of ``shards`` Redis servers carries ``group``: a call's groups (``call.<id>``,
+    ``call.<id>.user.<id>``) all land on the shard of ``call.<id>``; a user's on ``user.<id>``'s."""
+    key = ".".join(group.split(".", 2)[:2])
+    return binascii.crc32(key.encode()) % shards
+
+
 class PubSubShard:
     """One Redis server of the layer: a pool for PUBLISH and one subscriber connection, read by
     one task, that carries every subscription this process holds on the shard.
@@ -442,10 +449,7 @@ class PubSubChannelLayer(BaseChannelLayer):
     # --- names ----------------------------------------------------------------------------------
 
     def shard_for(self, group: str) -> PubSubShard:
-        """A call's groups all land on the shard of ``call.<id>``; a user's on ``user.<id>``'s."""
-        parts = group.split(".", 2)
-        key = ".".join(parts[:2])
-        return self.shards[binascii.crc32(key.encode()) % len(self.shards)]
+        return self.shards[shard_index(group, len(self.shards))]
 
     def _process_of(self, channel: str) -> str | None:
         head, bang, _ = channel.partition("!")
