@@ -340,7 +340,9 @@ def uses_redis(variant: str) -> bool:
 
 def make_servers(variant: str, database: BenchDatabase, log_dir: Path) -> list[Server]:
     """The processes of a variant (two for ``-x2``: one channel-layer prefix, one database)."""
-    env = {"DATABASE_URL": database.url, "SERVER_WORKERS": "1"}  # one service process per server
+    # One service process per server; a closed socket's grace (its holder, then the lifecycle's
+    # check) over in a second, so that the next N does not connect while 2N holders settle.
+    env = {"DATABASE_URL": database.url, "SERVER_WORKERS": "1", "CALL_RECONNECT_GRACE": "1"}
     if uses_redis(variant):
         env |= {"REDIS_URL": REDIS_URL, "CHANNEL_LAYER_PREFIX": f"bench-relay-{uuid.uuid4().hex[:8]}"}
     if variant.split("-")[1:2] == ["core"]:
@@ -366,14 +368,18 @@ def run(pair_counts: list[int], duration: float, variants: list[str], log_dir: P
     runs = []
     try:
         setup_django(database.url)
-        pools = {n: make_pairs(n, label="relay", with_calls=True) for n in pair_counts}
-        close_connections()
         for variant in variants:
+            # Calls of its own for each variant: a socket that closes leaves its call to the
+            # lifecycle (the grace, then connection_lost), so the next variant's sockets would
+            # find ended calls (4409) or resume into them.
+            pools = {n: make_pairs(n, label="relay", with_calls=True) for n in pair_counts}
+            close_connections()
             servers = []
             try:
                 for server in make_servers(variant, database, log_dir):
                     servers.append(server.start(health_path=None if variant == "floor" else "/health"))
                 for n in pair_counts:
+                    time.sleep(3 if variant != "floor" else 0)  # the previous N's graces end
                     result = asyncio.run(measure(servers, pools[n], duration, uses_redis(variant), rate))
                     result = {"variant": variant, **result}
                     if variant != "floor":
@@ -385,6 +391,10 @@ def run(pair_counts: list[int], duration: float, variants: list[str], log_dir: P
                         f"  dup {result['duplicated']}  misrouted {result['misrouted']}",
                         flush=True,
                     )
+            except BaseException:
+                for server in servers:  # why the server refused, before its log goes with the run's folder
+                    print(f"--- {variant} log (last 3000 characters) ---\n{server.log_text()[-3000:]}", flush=True)
+                raise
             finally:
                 for server in servers:
                     server.stop()

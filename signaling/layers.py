@@ -499,7 +499,7 @@ class PubSubChannelLayer(BaseChannelLayer):
                 await local.waiter
             except asyncio.CancelledError:
                 local.waiter = None
-                if not local.groups and not local.queue:
+                if not local.groups:  # the reader went and no group reaches the channel
                     self.channels.pop(channel, None)
                 raise
             local.waiter = None
@@ -583,7 +583,7 @@ class PubSubChannelLayer(BaseChannelLayer):
             members.discard(channel)
             if not members:
                 del self.groups[group]
-        if not local.groups and local.waiter is None and not local.queue:
+        if not local.groups and local.waiter is None:  # nobody reads it, nothing reaches it
             del self.channels[channel]
         self.wanted[group] -= 1
         if self.wanted[group] <= 0:
