@@ -7,7 +7,10 @@ receiving process's queue in Redis is at capacity; ``group_send`` skips such a q
 logs ``"%s of %s channels over capacity in group %s"`` at INFO; and a process's local buffer
 for one socket (``BoundedQueue``) discards its oldest message when the socket stops reading.
 The in-memory layer drops in ``send`` only (``group_send`` swallows its ``ChannelFull``).
-Each is counted in ``secureconnect_channel_layer_dropped_messages{where=...}``.
+The production layer, ``PubSubChannelLayer`` (below), keeps nothing in Redis and drops only in a
+socket's buffer in its process (``receive_buffer``); what pub/sub loses while a connection is
+down is not dropped silently either: the sockets concerned are closed (4503) and counted.
+Each drop is counted in ``secureconnect_channel_layer_dropped_messages{where=...}``.
 """
 
 from __future__ import annotations
