@@ -233,7 +233,11 @@ class PubSubShard:
     reconnects with backoff. While the shard is down, subscribing and publishing fail at once."""
 
     PING_INTERVAL = 5.0  # seconds between pings on the subscriber connection
-    PONG_TIMEOUT = 10.0  # a subscriber connection with no answer for this long is cut
+    # A subscriber connection with no answer for this long is cut. Generous: an overloaded process
+    # reads its subscriptions late (seconds, in bench/relay at 2,500 msg/s offered), and that
+    # must not look like a dead connection.
+    PONG_TIMEOUT = 30.0
+    JOIN_TIMEOUT = 10.0  # seconds a group_add waits for Redis to confirm (the same backlog)
     BACKOFF = (0.05, 0.1, 0.25, 0.5, 1.0)
 
     def __init__(self, layer: PubSubChannelLayer, index: int, host: dict | str):
@@ -294,7 +298,7 @@ class PubSubShard:
             confirmed = loop.create_future()
             self.barriers[token] = (confirmed, activate)
             await self._command("PING", token)
-        await asyncio.wait_for(asyncio.shield(confirmed), timeout=self.layer.connect_timeout)
+        await asyncio.wait_for(asyncio.shield(confirmed), timeout=self.JOIN_TIMEOUT)
 
     async def unsubscribe(self, name: bytes) -> None:
         confirmed = self.subscribed.pop(name, None)
