@@ -45,4 +45,5 @@ EXPOSE 8083
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "/app/deploy/healthcheck.py"]
 
+# SERVER_WORKERS worker processes (default: one per core the container sees, with REDIS_URL).
 CMD ["python", "-m", "secureconnect.server", "--bind", "0.0.0.0", "--port", "8083"]

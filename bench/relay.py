@@ -8,20 +8,37 @@ peer receive) and the rate is what the server carries at that concurrency.
 
 The same load goes, in the same run, to:
 
-- ``daphne-redis``: the service as deployed (daphne, channels_redis core layer);
+- ``daphne-redis``: the service as deployed (``python -m secureconnect.server``, the pub/sub
+  channel layer ``signaling.layers.PubSubChannelLayer``);
 - ``daphne-memory``: the same with the in-memory layer (what Redis costs);
 - ``uvicorn-redis``: the same ASGI application under uvicorn (the choice of ASGI server);
-- ``floor``: ``bench/floor_relay.py``, the same routing written directly on websockets.
+- ``floor``: ``bench/floor_relay.py``, the same routing written directly on websockets;
+
+and, when asked for (``--variants``):
+
+- ``daphne-core``: the service on channels_redis's core layer (``CHANNEL_LAYER_BACKEND=core``),
+  the layer before issue 16;
+- ``daphne-redis-x2``: two service processes, every caller on one and every callee on the
+  other (each message crosses Redis between processes).
+
+``--rate R`` paces each pair at R messages a second (R/2 each way, open loop: a message leaves
+on time whether or not the last has arrived) instead of saturating; then every message carries a
+sequence number and is counted lost (not received within 10 s), duplicated (received twice) or
+misrouted (received by a socket of another pair).
 
     .venv-test/bin/python -m bench.relay                # N = 10, 100, 500; 10 s each
     .venv-test/bin/python -m bench.relay --pairs 10 100 --duration 5 --variants daphne-redis floor
+    .venv-test/bin/python -m bench.relay --pairs 100 --rate 10 --variants daphne-redis daphne-core floor
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
+import random
+import re
 import sys
 import tempfile
 import time
@@ -36,19 +53,22 @@ from bench.common import METRICS_TOKEN, REDIS_URL, arg_parser, latency_summary, 
 from bench.services import BenchDatabase, Server, raise_open_files_limit, redis_client, redis_delete_own_keys
 
 VARIANTS = ("daphne-redis", "daphne-memory", "uvicorn-redis", "floor")
+EXTRA_VARIANTS = ("daphne-core", "daphne-redis-x2")
 PRODUCT = "daphne-redis"
 PATH = "/v1/calls/ws/signaling"
 RELAYED = frozenset({"offer", "answer", "ice_candidate"})
 CONNECT_CONCURRENCY = 50
 MESSAGE_TIMEOUT = 10.0  # a message not relayed within this is counted lost
 WARMUP = 1.0
+SEQ_MARK = "424242"  # replaced by a sequence number in paced runs (the SDP's o= line, the candidate's foundation)
+SEQ = re.compile(r"(?:o=- |candidate:)(\d+) ")
 
 
 def sdp(kind: str) -> str:
     """A video+audio SDP of realistic size (~2.5 KB), as a browser would send it."""
     lines = [
         "v=0",
-        "o=- 4611731400430051336 2 IN IP4 127.0.0.1",
+        f"o=- {SEQ_MARK} 2 IN IP4 127.0.0.1",
         "s=-",
         "t=0 0",
         "a=group:BUNDLE 0 1",
@@ -88,7 +108,7 @@ def frames(role: str) -> list[str]:
     out = [json.dumps({"type": "offer" if role == "caller" else "answer", "sdp": sdp(role)})]
     for n in range(7):
         candidate = {
-            "candidate": f"candidate:{842163049 + n} 1 udp 1677729535 198.51.100.{n + 1} {50000 + n} typ srflx "
+            "candidate": f"candidate:{SEQ_MARK} 1 udp 1677729535 198.51.100.{n + 1} {50000 + n} typ srflx "
             f"raddr 0.0.0.0 rport 0 generation 0 ufrag Xk3p network-cost 999",
             "sdpMid": "0",
             "sdpMLineIndex": 0,
@@ -152,6 +172,59 @@ async def driver(sender: Endpoint, receiver: Endpoint, role: str, window: Window
         n += 1
 
 
+@dataclass
+class Paced:
+    """Every message of a paced run, by sequence number, until its receiver has it."""
+
+    pending: dict[int, tuple[object, float]] = field(default_factory=dict)  # seq -> (receiver, sent)
+    received: set[int] = field(default_factory=set)
+    duplicated: int = 0
+    misrouted: int = 0
+    counter: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+
+async def paced_reader(endpoint: Endpoint, window: Window, paced: Paced) -> None:
+    try:
+        async for raw in endpoint.ws:
+            received = time.perf_counter()
+            match = SEQ.search(raw)
+            if match is None:
+                if json.loads(raw).get("type") == "error":
+                    window.errors.append(raw[:200])
+                continue
+            seq = int(match.group(1))
+            entry = paced.pending.pop(seq, None)
+            if entry is None:
+                paced.duplicated += seq in paced.received
+                continue
+            paced.received.add(seq)
+            receiver, sent = entry
+            if receiver is not endpoint:
+                paced.misrouted += 1
+            elif window.start <= sent < window.end:
+                window.latencies.append(received - sent)
+    except ConnectionClosed:
+        pass
+
+
+async def paced_driver(sender: Endpoint, receiver: Endpoint, role: str, window: Window, paced: Paced, interval: float):
+    loop = asyncio.get_running_loop()
+    sequence = frames(role)
+    n = 0
+    next_at = loop.time() + random.uniform(0, interval)
+    while not window.stop:
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
+        next_at += interval
+        seq = next(paced.counter)
+        paced.pending[seq] = (receiver, time.perf_counter())
+        try:
+            await sender.ws.send(sequence[n % len(sequence)].replace(SEQ_MARK, str(seq)))
+        except ConnectionClosed as exc:
+            window.errors.append(f"closed: {exc}")
+            return
+        n += 1
+
+
 async def open_socket(base: str, call_id: str, token: str, gate: asyncio.Semaphore):
     async with gate:
         return await connect(
@@ -175,32 +248,53 @@ def redis_cpu_seconds() -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-async def measure(server: Server, pairs, duration: float, uses_redis: bool) -> dict:
+async def measure(servers: list[Server], pairs, duration: float, uses_redis: bool, rate: float = 0.0) -> dict:
+    """Callers on ``servers[0]``, callees on ``servers[-1]`` (the same server, or two). ``rate``:
+    messages a second per pair, paced; 0: saturated (one message in flight each way)."""
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
     opened = time.perf_counter()
     sockets = await asyncio.gather(
-        *[open_socket(server.ws_url, p.call_id, person.token, gate) for p in pairs for person in (p.caller, p.callee)]
+        *[
+            open_socket(server.ws_url, p.call_id, person.token, gate)
+            for p in pairs
+            for server, person in ((servers[0], p.caller), (servers[-1], p.callee))
+        ]
     )
     connect_seconds = time.perf_counter() - opened
     window = Window()
+    paced = Paced() if rate else None
     endpoints = [Endpoint(ws) for ws in sockets]
-    readers = [asyncio.create_task(reader(e, window)) for e in endpoints]
+    if paced is None:
+        readers = [asyncio.create_task(reader(e, window)) for e in endpoints]
+    else:
+        readers = [asyncio.create_task(paced_reader(e, window, paced)) for e in endpoints]
     await asyncio.sleep(min(WARMUP, 0.5))  # participants and join messages go by
     drivers = []
     for n in range(len(pairs)):
         caller, callee = endpoints[2 * n], endpoints[2 * n + 1]
-        drivers.append(asyncio.create_task(driver(caller, callee, "caller", window)))
-        drivers.append(asyncio.create_task(driver(callee, caller, "callee", window)))
+        if paced is None:
+            drivers.append(asyncio.create_task(driver(caller, callee, "caller", window)))
+            drivers.append(asyncio.create_task(driver(callee, caller, "callee", window)))
+        else:
+            interval = 2.0 / rate  # each direction carries half of the pair's rate
+            drivers.append(asyncio.create_task(paced_driver(caller, callee, "caller", window, paced, interval)))
+            drivers.append(asyncio.create_task(paced_driver(callee, caller, "callee", window, paced, interval)))
     await asyncio.sleep(WARMUP)
-    server_cpu, redis_cpu, client_cpu = cpu_seconds(server.process.pid), redis_cpu_seconds(), time.process_time()
+    pids = [server.process.pid for server in servers]
+    server_cpu, redis_cpu, client_cpu = sum(map(cpu_seconds, pids)), redis_cpu_seconds(), time.process_time()
     window.start = time.perf_counter()
     await asyncio.sleep(duration)
     window.end = time.perf_counter()
-    server_cpu = cpu_seconds(server.process.pid) - server_cpu
+    server_cpu = sum(map(cpu_seconds, pids)) - server_cpu
     redis_cpu = redis_cpu_seconds() - redis_cpu
     client_cpu = time.process_time() - client_cpu
     window.stop = True
     await asyncio.wait(drivers, timeout=MESSAGE_TIMEOUT + 5)
+    if paced is not None:
+        deadline = time.perf_counter() + MESSAGE_TIMEOUT
+        while time.perf_counter() < deadline and any(window.start <= t < window.end for _, t in paced.pending.values()):
+            await asyncio.sleep(0.1)
+        window.lost = sum(window.start <= t < window.end for _, t in paced.pending.values())
     for ws in sockets:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(ws.close(), 5)
@@ -218,6 +312,9 @@ async def measure(server: Server, pairs, duration: float, uses_redis: bool) -> d
         "p99_ms": summary["p99_ms"],
         "max_ms": summary["max_ms"],
         "lost": window.lost,
+        "duplicated": paced.duplicated if paced else 0,
+        "misrouted": paced.misrouted if paced else 0,
+        "offered_per_s": rate * len(pairs) if rate else None,
         "errors": len(window.errors),
         "error_samples": window.errors[:3],
         "server_cpu_pct": round(100 * server_cpu / elapsed, 1),
@@ -237,44 +334,70 @@ def dropped_messages(server: Server) -> float:
     )
 
 
-def make_server(variant: str, database: BenchDatabase, log_dir: Path) -> Server:
-    env = {"DATABASE_URL": database.url, "SPOOL_PATH": str(log_dir / f"spool-{variant}.sqlite3")}
-    if variant.endswith("-redis"):
+def uses_redis(variant: str) -> bool:
+    return variant.split("-")[1:2] in (["redis"], ["core"])
+
+
+def make_servers(variant: str, database: BenchDatabase, log_dir: Path) -> list[Server]:
+    """The processes of a variant (two for ``-x2``: one channel-layer prefix, one database)."""
+    # One service process per server; a closed socket's grace (its holder, then the lifecycle's
+    # check) over in a second, so that the next N does not connect while 2N holders settle.
+    env = {"DATABASE_URL": database.url, "SERVER_WORKERS": "1", "CALL_RECONNECT_GRACE": "1"}
+    if uses_redis(variant):
         env |= {"REDIS_URL": REDIS_URL, "CHANNEL_LAYER_PREFIX": f"bench-relay-{uuid.uuid4().hex[:8]}"}
-    log = log_dir / f"{variant}.log"
+    if variant.split("-")[1:2] == ["core"]:
+        env["CHANNEL_LAYER_BACKEND"] = "core"
     if variant == "floor":
         argv = [sys.executable, "-m", "bench.floor_relay"]
-        return Server(kind="floor", env={}, log_path=log, argv=argv)
-    return Server(kind=variant.split("-")[0], env=env, log_path=log)
+        return [Server(kind="floor", env={}, log_path=log_dir / "floor.log", argv=argv)]
+    count = 2 if variant.endswith("-x2") else 1
+    return [
+        Server(
+            kind=variant.split("-")[0],
+            env={**env, "SPOOL_PATH": str(log_dir / f"spool-{variant}-{n}.sqlite3")},
+            log_path=log_dir / f"{variant}-{n}.log",
+        )
+        for n in range(count)
+    ]
 
 
-def run(pair_counts: list[int], duration: float, variants: list[str], log_dir: Path) -> dict:
+def run(pair_counts: list[int], duration: float, variants: list[str], log_dir: Path, rate: float = 0.0) -> dict:
     from bench.data import close_connections, make_pairs, setup_django
 
     database = BenchDatabase("relay").create()
     runs = []
     try:
         setup_django(database.url)
-        pools = {n: make_pairs(n, label="relay", with_calls=True) for n in pair_counts}
-        close_connections()
         for variant in variants:
-            server = make_server(variant, database, log_dir).start(
-                health_path=None if variant == "floor" else "/health"
-            )
+            # Calls of its own for each variant: a socket that closes leaves its call to the
+            # lifecycle (the grace, then connection_lost), so the next variant's sockets would
+            # find ended calls (4409) or resume into them.
+            pools = {n: make_pairs(n, label="relay", with_calls=True) for n in pair_counts}
+            close_connections()
+            servers = []
             try:
+                for server in make_servers(variant, database, log_dir):
+                    servers.append(server.start(health_path=None if variant == "floor" else "/health"))
                 for n in pair_counts:
-                    result = asyncio.run(measure(server, pools[n], duration, uses_redis=variant.endswith("-redis")))
+                    time.sleep(3 if variant != "floor" else 0)  # the previous N's graces end
+                    result = asyncio.run(measure(servers, pools[n], duration, uses_redis(variant), rate))
                     result = {"variant": variant, **result}
                     if variant != "floor":
-                        result["layer_drops"] = dropped_messages(server)
+                        result["layer_drops"] = sum(dropped_messages(server) for server in servers)
                     runs.append(result)
                     print(
-                        f"  {variant:14} N={n:4}: {result['messages_per_s']:9.1f} msg/s  "
-                        f"p50 {result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:7.2f} ms  lost {result['lost']}",
+                        f"  {variant:16} N={n:4}: {result['messages_per_s']:9.1f} msg/s  "
+                        f"p50 {result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:7.2f} ms  lost {result['lost']}"
+                        f"  dup {result['duplicated']}  misrouted {result['misrouted']}",
                         flush=True,
                     )
+            except BaseException:
+                for server in servers:  # why the server refused, before its log goes with the run's folder
+                    print(f"--- {variant} log (last 3000 characters) ---\n{server.log_text()[-3000:]}", flush=True)
+                raise
             finally:
-                server.stop()
+                for server in servers:
+                    server.stop()
     finally:
         close_connections()
         database.drop()
@@ -308,18 +431,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = arg_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, nargs="+", default=[10, 100, 500])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per variant and N")
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS + EXTRA_VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--rate", type=float, default=0.0, help="messages a second per pair, paced (0: saturated)")
     args = parser.parse_args(argv)
     if args.smoke:
         global WARMUP
         args.pairs, args.duration, WARMUP = [2], 0.5, 0.2
     raise_open_files_limit()
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
-        data = run(args.pairs, args.duration, args.variants, Path(tmp))
+        data = run(args.pairs, args.duration, args.variants, Path(tmp), args.rate)
     by_ratio = {(r["variant"], r["pairs"]): r for r in data["ratios"]}
     print_table(
         "Signaling relay: messages relayed per second and one-way latency",
-        ["variant", "N pairs", "msg/s", "p50 ms", "p99 ms", "lost", "vs floor", "server CPU %", "redis CPU %"],
+        [
+            "variant",
+            "N pairs",
+            "msg/s",
+            "p50 ms",
+            "p99 ms",
+            "lost",
+            "dup",
+            "misrouted",
+            "vs floor",
+            "server CPU %",
+            "redis CPU %",
+        ],
         [
             [
                 r["variant"],
@@ -328,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
                 r["p50_ms"],
                 r["p99_ms"],
                 r["lost"],
+                r["duplicated"],
+                r["misrouted"],
                 f"{by_ratio[(r['variant'], r['pairs'])]['throughput_vs_floor']}x",
                 r["server_cpu_pct"],
                 r["redis_cpu_pct"],
@@ -335,7 +473,13 @@ def main(argv: list[str] | None = None) -> int:
             for r in data["runs"]
         ],
     )
-    config = {"pairs": args.pairs, "duration_s": args.duration, "variants": args.variants, "smoke": args.smoke}
+    config = {
+        "pairs": args.pairs,
+        "duration_s": args.duration,
+        "rate_per_pair": args.rate,
+        "variants": args.variants,
+        "smoke": args.smoke,
+    }
     write_results("relay", {"config": config, **data}, args.out)
     return 0
 

@@ -144,6 +144,7 @@ BENCH_ENVIRONMENT = {
     "WS_MAX_SIGNALING_PER_USER": "20000",
     "WS_MAX_EVENTS_PER_USER": "20000",
     "CALL_RING_TIMEOUT": "3600",
+    "SERVER_WORKERS": "1",  # one process per server, the PID measured (the default is one per core)
     "PYTHONUNBUFFERED": "1",
     "CACHE_KEY_PREFIX": f"{RUN_KEY_PREFIX}-cache",
     "CHANNEL_LAYER_PREFIX": f"{RUN_KEY_PREFIX}-layer",

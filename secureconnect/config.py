@@ -198,18 +198,34 @@ def redis_url() -> str:
 
     The result holds the password: it is for connecting, never for logs or pages.
     """
-    url = get_str("REDIS_URL")
+    return _with_redis_password(get_str("REDIS_URL"), variable="REDIS_URL")
+
+
+def channel_layer_redis_urls(default: str) -> list[str]:
+    """The channel layer's Redis servers (shards): ``CHANNEL_LAYER_REDIS_URLS``, a comma-separated
+    list, each with ``REDIS_PASSWORD`` applied like ``REDIS_URL``; without it, ``default``
+    (``REDIS_URL``, one shard). Empty when neither is set."""
+    urls = get_list("CHANNEL_LAYER_REDIS_URLS")
+    if not urls:
+        return [default] if default else []
+    for url in urls:
+        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            raise ImproperlyConfigured(f"CHANNEL_LAYER_REDIS_URLS: {url.split('@')[-1]!r} is not a redis:// URL")
+    return [_with_redis_password(url, variable="CHANNEL_LAYER_REDIS_URLS") for url in urls]
+
+
+def _with_redis_password(url: str, *, variable: str) -> str:
     password = _read("REDIS_PASSWORD") or ""
     if not password:
         return url
     if not url:
-        raise ImproperlyConfigured("REDIS_PASSWORD is set but REDIS_URL is not")
+        raise ImproperlyConfigured(f"REDIS_PASSWORD is set but {variable} is not")
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss"):
-        raise ImproperlyConfigured("REDIS_PASSWORD needs a redis:// or rediss:// REDIS_URL")
+        raise ImproperlyConfigured(f"REDIS_PASSWORD needs a redis:// or rediss:// {variable}")
     userinfo, _, hostport = parts.netloc.rpartition("@")
     if ":" in userinfo:
-        raise ImproperlyConfigured("REDIS_URL has a password already; give it there or in REDIS_PASSWORD, not both")
+        raise ImproperlyConfigured(f"{variable} has a password already; give it there or in REDIS_PASSWORD, not both")
     netloc = f"{userinfo}:{quote(password, safe='')}@{hostport}"
     return urlunsplit(parts._replace(netloc=netloc))
 

@@ -3,6 +3,7 @@
 Every variable is listed in README.md's configuration table and in .env.example.
 """
 
+import os
 import re
 import zoneinfo
 from pathlib import Path
@@ -89,6 +90,9 @@ TEMPLATES = [
 # --- Production server (python -m secureconnect.server; secureconnect/server/) -------------------
 SERVER_HOST = config.get_str("SERVER_HOST", "127.0.0.1")  # the Dockerfile and compose pass --bind 0.0.0.0
 SERVER_PORT = config.get_int("SERVER_PORT", 8083, minimum=1)
+# Worker processes of the production server, sharing its listening socket (issue 16). Default:
+# one per core with a Redis channel layer; 1 without (the in-memory layer spans one process).
+SERVER_WORKERS = config.get_int("SERVER_WORKERS", (os.cpu_count() or 1) if REDIS_URL else 1, minimum=1)
 # Seconds a connection may take to send a request's complete headers (slow clients hold a socket).
 HTTP_HEADER_TIMEOUT = config.get_float("HTTP_HEADER_TIMEOUT", 10.0, minimum=0.1)
 # Protocol-level WebSocket keepalive: a ping every WS_PING_INTERVAL seconds; a socket whose ping
@@ -265,26 +269,47 @@ CALL_CONNECT_TIMEOUT = config.get_float("CALL_CONNECT_TIMEOUT", 60.0, minimum=0.
 # What an instance holds for a participant during the gap, at most.
 RESUME_BUFFER_MESSAGES = config.get_int("RESUME_BUFFER_MESSAGES", 500, minimum=1)
 RESUME_BUFFER_BYTES = config.get_int("RESUME_BUFFER_BYTES", 1024 * 1024, minimum=1024)
-# The core Redis layer keeps ONE queue per process in Redis (every socket's channel of a process
-# shares it), so its capacity bounds the messages waiting for a whole process, not one socket:
-# hundreds of calls each bursting dozens of ICE candidates need thousands. Past it, messages are
-# dropped (counted in /metrics as secureconnect_channel_layer_dropped_messages).
+# Each socket's buffer in this process holds this many messages (the pub/sub layer; the core
+# layer's single queue per process in Redis has the same bound); past it the oldest is dropped
+# and counted in /metrics as secureconnect_channel_layer_dropped_messages.
 CHANNEL_LAYER_CAPACITY = config.get_int("CHANNEL_LAYER_CAPACITY", 10000, minimum=100)
-# Seconds a message may wait in Redis; signaling older than this is useless to a peer anyway.
+# Seconds a message may wait in Redis (core layer only; pub/sub keeps nothing in Redis).
 CHANNEL_LAYER_EXPIRY = config.get_int("CHANNEL_LAYER_EXPIRY", 60, minimum=1)
 CHANNEL_LAYER_PREFIX = config.get_str("CHANNEL_LAYER_PREFIX", "secureconnect")
-if REDIS_URL:
-    # channels_redis's core layer, not RedisPubSubChannelLayer: the core layer queues each
-    # message in Redis (a process that is briefly slow to read still gets it, within expiry) and
-    # its capacity is explicit, so a drop is observable and counted; pub/sub delivers only to
-    # whoever is subscribed at that instant and a message published during a reconnect is gone
-    # without a trace. The core layer also needs one Redis reader per process, not per socket.
+# The channel layer's Redis servers: CHANNEL_LAYER_REDIS_URLS (comma-separated shards; a call's
+# groups live on one shard), else REDIS_URL alone.
+CHANNEL_LAYER_REDIS_URLS = config.channel_layer_redis_urls(REDIS_URL)
+# pubsub (default): signaling.layers.PubSubChannelLayer. core: channels_redis's core layer, kept
+# for comparison (bench/relay) and as a fallback; it shards too (channels_redis's ``hosts``).
+CHANNEL_LAYER_BACKEND = config.get_choice("CHANNEL_LAYER_BACKEND", ("pubsub", "core"), "pubsub")
+if CHANNEL_LAYER_REDIS_URLS and CHANNEL_LAYER_BACKEND == "pubsub":
+    # Pub/sub: one PUBLISH per group_send and one subscriber connection per shard and process
+    # (docs/benchmarks.md, "Relay"). Pub/sub keeps nothing for a subscriber whose connection is
+    # down, so the layer closes the sockets of a lost connection with 4503 instead of letting
+    # them miss messages silently (signaling.layers.PubSubChannelLayer).
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "signaling.layers.PubSubChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {"address": url, "socket_connect_timeout": 2, "socket_timeout": 10}
+                    for url in CHANNEL_LAYER_REDIS_URLS
+                ],
+                "prefix": CHANNEL_LAYER_PREFIX,
+                "capacity": CHANNEL_LAYER_CAPACITY,
+            },
+        }
+    }
+elif CHANNEL_LAYER_REDIS_URLS:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "signaling.layers.CountingRedisChannelLayer",
             "CONFIG": {
                 # Fail in seconds when Redis is away (socket_timeout must exceed the layer's 5 s BZPOPMIN).
-                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 10}],
+                "hosts": [
+                    {"address": url, "socket_connect_timeout": 2, "socket_timeout": 10}
+                    for url in CHANNEL_LAYER_REDIS_URLS
+                ],
                 "prefix": CHANNEL_LAYER_PREFIX,
                 "capacity": CHANNEL_LAYER_CAPACITY,
                 "expiry": CHANNEL_LAYER_EXPIRY,

@@ -499,7 +499,14 @@ class SignalingConsumer(SocketConsumer):
             await self.send_message(protocol.error_message(ErrorCode.NOT_RECORDED, f"Relayed, not recorded: {detail}"))
 
     async def _broadcast(self, message: dict) -> None:
-        await self._send_to(group_name(call_id=self.call_id), message)
+        """To the other participants, never back to the sender: in a two-party call, to the other
+        one's group only (the call's participants are fixed when it is initiated), so the sender's
+        own sockets are not handed a message to drop; otherwise to the call's group."""
+        others = [p for p in self.participant_ids() if p != self.user_id]
+        if len(others) == 1:
+            await self._send_to(group_name(call_id=self.call_id, user_id=others[0]), message)
+        else:
+            await self._send_to(group_name(call_id=self.call_id), message)
 
     async def _send_to(self, group: str, message: dict) -> None:
         layer_message = {"type": SIGNAL_RELAY, "message": message, "sender_id": self.user_id, "id": next_message_id()}

@@ -41,3 +41,13 @@ resume_buffer_dropped = Counter(
     "secureconnect_resume_buffer_dropped",
     "Messages for a reconnecting participant dropped because the resume buffer was full.",
 )
+layer_reconnects = Counter(
+    "secureconnect_channel_layer_reconnects",
+    "Times a channel-layer shard's subscriber connection was lost (then re-established), by shard.",
+    ["shard"],
+)
+layer_cut_channels = Counter(
+    "secureconnect_channel_layer_cut_channels",
+    "Socket channels whose subscription was cut with a shard's connection (closed with 4503), by shard.",
+    ["shard"],
+)

@@ -3,14 +3,26 @@
 Serves ``settings.ASGI_APPLICATION`` on ``SERVER_HOST``:``SERVER_PORT`` with the limits described
 in ``secureconnect/server/__init__.py``. ``daphne secureconnect.asgi:application`` and
 ``manage.py runserver`` keep working for development, without those limits.
+
+With ``SERVER_WORKERS`` > 1 this process binds the socket and runs that many worker processes
+on it (the kernel spreads connections among them); sockets on different workers reach each other
+through the Redis channel layer, as on different hosts. SIGTERM or SIGINT stops the workers; a
+worker that dies stops the others too, and the command exits with its code (the orchestrator
+restarts the container).
 """
 
 import daphne.server  # noqa: F401, I001 - first: installs Twisted's asyncio reactor
 
 import argparse
+import contextlib
+import ctypes
 import logging
 import os
+import signal
+import socket
+import subprocess
 import sys
+import time
 
 from asgiref.compatibility import guarantee_single_callable
 from daphne.access import AccessLogGenerator
@@ -23,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bind", help="address to listen on (default: SERVER_HOST)")
     parser.add_argument("--port", type=int, help="port to listen on (default: SERVER_PORT)")
     parser.add_argument("--application", help="ASGI application, module.attribute (default: ASGI_APPLICATION)")
+    parser.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # a worker: serve this inherited socket
     args = parser.parse_args(argv)
 
     import django
@@ -42,6 +55,13 @@ def main(argv: list[str] | None = None) -> None:
 
     host = args.bind or settings.SERVER_HOST
     port = settings.SERVER_PORT if args.port is None else args.port
+    if args.fd is None and settings.SERVER_WORKERS > 1:
+        if not settings.REDIS_URL:
+            sys.stderr.write(
+                "Configuration error: SERVER_WORKERS > 1 needs REDIS_URL (the in-memory layer spans one process)\n"
+            )
+            sys.exit(2)
+        sys.exit(supervise(workers=settings.SERVER_WORKERS, host=host, port=port, application=args.application))
     logging.getLogger("secureconnect.server").info(
         "Serving %s on %s:%s (headers within %ss, bodies up to %s bytes, WebSocket pings every %ss, %ss to answer)",
         args.application or settings.ASGI_APPLICATION,
@@ -54,7 +74,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     ProductionServer(
         guarantee_single_callable(application),
-        endpoints=build_endpoint_description_strings(host=host, port=port),
+        endpoints=(
+            [f"fd:fileno={args.fd}"]  # the supervisor's socket (AF_INET: Twisted's fd endpoint default)
+            if args.fd is not None
+            else build_endpoint_description_strings(host=host, port=port)
+        ),
         action_logger=AccessLogGenerator(sys.stdout),
         http_header_timeout=settings.HTTP_HEADER_TIMEOUT,
         max_request_body_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
@@ -66,6 +90,51 @@ def main(argv: list[str] | None = None) -> None:
         websocket_max_message_size=MAX_MESSAGE_BYTES,
         websocket_max_frame_size=MAX_MESSAGE_BYTES,
     ).run()
+
+
+def supervise(*, workers: int, host: str, port: int, application: str | None) -> int:
+    """Bind ``host:port``, run ``workers`` worker processes on the socket, and wait for them."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # IPv4: what the workers' fd endpoint adopts
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(2048)
+    command = [sys.executable, "-m", "secureconnect.server", "--bind", host, "--port", str(port)]
+    command += ["--fd", str(listener.fileno())]
+    if application:
+        command += ["--application", application]
+    children = [
+        subprocess.Popen(command, pass_fds=(listener.fileno(),), preexec_fn=_die_with_parent)  # noqa: S603
+        for _ in range(workers)
+    ]
+    logging.getLogger("secureconnect.server").info(
+        "%d workers on %s:%s: %s", workers, host, port, [c.pid for c in children]
+    )
+    stopping = False
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = 0
+    while any(child.poll() is None for child in children):
+        exited = [child for child in children if child.returncode is not None]
+        if exited and not stopping:  # one worker died: stop the others, exit with its code
+            code = exited[0].returncode or 1
+            stop(None, None)
+        time.sleep(0.2)
+    listener.close()
+    return code
+
+
+def _die_with_parent() -> None:
+    """In a worker, before exec: SIGTERM when the supervisor goes, even by kill -9 (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 if __name__ == "__main__":

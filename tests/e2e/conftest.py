@@ -19,11 +19,10 @@ import httpx
 import pytest
 from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
-from django.db import connection
 
 from accounts.tokens import issue_access_token
 from tests.factories import DEFAULT_PASSWORD, make_conversation, make_user
-from tests.support.servers import ServiceProcess
+from tests.support.servers import ServiceProcess, service_env
 
 CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
 REDIS_TEST_DB = 13
@@ -118,19 +117,16 @@ def service(cast, request, tmp_path):
     service gets a channel-layer prefix of its own, and the cache keys it writes name users, calls
     or conversations made for this test; only registration is limited per address, so its limit
     is raised."""
-    env = {
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}",
-        "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_TEST_DB}",
-        "CHANNEL_LAYER_PREFIX": f"e2e-{os.getpid()}-{next(_service_numbers)}",
-        "JWT_SECRET": settings.JWT_SECRET,
-        "SPOOL_PATH": str(tmp_path / "spool.sqlite3"),
-        "DB_STARTUP_MODE": "blocking",
-        "CALL_EXPIRY_INTERVAL": "0.5",
-        "PUSH_PROVIDER": "none",
-        "THROTTLE_CALL_INITIATE": "1000/min",
-        "THROTTLE_REGISTER": "1000/min",
-        "LOG_LEVEL": "INFO",
-    }
+    env = service_env(
+        prefix=f"e2e-{os.getpid()}-{next(_service_numbers)}",
+        spool_path=tmp_path / "spool.sqlite3",
+        redis_url=f"redis://127.0.0.1:6379/{REDIS_TEST_DB}",
+        DB_STARTUP_MODE="blocking",
+        CALL_EXPIRY_INTERVAL="0.5",
+        THROTTLE_CALL_INITIATE="1000/min",
+        THROTTLE_REGISTER="1000/min",
+        LOG_LEVEL="INFO",
+    )
     marker = request.node.get_closest_marker("service_env")
     if marker:
         env.update(marker.kwargs)

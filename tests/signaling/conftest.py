@@ -45,20 +45,17 @@ def delete_prefix(prefix: str) -> None:
         client.delete(*keys)
 
 
-def redis_layer_settings(*, port: int = REDIS_PORT, prefix: str, capacity: int = 10000, expiry: int = 60) -> dict:
-    return {
-        "default": {
-            "BACKEND": "signaling.layers.CountingRedisChannelLayer",
-            "CONFIG": {
-                "hosts": [
-                    {"address": f"redis://{REDIS_HOST}:{port}/0", "socket_connect_timeout": 2, "socket_timeout": 10}
-                ],
-                "prefix": prefix,
-                "capacity": capacity,
-                "expiry": expiry,
-            },
-        }
-    }
+def redis_layer_settings(
+    *, port: int = REDIS_PORT, prefix: str, capacity: int = 10000, expiry: int = 60, backend: str = "pubsub"
+) -> dict:
+    """The production layer (``pubsub``: signaling.layers.PubSubChannelLayer) or channels_redis's
+    core layer (``core``) on the Redis at ``port``."""
+    host = {"address": f"redis://{REDIS_HOST}:{port}/0", "socket_connect_timeout": 2, "socket_timeout": 10}
+    if backend == "pubsub":
+        config = {"hosts": [host], "prefix": prefix, "capacity": capacity}
+        return {"default": {"BACKEND": "signaling.layers.PubSubChannelLayer", "CONFIG": config}}
+    config = {"hosts": [host], "prefix": prefix, "capacity": capacity, "expiry": expiry}
+    return {"default": {"BACKEND": "signaling.layers.CountingRedisChannelLayer", "CONFIG": config}}
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,13 @@ from django.test import Client
 from prometheus_client import REGISTRY
 
 from bench.tcp_proxy import TcpProxy
-from signaling.layers import CountingBoundedQueue, CountingInMemoryChannelLayer, CountingRedisChannelLayer
+from signaling.layers import (
+    CountingBoundedQueue,
+    CountingInMemoryChannelLayer,
+    CountingRedisChannelLayer,
+    PubSubChannelLayer,
+    SubscriptionLost,
+)
 from tests.signaling.conftest import (
     REDIS_PORT,
     delete_prefix,
@@ -34,7 +40,7 @@ def dropped(where: str) -> float:
 
 
 def redis_config(prefix: str, **overrides) -> dict:
-    return {**redis_layer_settings(prefix=prefix)["default"]["CONFIG"], **overrides}
+    return {**redis_layer_settings(prefix=prefix, backend="core")["default"]["CONFIG"], **overrides}
 
 
 async def test_offer_answer_and_candidates_cross_the_redis_layer(sockets, two_party, redis_layer):
@@ -92,6 +98,50 @@ async def test_an_in_memory_drop_is_counted():
     await layer.group_send("call.memory", {"type": "x"})
     await layer.group_send("call.memory", {"type": "x"})  # swallowed by the layer, counted by us
     assert dropped("send") == before + 1
+
+
+def pubsub_layer(prefix: str, **overrides) -> PubSubChannelLayer:
+    return PubSubChannelLayer(**{**redis_layer_settings(prefix=prefix)["default"]["CONFIG"], **overrides})
+
+
+async def test_a_pubsub_socket_buffer_overflow_is_counted(redis_layer):
+    layer = pubsub_layer(redis_layer, capacity=2)
+    channel = await layer.new_channel()
+    await layer.group_add("call.pubsub-drop", channel)
+    before = dropped("receive_buffer")
+    for n in range(3):  # nobody reads: the third pushes the oldest out
+        await layer.group_send("call.pubsub-drop", {"type": "signal.relay", "n": n})
+    await layer.group_send("call.pubsub-drop", {"type": "signal.relay", "n": 3})
+    assert (await layer.receive(channel))["n"] in (1, 2)  # the oldest went
+    assert dropped("receive_buffer") >= before + 1
+    await layer.close()
+
+
+async def test_a_pubsub_member_gets_what_is_published_after_it_joined_and_nothing_before(redis_layer):
+    layer = pubsub_layer(redis_layer)
+    first, second = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("call.pubsub-order", first)
+    await layer.group_send("call.pubsub-order", {"type": "x", "n": "before"})
+    await layer.group_add("call.pubsub-order", second)  # the subscription exists: a barrier, not a new SUBSCRIBE
+    await layer.group_send("call.pubsub-order", {"type": "x", "n": "after"})
+    assert [(await layer.receive(first))["n"] for _ in range(2)] == ["before", "after"]
+    assert (await layer.receive(second))["n"] == "after"
+    await layer.close()
+
+
+async def test_a_pubsub_channel_whose_connection_is_cut_raises_instead_of_missing_messages(settings, redis_layer):
+    proxy = TcpProxy(target_host="127.0.0.1", target_port=REDIS_PORT).start()
+    try:
+        layer = pubsub_layer(redis_layer, hosts=[f"redis://127.0.0.1:{proxy.port}/0"])
+        channel = await layer.new_channel()
+        await layer.group_add("call.pubsub-cut", channel)
+        proxy.down()
+        with pytest.raises(SubscriptionLost):
+            await asyncio.wait_for(layer.receive(channel), timeout=10)
+        assert REGISTRY.get_sample_value("secureconnect_channel_layer_cut_channels_total", {"shard": "0"}) >= 1
+        await layer.close()
+    finally:
+        proxy.stop()
 
 
 # --- 100 calls at once lose nothing ---------------------------------------------------------------------

@@ -16,8 +16,6 @@ import time
 
 import httpx
 import pytest
-from django.conf import settings as django_settings
-from django.db import connection
 from django.utils import timezone
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -33,7 +31,7 @@ from tests.signaling.conftest import (
     make_call_with,
     unique_prefix,
 )
-from tests.support.servers import ROOT, ServiceProcess, wait_until
+from tests.support.servers import ROOT, ServiceProcess, service_env, start_service, wait_until
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -47,32 +45,25 @@ EXPIRY_INTERVAL = 0.5
 @pytest.fixture
 def start_services(transactional_db, tmp_path):
     """Start service processes sharing the test database and one Redis prefix; stopped by PID."""
-    db = connection.settings_dict
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    database_url = f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     prefix = unique_prefix()
     started: list[ServiceProcess] = []
 
     def start(name: str, **extra) -> ServiceProcess:
-        env = {
-            "DATABASE_URL": database_url,
-            "REDIS_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/0",
-            "CHANNEL_LAYER_PREFIX": prefix,
-            "SPOOL_PATH": str(tmp_path / f"spool-{name}.sqlite3"),
-            "JWT_SECRET": django_settings.JWT_SECRET,
-            "ENV": "development",
-            "PUSH_PROVIDER": "none",
-            "CALL_RECONNECT_GRACE": str(GRACE),
-            "PRESENCE_TTL": str(PRESENCE_TTL),
-            "CALL_EXPIRY_INTERVAL": str(EXPIRY_INTERVAL),
-            "WS_PING_INTERVAL": str(PING_INTERVAL),
-            "WS_PING_TIMEOUT": str(PING_TIMEOUT),
-            **{k: str(v) for k, v in extra.items()},
-        }
-        process = ServiceProcess(env=env, log_path=tmp_path / f"service-{name}.log")
+        env = service_env(
+            prefix=prefix,
+            spool_path=tmp_path / f"spool-{name}.sqlite3",
+            redis_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/0",
+            **{
+                "CALL_RECONNECT_GRACE": GRACE,
+                "PRESENCE_TTL": PRESENCE_TTL,
+                "CALL_EXPIRY_INTERVAL": EXPIRY_INTERVAL,
+                "WS_PING_INTERVAL": PING_INTERVAL,
+                "WS_PING_TIMEOUT": PING_TIMEOUT,
+                **extra,
+            },
+        )
+        process = start_service(env=env, log_path=tmp_path / f"service-{name}.log")
         started.append(process)
-        process.start(wait=60)
-        wait_until(lambda: _ready(process), timeout=60, message=f"service {name} ready")
         return process
 
     try:
@@ -81,13 +72,6 @@ def start_services(transactional_db, tmp_path):
         for process in started:
             process.kill()
         delete_prefix(prefix)
-
-
-def _ready(process: ServiceProcess) -> bool:
-    try:
-        return httpx.get(f"{process.url}/health/ready", timeout=2, trust_env=False).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 async def open_socket(service: ServiceProcess, path: str, token: str):

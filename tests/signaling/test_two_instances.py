@@ -5,15 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
-import subprocess
-import time
-from pathlib import Path
 
 import httpx
 import pytest
-from django.conf import settings as django_settings
 from django.db import connection
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -30,66 +24,12 @@ from tests.signaling.conftest import (
     redis_reachable,
     unique_prefix,
 )
-from tests.support.servers import SERVER_COMMAND
+from tests.support.servers import service_env, start_service
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 STARTUP_TIMEOUT = 40
 WAIT = 10  # seconds any one message may take
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class DaphneProcess:
-    """The production server (``python -m secureconnect.server``) on a free loopback port, on the test database."""
-
-    def __init__(self, name: str, env: dict, log_dir: Path):
-        self.name = name
-        self.port = free_port()
-        self.log_path = log_dir / f"daphne-{name}.log"
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [*SERVER_COMMAND, "--bind", "127.0.0.1", "--port", str(self.port)],
-            cwd=django_settings.BASE_DIR,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"daphne {self.name} exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.http}/health/ready", timeout=1, trust_env=False).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"daphne {self.name} not ready in {STARTUP_TIMEOUT} s: {self.log_path.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
 
 
 @pytest.fixture
@@ -98,30 +38,18 @@ def two_daphnes(transactional_db, tmp_path):
         pytest.skip("needs PostgreSQL")
     if not redis_reachable():
         pytest.skip(f"needs Redis on {REDIS_HOST}:{REDIS_PORT}")
-    db = connection.settings_dict
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    database_url = f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     prefix = unique_prefix()
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "TEST_DATABASE"))}
     processes = []
     try:
         for name in ("a", "b"):
-            env = {
-                **base_env,
-                "DJANGO_SETTINGS_MODULE": "secureconnect.settings",
-                "DATABASE_URL": database_url,
-                "REDIS_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/0",
-                "CHANNEL_LAYER_PREFIX": prefix,
-                "SPOOL_PATH": str(tmp_path / f"spool-{name}.sqlite3"),
-                "DB_STARTUP_MODE": "background",
-                "JWT_SECRET": django_settings.JWT_SECRET,
-                "ENV": "development",
-                "PUSH_PROVIDER": "none",
-                "LOG_LEVEL": "DEBUG",  # everything any logger says, to show no token is in it
-            }
-            processes.append(DaphneProcess(name, env, tmp_path))
-        for process in processes:
-            process.wait_ready()
+            env = service_env(
+                prefix=prefix,
+                spool_path=tmp_path / f"spool-{name}.sqlite3",
+                redis_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/0",
+                DB_STARTUP_MODE="background",
+                LOG_LEVEL="DEBUG",  # everything any logger says, to show no token is in it
+            )
+            processes.append(start_service(env=env, log_path=tmp_path / f"daphne-{name}.log", wait=STARTUP_TIMEOUT))
         yield processes
     finally:
         for process in processes:
@@ -149,11 +77,14 @@ async def test_caller_and_callee_on_different_processes_hear_each_other(two_daph
     call, stranger = call_and_stranger
     path = f"{SIGNALING_PATH}?call_id={call.id}"
     caller_ws = await connect(
-        a.ws + path, additional_headers={"Authorization": f"Bearer {call.caller.token}"}, proxy=None, open_timeout=WAIT
+        a.ws_url + path,
+        additional_headers={"Authorization": f"Bearer {call.caller.token}"},
+        proxy=None,
+        open_timeout=WAIT,
     )
     # The callee is a browser: token as the bearer subprotocol pair, and an Origin.
     callee_ws = await connect(
-        b.ws + path,
+        b.ws_url + path,
         subprotocols=["bearer", call.callees[0].token],
         origin="http://localhost:5173",
         proxy=None,
@@ -184,7 +115,7 @@ async def test_caller_and_callee_on_different_processes_hear_each_other(two_daph
         # A refusal through daphne: the close code arrives (daphne 4.2 drops the reason text,
         # which is why the error message before it carries the reason).
         stranger_ws = await connect(
-            b.ws + path, additional_headers={"Authorization": f"Bearer {stranger.token}"}, proxy=None
+            b.ws_url + path, additional_headers={"Authorization": f"Bearer {stranger.token}"}, proxy=None
         )
         error = await next_of_type(stranger_ws, "error")
         assert error["close_code"] == 4404
@@ -193,7 +124,7 @@ async def test_caller_and_callee_on_different_processes_hear_each_other(two_daph
         assert stranger_ws.close_code == 4404
 
         # The call ends through REST on process a; both processes' sockets hear it and close.
-        async with httpx.AsyncClient(base_url=a.http, trust_env=False, timeout=WAIT) as client:
+        async with httpx.AsyncClient(base_url=a.url, trust_env=False, timeout=WAIT) as client:
             response = await client.post(
                 f"/v1/calls/{call.id}/end", json={}, headers={"Authorization": f"Bearer {call.callees[0].token}"}
             )
@@ -225,14 +156,14 @@ async def test_events_reach_a_users_devices_on_every_process(two_daphnes, caller
 
     def events_socket(process, person):
         headers = {"Authorization": f"Bearer {person.token}"}
-        return connect(process.ws + EVENTS_PATH, additional_headers=headers, proxy=None, open_timeout=WAIT)
+        return connect(process.ws_url + EVENTS_PATH, additional_headers=headers, proxy=None, open_timeout=WAIT)
 
     phone, laptop, caller_events = await events_socket(a, callee), await events_socket(b, callee), None
     try:
         caller_events = await events_socket(b, caller)
         async with httpx.AsyncClient(trust_env=False, timeout=WAIT) as client:
             started = await client.post(
-                f"{a.http}/v1/calls/initiate",
+                f"{a.url}/v1/calls/initiate",
                 json={"call_type": "audio", "conversation_id": str(conversation.id), "callee_ids": [callee.id]},
                 headers={"Authorization": f"Bearer {caller.token}"},
             )
@@ -243,7 +174,7 @@ async def test_events_reach_a_users_devices_on_every_process(two_daphnes, caller
                 assert incoming["call_id"] == call_id and incoming["caller_id"] == caller.id
 
             answered = await client.post(
-                f"{b.http}/v1/calls/{call_id}/join", json={}, headers={"Authorization": f"Bearer {callee.token}"}
+                f"{b.url}/v1/calls/{call_id}/join", json={}, headers={"Authorization": f"Bearer {callee.token}"}
             )
             assert answered.status_code == 200, answered.text
             for device in (phone, laptop, caller_events):  # the laptop stops ringing; the caller learns of it
@@ -251,7 +182,7 @@ async def test_events_reach_a_users_devices_on_every_process(two_daphnes, caller
                 assert accepted["call_id"] == call_id and accepted["actor_id"] == callee.id
 
             ended = await client.post(
-                f"{a.http}/v1/calls/{call_id}/end", json={}, headers={"Authorization": f"Bearer {caller.token}"}
+                f"{a.url}/v1/calls/{call_id}/end", json={}, headers={"Authorization": f"Bearer {caller.token}"}
             )
             assert ended.status_code == 200, ended.text
             for device in (phone, laptop, caller_events):

@@ -1,0 +1,84 @@
+"""``SERVER_WORKERS``: the production command runs that many worker processes on one socket; a
+caller and a callee relay whichever workers they land on (the Redis channel layer), and stopping
+the command, or killing it with kill -9, stops every worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.server.conftest import server_environment
+from tests.signaling.conftest import SIGNALING_PATH, delete_prefix, make_call_with, unique_prefix
+from tests.support.servers import ServiceProcess, service_env, wait_until
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+WAIT = 10
+
+
+def workers_of(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in children.read_text().split()] if children.exists() else []
+
+
+def alive(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "\nState:\tZ" not in status.read_text()
+
+
+@pytest.fixture
+def two_workers(transactional_db, tmp_path):
+    prefix = unique_prefix()
+    env = service_env(prefix=prefix, spool_path=tmp_path / "spool.sqlite3", SERVER_WORKERS=2)
+    process = ServiceProcess(env=env, log_path=tmp_path / "service.log")
+    try:
+        process.start(wait=60)
+        wait_until(lambda: len(workers_of(process.process.pid)) == 2, timeout=10, message="two workers")
+        yield process
+    finally:
+        process.kill()
+        delete_prefix(prefix)
+
+
+@pytest.fixture
+def call(transactional_db):
+    return make_call_with()
+
+
+async def test_two_workers_relay_a_call_and_stop_with_the_command(two_workers, call):
+    workers = workers_of(two_workers.process.pid)
+    path = f"{two_workers.ws_url}{SIGNALING_PATH}?call_id={call.id}"
+    sockets = []
+    for person in (call.caller, call.callees[0]):
+        ws = await connect(path, additional_headers={"Authorization": f"Bearer {person.token}"}, proxy=None)
+        assert json.loads(await asyncio.wait_for(ws.recv(), WAIT))["type"] == "participants"
+        sockets.append(ws)
+    caller_ws, callee_ws = sockets
+    assert json.loads(await asyncio.wait_for(caller_ws.recv(), WAIT))["type"] == "join"
+    await caller_ws.send(json.dumps({"type": "offer", "sdp": "v=0 from a worker"}))
+    assert json.loads(await asyncio.wait_for(callee_ws.recv(), WAIT))["sdp"] == "v=0 from a worker"
+    for ws in sockets:
+        await ws.close()
+
+    two_workers.process.send_signal(signal.SIGTERM)
+    assert two_workers.process.wait(WAIT) == 0
+    wait_until(lambda: not any(alive(pid) for pid in workers), timeout=WAIT, message="workers stopped")
+
+
+async def test_workers_go_when_the_command_is_killed(two_workers):
+    workers = workers_of(two_workers.process.pid)
+    two_workers.kill()  # kill -9: the command's own shutdown code never runs
+    wait_until(lambda: not any(alive(pid) for pid in workers), timeout=WAIT, message="workers gone")
+
+
+async def test_several_workers_need_redis(tmp_path):
+    env = {**server_environment(tmp_path), "SERVER_WORKERS": "2"}
+    process = ServiceProcess(env=env, log_path=tmp_path / "service.log")
+    with pytest.raises(RuntimeError, match="exited with 2"):
+        process.start(wait=30)
+    assert "SERVER_WORKERS > 1 needs REDIS_URL" in process.log_text()
