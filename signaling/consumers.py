@@ -31,7 +31,7 @@ from django.db import DatabaseError
 
 from calls import presence
 from calls.exceptions import CallError
-from calls.services import call_set_media
+from calls.services import call_record_connection, call_set_media
 from signaling import metrics, protocol
 from signaling.authentication import (
     accepted_subprotocol,
@@ -422,6 +422,10 @@ class SignalingConsumer(SocketConsumer):
         others = [p for p in self.participant_ids() if p != self.user_id]
         connected = [p for p in others if before.of(p).connected]
         await self.send_message(protocol.participants_message(call_id=self.call_id, connected_ids=connected))
+        if resuming or not mine.connected:  # a second device of someone already here adds nothing
+            await database_sync_to_async(call_record_connection)(
+                call_id=self.call_id, user_id=self.user_id, kind="resumed" if resuming else "connected", at=now
+            )
 
     async def leaving(self, *, code: int | None) -> None:
         """A socket that the server closed because its participant is out (or the call is over)
@@ -453,6 +457,9 @@ class SignalingConsumer(SocketConsumer):
             MessageType.PARTICIPANT_RECONNECTING, call_id=self.call_id, user_id=self.user_id
         )
         await self._broadcast(reconnecting)
+        await database_sync_to_async(call_record_connection)(
+            call_id=self.call_id, user_id=self.user_id, kind="reconnecting", at=at
+        )
         self.holder = ResumeHolder(
             channel_layer=self.channel_layer,
             channel_name=self.channel_name,

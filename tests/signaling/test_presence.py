@@ -284,3 +284,43 @@ async def test_sockets_past_the_per_user_cap_are_refused_with_4429(sockets, sett
     await asyncio.sleep(0.05)
     fourth = await sockets.events(person)
     assert await fourth.receive_nothing(timeout=0.2)
+
+
+# --- the timeline follows the wire -------------------------------------------------------------------
+
+
+def timeline_of(call_id, user_id) -> list[str]:
+    from calls.models import CallTimelineEvent
+
+    return list(
+        CallTimelineEvent.objects.filter(call_id=call_id, actor_id=user_id)
+        .order_by("seq")
+        .values_list("kind", flat=True)
+    )
+
+
+async def test_the_timeline_records_connected_reconnecting_and_resumed_as_they_happen(sockets, settings):
+    settings.CALL_RECONNECT_GRACE = 10
+    call, (caller, callee) = await answered_call(sockets)
+    callee_id = call.callees[0].id
+    await eventually_async(lambda: timeline_of(call.id, callee_id)[-1:] == ["connected"])
+    laptop = await sockets.signaling(call.id, call.callees[0])  # a second device of someone here adds nothing
+    await receive_type(caller, "join")
+    await laptop.disconnect()
+    await callee.disconnect()
+    await receive_type(caller, "participant_reconnecting")
+    await eventually_async(lambda: timeline_of(call.id, callee_id)[-1:] == ["reconnecting"])
+    await sockets.signaling(call.id, call.callees[0])
+    await receive_type(caller, "participant_resumed")
+    await eventually_async(lambda: timeline_of(call.id, callee_id)[-1:] == ["resumed"])
+    kinds = await database_sync_to_async(timeline_of)(call.id, callee_id)
+    assert kinds[-3:] == ["connected", "reconnecting", "resumed"] and kinds.count("connected") == 1
+    assert (await database_sync_to_async(timeline_of)(call.id, call.caller.id))[-1:] == ["connected"]
+
+
+async def eventually_async(condition, timeout=5.0):
+    """``condition`` (a sync function reading the database) holds within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not await database_sync_to_async(condition)():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
