@@ -19,7 +19,7 @@ import psycopg2
 import redis
 
 from bench.common import JWT_SECRET, METRICS_TOKEN, PG_SERVER_URL, REDIS_URL, ROOT, VENV_BIN
-from tests.support.servers import SERVER_COMMAND, ServiceProcess
+from bench.processes import SERVER_COMMAND, ServiceProcess
 
 NOFILE_TARGET = 20000
 

@@ -16,9 +16,9 @@ from django.conf import settings
 from django.test import Client
 
 from accounts.tokens import issue_access_token
+from bench.processes import METRICS_TOKEN, ROOT, ServiceProcess
 from secureconnect import config
 from tests.support.production import production_environment
-from tests.support.servers import METRICS_TOKEN, ROOT, ServiceProcess
 
 pytestmark = [pytest.mark.portable, pytest.mark.timeout(120)]
 

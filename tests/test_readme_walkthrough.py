@@ -16,8 +16,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from bench.processes import ROOT, ServiceProcess
 from calls.models import Call, Conversation
-from tests.support.servers import ROOT, ServiceProcess
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 

@@ -5,10 +5,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from bench.processes import wait_until
 from calls.background_threads import ExpirySweeper
 from calls.models import Call
 from tests.factories import make_call, make_user
-from tests.support.servers import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

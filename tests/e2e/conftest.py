@@ -21,8 +21,9 @@ from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from accounts.tokens import issue_access_token
+from bench.processes import ServiceProcess
 from tests.factories import DEFAULT_PASSWORD, make_conversation, make_user
-from tests.support.servers import ServiceProcess, service_env
+from tests.support.servers import service_env
 
 CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
 REDIS_TEST_DB = 13

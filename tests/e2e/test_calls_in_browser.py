@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from bench.processes import wait_until
 from tests.e2e.conftest import PHONE
-from tests.support.servers import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

@@ -15,12 +15,12 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import expect
 
+from bench.processes import wait_until
 from bench.tcp_proxy import TcpProxy
 from calls.models import Conversation
 from tests.e2e.conftest import PHONE, _account
 from tests.e2e.test_calls_in_browser import call_button, call_state, log_in, media_flowing
 from tests.factories import make_conversation, make_user
-from tests.support.servers import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from bench.processes import wait_until
 from bench.tcp_proxy import TcpProxy
 from tests.e2e.test_calls_in_browser import call_button, call_state, log_in, media_flowing, the_call
-from tests.support.servers import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.servers import ServiceProcess
+from bench.processes import ServiceProcess
 
 # Small limits so that each attack takes seconds.
 BODY_CAP = 1024 * 1024  # MAX_REQUEST_BODY_BYTES in these tests

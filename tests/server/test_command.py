@@ -9,8 +9,8 @@ import subprocess
 import httpx
 import pytest
 
+from bench.processes import ROOT, SERVER_COMMAND, ServiceProcess, free_port
 from tests.server.conftest import server_environment
-from tests.support.servers import ROOT, SERVER_COMMAND, ServiceProcess, free_port
 
 
 def run_briefly(env: dict[str, str]) -> subprocess.CompletedProcess:

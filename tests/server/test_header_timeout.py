@@ -7,6 +7,7 @@ import json
 import select
 import time
 
+from bench.processes import wait_until
 from tests.server.conftest import (
     HEADER_TIMEOUT,
     connect,
@@ -15,7 +16,6 @@ from tests.server.conftest import (
     read_one_response,
     read_until_closed,
 )
-from tests.support.servers import wait_until
 
 SLACK = 1.5  # the timer, the poll and a loaded machine
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from websockets.asyncio.client import connect as ws_connect
 
+from bench.processes import wait_until
 from secureconnect.server import PING_TIMEOUT_DISCONNECT_CODE
 from tests.server.conftest import PING_INTERVAL, PING_TIMEOUT, RawWebSocket, probe_events
-from tests.support.servers import wait_until
 
 CLIENT = Path(__file__).with_name("ws_client.py")
 OPCODE_TEXT, OPCODE_PING, OPCODE_PONG = 0x1, 0x9, 0xA

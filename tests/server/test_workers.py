@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
+from bench.processes import ServiceProcess, wait_until
 from tests.server.conftest import server_environment
 from tests.signaling.conftest import SIGNALING_PATH, delete_prefix, make_call_with, unique_prefix
-from tests.support.servers import ServiceProcess, service_env, wait_until
+from tests.support.servers import service_env
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 

@@ -21,6 +21,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from accounts.tokens import issue_token_pair
+from bench.processes import ROOT, ServiceProcess, wait_until
 from calls.models import Call, CallParticipant
 from tests.signaling.conftest import (
     EVENTS_PATH,
@@ -31,7 +32,7 @@ from tests.signaling.conftest import (
     make_call_with,
     unique_prefix,
 )
-from tests.support.servers import ROOT, ServiceProcess, service_env, start_service, wait_until
+from tests.support.servers import service_env, start_service
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 

@@ -15,11 +15,11 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from accounts.tokens import issue_access_token
+from bench.processes import ServiceProcess
 from signaling.authentication import origin_check
 from signaling.protocol import Refused
 from tests.signaling.conftest import EVENTS_PATH
 from tests.support import production
-from tests.support.servers import ServiceProcess
 
 pytestmark = pytest.mark.portable
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support.servers import METRICS_TOKEN
+from bench.processes import METRICS_TOKEN
 
 SECRET_KEY = "Y7T3t4oBXGa4zC_37R0AItwA1gaJmoK1q4S7-c3I2VN_rskVvhOgPKbM9ft3hIg1"
 JWT_SECRET = "gGcN9U5OVjMkm0aTpHeBQ2K3ZwxLESmdx9Mbxey3N2AoI3X3"

@@ -13,10 +13,10 @@ from django.conf import settings
 from django.db import connection
 
 from accounts.tokens import issue_access_token
+from bench.processes import ServiceProcess, wait_until
 from bench.tcp_proxy import TcpProxy
 from calls.models import Call, CallParticipant
 from tests.factories import make_conversation, make_user
-from tests.support.servers import ServiceProcess, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 

@@ -15,13 +15,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import OperationalError, connection
 
 from accounts.tokens import issue_access_token
+from bench.processes import ServiceProcess, wait_until
 from bench.tcp_proxy import TcpProxy
 from core.db_errors import is_transient
 from secureconnect import config
 from secureconnect.db import pool as pool_module
 from secureconnect.db.pool import ConnectionPool
 from tests.factories import make_user
-from tests.support.servers import ServiceProcess, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
