@@ -40,7 +40,7 @@ USER_EVENT_TYPES = frozenset(
 
 # Channel-layer message types, handled by the consumers' methods of the same name (dots: underscores).
 CALL_EVENT = "call.event"
-CALL_ENDED = "call.ended"
+LAYER_CALL_ENDED = "call.ended"
 SIGNAL_RELAY = "signal.relay"
 PARTICIPANT_REVOKED = "participant.revoked"
 CONNECTION_LOST = Call.EndReason.CONNECTION_LOST
@@ -65,7 +65,11 @@ def event_deliveries(event: CallEvent) -> list[tuple[str, dict]]:
         deliveries.append(
             (
                 group_name(call_id=call["call_id"]),
-                {"type": CALL_ENDED, "reason": reason or call.get("status", ""), "status": call.get("status", "")},
+                {
+                    "type": LAYER_CALL_ENDED,
+                    "reason": reason or call.get("status", ""),
+                    "status": call.get("status", ""),
+                },
             )
         )
     return deliveries

@@ -269,7 +269,7 @@ BAD_REQUEST = Close(4400, "bad_request")
 UNAUTHENTICATED = Close(4401, "unauthenticated")
 FORBIDDEN = Close(4403, "forbidden")
 CALL_NOT_FOUND = Close(4404, "call_not_found")
-CALL_ENDED = Close(4409, "call_ended")
+CALL_ALREADY_ENDED = Close(4409, "call_ended")
 TOO_MANY_CONNECTIONS = Close(4429, "too_many_connections")
 UNAVAILABLE = Close(4503, "unavailable")
 POLICY_VIOLATION = Close(4490, "policy_violation")  # message rate exceeded, too many invalid messages
@@ -314,7 +314,7 @@ def refusal_for(exc: Exception) -> Refused:
     if isinstance(exc, NotAParticipant):
         return Refused(FORBIDDEN, "You are not a participant of this call.")
     if isinstance(exc, InvalidTransition):
-        return Refused(CALL_ENDED, "The call has already ended.")
+        return Refused(CALL_ALREADY_ENDED, "The call has already ended.")
     if isinstance(exc, PersistenceUnavailable):
         return Refused(UNAVAILABLE, exc.message)
     if isinstance(exc, LayerUnavailable):
