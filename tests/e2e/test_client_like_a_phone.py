@@ -373,8 +373,8 @@ def test_a_call_to_a_background_tab_shows_a_notification_and_permission_is_asked
 
 
 def test_the_conversation_list_follows_next_when_the_service_pages_it(carol, browser, cast, shots):
-    """GET /v1/conversations may come in pages (``next`` beside the list): the client reads them
-    all. The service's real answer is split in two here, the second page behind a cursor."""
+    """GET /v1/conversations comes in pages (``next_cursor`` beside the list): the client reads
+    them all. The service's real answer is split in two here, the second page behind a cursor."""
     alice = browser.person()
     asked = []
 
@@ -386,7 +386,7 @@ def test_the_conversation_list_follows_next_when_the_service_pages_it(carol, bro
         conversations = body["data"]["conversations"]
         assert len(conversations) == 2
         page = conversations[1:] if second else conversations[:1]
-        body["data"] = {"conversations": page, **({} if second else {"next": "page-2"})}
+        body["data"] = {"conversations": page, "next_cursor": None if second else "page-2"}
         route.fulfill(response=response, json=body)
 
     alice.route(lambda url: urlsplit(url).path == "/v1/conversations", paged)

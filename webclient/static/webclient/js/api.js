@@ -46,17 +46,6 @@ function validationMessage(errors) {
   return texts.length ? texts.join(" ") : null;
 }
 
-/** The path of the page after this one: ``next`` may be a cursor, or a link (absolute, or a path
- * with or without this API's base). */
-function nextPath(path, next, base = "/v1") {
-  if (!next) return null;
-  if (/^https?:/.test(next)) next = new URL(next).pathname + new URL(next).search;
-  if (next.startsWith(`${base}/`)) return next.slice(base.length);
-  if (next.startsWith("/")) return next;
-  if (next.startsWith("?")) return path + next;
-  return `${path}?${new URLSearchParams({ cursor: next })}`;
-}
-
 export class Api {
   constructor(session, { base = "/v1", onLoggedOut = () => {} } = {}) {
     this.session = session;
@@ -149,15 +138,17 @@ export class Api {
   }
 
   // --- conversations and calls ---
-  /** Every conversation of mine. Follows ``next`` (a cursor or a link) when the service pages
-   * the list, and reads one page when it does not. */
+  /** Every conversation of mine, page after page: the service answers a page and its
+   * ``next_cursor`` (null on the last page). */
   async conversations() {
     const all = [];
-    let path = "/conversations";
-    for (let pages = 0; path && pages < 100; pages += 1) {
-      const data = await this.request("GET", path);
+    let cursor = null;
+    for (let pages = 0; pages < 100; pages += 1) {
+      const query = cursor ? `?${new URLSearchParams({ cursor })}` : "";
+      const data = await this.request("GET", `/conversations${query}`);
       all.push(...(data.conversations || []));
-      path = nextPath("/conversations", data.next);
+      cursor = data.next_cursor;
+      if (!cursor) break;
     }
     return all;
   }
