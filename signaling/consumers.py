@@ -457,9 +457,6 @@ class SignalingConsumer(SocketConsumer):
             MessageType.PARTICIPANT_RECONNECTING, call_id=self.call_id, user_id=self.user_id
         )
         await self._broadcast(reconnecting)
-        await database_sync_to_async(call_record_connection)(
-            call_id=self.call_id, user_id=self.user_id, kind="reconnecting", at=at
-        )
         self.holder = ResumeHolder(
             channel_layer=self.channel_layer,
             channel_name=self.channel_name,
@@ -469,6 +466,10 @@ class SignalingConsumer(SocketConsumer):
             until=until,
         )
         self.joined_groups = []  # the holder keeps them until it goes
+        # Only once the holder holds: a resume may already be asking for it.
+        await database_sync_to_async(call_record_connection)(
+            call_id=self.call_id, user_id=self.user_id, kind="reconnecting", at=at
+        )
 
     def _drop(self, *, at: float, until: float | None) -> bool:
         """Record the drop (with a hold until ``until``); True, and no hold, when another socket of
