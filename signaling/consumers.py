@@ -372,6 +372,7 @@ class SignalingConsumer(SocketConsumer):
         self.call_over = False
         self.revoked = False  # no longer in the call (declined, left, missed): no grace
         self.holder: ResumeHolder | None = None
+        self.dropped_at: float | None = None
         # a resume in progress: holders not yet answered, messages that arrived live meanwhile
         self.pending_holders: set[str] = set()
         self.live_during_resume: list[dict] = []
@@ -466,10 +467,7 @@ class SignalingConsumer(SocketConsumer):
             until=until,
         )
         self.joined_groups = []  # the holder keeps them until it goes
-        # Only once the holder holds: a resume may already be asking for it.
-        await database_sync_to_async(call_record_connection)(
-            call_id=self.call_id, user_id=self.user_id, kind="reconnecting", at=at
-        )
+        self.dropped_at = at  # on the timeline once the holder has taken over (``stopped``)
 
     def _drop(self, *, at: float, until: float | None) -> bool:
         """Record the drop (with a hold until ``until``); True, and no hold, when another socket of
@@ -486,6 +484,11 @@ class SignalingConsumer(SocketConsumer):
         if self.holder is not None:
             registry.keep_holder(asyncio.get_running_loop().create_task(self.holder.run(), name="resume-holder"))
             self.holder = None
+            # After the holder runs: a database write before it would keep the socket's messages
+            # from it (a resume on another instance would then wait for them in vain).
+            await database_sync_to_async(call_record_connection)(
+                call_id=self.call_id, user_id=self.user_id, kind="reconnecting", at=self.dropped_at
+            )
 
     async def handle(self, message: protocol.ClientMessage) -> None:
         out = protocol.relayed(message, call_id=self.call_id, sender_id=self.user_id)
