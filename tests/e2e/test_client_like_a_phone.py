@@ -372,7 +372,7 @@ def test_a_call_to_a_background_tab_shows_a_notification_and_permission_is_asked
     shots.take(newcomer, "newcomer-call-alerts-on")
 
 
-def test_the_conversation_list_follows_next_when_the_service_pages_it(carol, browser, cast, shots):
+def test_the_conversation_list_follows_next_cursor_when_the_service_pages_it(carol, browser, cast, shots):
     """GET /v1/conversations comes in pages (``next_cursor`` beside the list): the client reads
     them all. The service's real answer is split in two here, the second page behind a cursor."""
     alice = browser.person()
