@@ -1,10 +1,13 @@
 """Input validation for the calls and conversations API, and the shapes it answers with
-(the output serializers document ``calls.representation`` for the OpenAPI schema)."""
+(the output serializers describe ``calls.representation``'s shapes for the OpenAPI schema,
+built from the same declarations)."""
+
+import copy
 
 from rest_framework import serializers
 
-from calls.models import Call, CallParticipant, CallTimelineEvent, Conversation, ConversationParticipant
-from calls.timeline import MAX_EVENTS
+from calls import representation
+from calls.models import Call, Conversation
 from core.api.fields import PlainTextField
 
 MAX_MEMBERS = 256
@@ -62,52 +65,30 @@ class ConversationListQuery(serializers.Serializer):
 # --- output shapes (documentation of calls.representation) --------------------------------------
 
 
-class ParticipantOutput(serializers.Serializer):
-    user_id = serializers.UUIDField()
-    role = serializers.ChoiceField(choices=CallParticipant.Role.choices)
-    state = serializers.ChoiceField(choices=CallParticipant.State.choices)
-    joined_at = serializers.DateTimeField(allow_null=True)
-    left_at = serializers.DateTimeField(allow_null=True)
-    leave_reason = serializers.ChoiceField(choices=Call.EndReason.choices, allow_blank=True)
-    is_muted = serializers.BooleanField()
-    is_video_on = serializers.BooleanField()
+_described: dict[int, type[serializers.Serializer]] = {}  # id(shape) -> its serializer, one class per shape
 
 
-class CallOutput(serializers.Serializer):
-    call_id = serializers.UUIDField()
-    conversation_id = serializers.UUIDField()
-    caller_id = serializers.UUIDField()
-    call_type = serializers.ChoiceField(choices=Call.Type.choices)
-    status = serializers.ChoiceField(choices=Call.Status.choices)
-    end_reason = serializers.ChoiceField(choices=Call.EndReason.choices, allow_blank=True)
-    started_at = serializers.DateTimeField()
-    answered_at = serializers.DateTimeField(allow_null=True)
-    ended_at = serializers.DateTimeField(allow_null=True)
-    duration_seconds = serializers.IntegerField(min_value=0)
-    duration = serializers.IntegerField(min_value=0, help_text="The same as duration_seconds (the old service's key).")
-    participants = ParticipantOutput(many=True)
+def serializer_for(name: str, shape: representation.Shape) -> type[serializers.Serializer]:
+    """A serializer that describes ``shape`` for the OpenAPI schema, built from the one
+    declaration ``calls.representation`` renders with (it never renders anything itself). A
+    nested shape must have been described first (one component per shape in the schema)."""
+    fields = {}
+    for field_name, field in shape.items():
+        if field.many is not None:
+            fields[field_name] = _described[id(field.many)](many=True, help_text=field.help_text or None)
+        else:
+            fields[field_name] = copy.deepcopy(field.schema)
+    serializer = type(name, (serializers.Serializer,), fields)
+    _described[id(shape)] = serializer
+    return serializer
 
 
-class TimelineEventOutput(serializers.Serializer):
-    seq = serializers.IntegerField(min_value=0, help_text="Position in the timeline, from 0.")
-    at = serializers.DateTimeField(help_text="When it happened (UTC).")
-    kind = serializers.ChoiceField(choices=CallTimelineEvent.Kind.choices)
-    actor_id = serializers.UUIDField(
-        allow_null=True, help_text="Whose event it is; null for the service's own decision (the ringing timeout)."
-    )
-    detail = serializers.CharField(
-        allow_blank=True,
-        help_text="The end reason for ended, the leave reason for left and connection_lost, the call type for "
-        "initiated; blank otherwise.",
-    )
-
-
-class CallDetailOutput(CallOutput):
-    timeline = TimelineEventOutput(
-        many=True,
-        help_text=f"What happened to the call, in order (by seq); at most {MAX_EVENTS} events, the last but one "
-        "a truncated marker when more happened than that.",
-    )
+ParticipantOutput = serializer_for("ParticipantOutput", representation.PARTICIPANT)
+TimelineEventOutput = serializer_for("TimelineEventOutput", representation.TIMELINE_EVENT)
+MemberOutput = serializer_for("MemberOutput", representation.MEMBER)
+CallOutput = serializer_for("CallOutput", representation.CALL)
+CallDetailOutput = serializer_for("CallDetailOutput", representation.CALL_DETAIL)
+ConversationOutput = serializer_for("ConversationOutput", representation.CONVERSATION)
 
 
 class CallHistoryOutput(serializers.Serializer):
@@ -147,23 +128,6 @@ class IceServerOutput(serializers.Serializer):
 class IceServersOutput(serializers.Serializer):
     ice_servers = IceServerOutput(many=True)
     ttl = serializers.IntegerField()
-
-
-class MemberOutput(serializers.Serializer):
-    user_id = serializers.UUIDField()
-    username = serializers.CharField()
-    display_name = serializers.CharField(allow_blank=True)
-    role = serializers.ChoiceField(choices=ConversationParticipant.Role.choices)
-    joined_at = serializers.DateTimeField()
-
-
-class ConversationOutput(serializers.Serializer):
-    conversation_id = serializers.UUIDField()
-    type = serializers.ChoiceField(choices=Conversation.Type.choices)
-    title = serializers.CharField(allow_blank=True)
-    created_by = serializers.UUIDField()
-    created_at = serializers.DateTimeField()
-    members = MemberOutput(many=True)
 
 
 class ConversationListOutput(serializers.Serializer):
