@@ -51,7 +51,7 @@ def test_classification(error, transient, permanent, serialization):
 @pytest.mark.portable
 def test_sqlstate_40003_is_ambiguous_and_neither_transient_nor_retried_in_place():
     """CockroachDB's "result is ambiguous": the commit may have happened. Not an outage to retry
-    blindly, not a serialization failure to rerun: the write is journaled (store)."""
+    blindly, not a serialization failure to rerun: the write is journaled (routing)."""
     error = wrapped("result is ambiguous (error=rpc error: code = Unavailable)", "40003")
     assert is_ambiguous(error)
     assert not is_transient(error)
