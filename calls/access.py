@@ -28,8 +28,8 @@ def require_live(record: CallRecord) -> CallRecord:
     return record
 
 
-def call_access(*, call_id, user_id) -> tuple[CallRecord, bool]:
+def call_access(*, call_id, user_id, with_timeline: bool = False) -> tuple[CallRecord, bool]:
     """The call for one of its participants, and whether it came from the journal (the
     database is away). CallNotFound for strangers and unknown calls."""
-    record, deferred = routing.read_call(call_id)
+    record, deferred = routing.read_call(call_id, with_timeline=with_timeline)
     return require_participant(record, user_id), deferred

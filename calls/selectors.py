@@ -24,7 +24,7 @@ def call_get_for_user(*, call_id, user_id) -> tuple[CallRecord, bool]:
     """The call and whether it came from the journal. Strangers get CallNotFound
     (``calls.access``). Whoever shows the call expires an overdue ringing first
     (``services.call_expire_if_overdue``): a selector never writes."""
-    return call_access(call_id=call_id, user_id=user_id)
+    return call_access(call_id=call_id, user_id=user_id, with_timeline=True)
 
 
 # --- history -------------------------------------------------------------------------------------

@@ -282,6 +282,10 @@ CHANNEL_LAYER_REDIS_URLS = config.channel_layer_redis_urls(REDIS_URL)
 # pubsub (default): signaling.layers.PubSubChannelLayer. core: channels_redis's core layer, kept
 # for comparison (bench/relay) and as a fallback; it shards too (channels_redis's ``hosts``).
 CHANNEL_LAYER_BACKEND = config.get_choice("CHANNEL_LAYER_BACKEND", ("pubsub", "core"), "pubsub")
+# Fail in seconds when Redis is away (socket_timeout must exceed the core layer's 5 s BZPOPMIN).
+CHANNEL_LAYER_HOSTS = [
+    {"address": url, "socket_connect_timeout": 2, "socket_timeout": 10} for url in CHANNEL_LAYER_REDIS_URLS
+]
 if CHANNEL_LAYER_REDIS_URLS and CHANNEL_LAYER_BACKEND == "pubsub":
     # Pub/sub: one PUBLISH per group_send and one subscriber connection per shard and process
     # (docs/benchmarks.md, "Relay"). Pub/sub keeps nothing for a subscriber whose connection is
@@ -291,10 +295,7 @@ if CHANNEL_LAYER_REDIS_URLS and CHANNEL_LAYER_BACKEND == "pubsub":
         "default": {
             "BACKEND": "signaling.layers.PubSubChannelLayer",
             "CONFIG": {
-                "hosts": [
-                    {"address": url, "socket_connect_timeout": 2, "socket_timeout": 10}
-                    for url in CHANNEL_LAYER_REDIS_URLS
-                ],
+                "hosts": CHANNEL_LAYER_HOSTS,
                 "prefix": CHANNEL_LAYER_PREFIX,
                 "capacity": CHANNEL_LAYER_CAPACITY,
             },
@@ -305,11 +306,7 @@ elif CHANNEL_LAYER_REDIS_URLS:
         "default": {
             "BACKEND": "signaling.layers.CountingRedisChannelLayer",
             "CONFIG": {
-                # Fail in seconds when Redis is away (socket_timeout must exceed the layer's 5 s BZPOPMIN).
-                "hosts": [
-                    {"address": url, "socket_connect_timeout": 2, "socket_timeout": 10}
-                    for url in CHANNEL_LAYER_REDIS_URLS
-                ],
+                "hosts": CHANNEL_LAYER_HOSTS,
                 "prefix": CHANNEL_LAYER_PREFIX,
                 "capacity": CHANNEL_LAYER_CAPACITY,
                 "expiry": CHANNEL_LAYER_EXPIRY,

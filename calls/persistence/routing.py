@@ -90,8 +90,10 @@ def _run(operation, call_id, mutate: Mutation, source, creates: bool, *, may_exi
     return WriteResult(new_record, outcome, deferred=source.deferred)
 
 
-def read_call(call_id) -> tuple[CallRecord | None, bool]:
-    """The call for a read, and whether it came from the journal rather than the database."""
+def read_call(call_id, *, with_timeline: bool = False) -> tuple[CallRecord | None, bool]:
+    """The call for a read, and whether it came from the journal rather than the database. The
+    database's timeline is read only ``with_timeline`` (the one-call answer): a socket's check and
+    the presence sweep do not need it (a journaled state always carries it)."""
     if not availability.is_operational():
         # Until the journal is replayed it holds the newest state of the calls it knows.
         payload = spool_module.get_spool().latest(call_id)
@@ -102,7 +104,8 @@ def read_call(call_id) -> tuple[CallRecord | None, bool]:
             call = Call.objects.filter(pk=call_id).first()
             if call is None:
                 return None, False
-            return CallRecord(call, list(call.participants.order_by("role", "id")), timeline_of(call_id)), False
+            participants = list(call.participants.order_by("role", "id"))
+            return CallRecord(call, participants, timeline_of(call_id) if with_timeline else []), False
         except DatabaseError as exc:
             if not is_transient(exc):
                 raise
