@@ -179,8 +179,11 @@ async def test_a_callee_who_never_answers_misses_at_the_deadline_and_the_call_en
     settings.CALL_RING_TIMEOUT = 1
     call = await database_sync_to_async(make_call_with)(callees=2)
     bob, carol = call.callees
-    await arest(bob, f"/v1/calls/{call.id}/join")
+    # Events leave after the answer (signaling.call_events sends them off the request thread), so
+    # carol listens before bob joins and takes his call_accepted first: the order is then fixed.
     carol_events = await sockets.events(carol)
+    await arest(bob, f"/v1/calls/{call.id}/join")
+    assert (await receive_type(carol_events, "call_accepted"))["call_id"] == call.id
     carol_socket = await sockets.signaling(call.id, carol)
     await asyncio.sleep(1.1)
 

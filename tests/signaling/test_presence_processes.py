@@ -168,7 +168,12 @@ async def initiate_again_rings_the_callee(service, call):
             },
         )
         assert response.status_code == 201, response.text
-        incoming = await next_of_type(events, "incoming_call")
+        incoming = await next_message(events)
+        # The zombie's call_ended can reach this socket after its row was read as ended (events
+        # leave after the commit, off the writing thread); anything else first is a failure.
+        if incoming["type"] == "call_ended" and incoming["call_id"] == call.id:
+            incoming = await next_message(events)
+        assert incoming["type"] == "incoming_call", incoming
         assert incoming["call_id"] == response.json()["data"]["call_id"]
     finally:
         await events.close()
