@@ -164,7 +164,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = config.get_int("MAX_REQUEST_BODY_BYTES", 64 * 1024
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "core.cache.RedisCache",
             "LOCATION": REDIS_URL,
             # Several deployments (or test runs) can share one Redis without reading each other's keys.
             "KEY_PREFIX": config.get_str("CACHE_KEY_PREFIX", "secureconnect"),

@@ -168,6 +168,40 @@ def test_a_revoked_access_token_is_refused():
         tokens.decode_access_token(token)
 
 
+def test_an_access_token_is_checked_in_one_cache_read_for_revocation_its_session_and_a_disabled_account(
+    monkeypatch,
+):
+    user = unsaved_user()
+    pair = tokens.issue_token_pair(user)
+    session = tokens.decode_refresh_token(pair["refresh_token"]).family
+    reads, depth = [], []
+
+    def counted(name, original):
+        def read(*args, **kwargs):  # only the outermost call (LocMemCache's get_many calls get)
+            if not depth:
+                reads.append(name)
+            depth.append(name)
+            try:
+                return original(*args, **kwargs)
+            finally:
+                depth.pop()
+
+        return read
+
+    for name in ("get", "get_many"):
+        monkeypatch.setattr(tokens.cache, name, counted(name, getattr(tokens.cache, name)))
+    assert tokens.decode_access_token(pair["access_token"]).user_id == user.id
+    assert reads == ["get_many"]
+
+    tokens.set_user_disabled(user.id, True)
+    with pytest.raises(tokens.InvalidToken, match="disabled"):
+        tokens.decode_access_token(pair["access_token"])
+    tokens.family_revoke(session)
+    with pytest.raises(tokens.InvalidToken, match="revoked"):  # the revocation is said first
+        tokens.decode_access_token(pair["access_token"])
+    assert reads == ["get_many"] * 3
+
+
 def test_a_revoked_refresh_token_is_refused():
     token = tokens.issue_token_pair(unsaved_user())["refresh_token"]
     claims = tokens.decode_refresh_token(token)

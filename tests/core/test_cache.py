@@ -1,0 +1,54 @@
+"""The Redis cache backend (core.cache) against the real Redis: it works as Django's does and
+builds one ``redis.Redis`` per pool rather than one per command."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis
+from django.core.cache import caches
+from django.test import override_settings
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def redis_cache():
+    prefix = f"test-core-cache-{uuid.uuid4().hex[:8]}"
+    config = {"default": {"BACKEND": "core.cache.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": prefix}}
+    with override_settings(CACHES=config):
+        yield caches["default"]
+    shared = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(shared.scan_iter(match=f"{prefix}:*", count=500))
+        if keys:
+            shared.delete(*keys)
+    finally:
+        shared.close()
+
+
+def test_values_round_trip_with_timeouts_and_many_at_once(redis_cache):
+    redis_cache.set("a", {"n": 1}, 30)
+    assert redis_cache.get("a") == {"n": 1}
+    assert redis_cache.add("a", "other", 30) is False
+    redis_cache.set_many({"b": 2, "c": [3]}, 30)
+    assert redis_cache.get_many(["a", "b", "c", "missing"]) == {"a": {"n": 1}, "b": 2, "c": [3]}
+    redis_cache.delete("a")
+    assert redis_cache.get("a", "gone") == "gone"
+
+
+def test_one_redis_client_serves_every_command(redis_cache, monkeypatch):
+    built = []
+    original = redis.Redis.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "__init__", counting_init)
+    for n in range(20):
+        redis_cache.set(f"k{n}", n, 30)
+        assert redis_cache.get(f"k{n}") == n
+    assert redis_cache.get_many([f"k{n}" for n in range(3)]) == {"k0": 0, "k1": 1, "k2": 2}
+    assert len(built) == 1  # Django's own client builds 41 here
