@@ -137,9 +137,10 @@ def call_initiate(*, caller_id, conversation_id, callee_ids, call_type: str) -> 
     now = timezone.now()
 
     def mutate(record, source):
-        members = source.conversation_member_ids(conversation_id)
-        if members is None:
+        conversation = source.conversation_state(conversation_id)
+        if conversation is None:
             raise ConversationNotFound()
+        members = conversation.member_ids
         if caller not in members:
             raise NotAParticipant("You are not a member of this conversation.")
         outsiders = [c for c in callees if c not in members]
@@ -147,7 +148,7 @@ def call_initiate(*, caller_id, conversation_id, callee_ids, call_type: str) -> 
             raise NotAParticipant(
                 "Every callee must be a member of the conversation.", details={"callee_ids": outsiders}
             )
-        live = source.live_call_ids(conversation_id)
+        live = conversation.live_call_ids
         if live:
             raise CallAlreadyLive(details={"call_id": live[0]})
         call, participants = lifecycle.new_call(

@@ -24,8 +24,17 @@ def _members_key(conversation_id) -> str:
     return f"calls:members:{conversation_id}"
 
 
-def remember_call(record) -> None:
-    _cache_set(_call_key(record.call.id), encode_call(record.call, record.participants, record.timeline))
+def remember_call(record, *, members: tuple | None = None) -> None:
+    """The call's state and, given ``(conversation_id, member_ids)``, its conversation's members,
+    in one round trip."""
+    values = {_call_key(record.call.id): encode_call(record.call, record.participants, record.timeline)}
+    if members is not None:
+        conversation_id, member_ids = members
+        values[_members_key(conversation_id)] = sorted(str(m) for m in member_ids)
+    try:
+        cache.set_many(values, CACHE_TTL_SECONDS)
+    except Exception as exc:  # the cache is a convenience; never fail a write for it
+        logger.warning("Snapshot cache unavailable: %s", describe(exc))
 
 
 def remember_members(conversation_id, member_ids) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.db.models import DateTimeField, Value
 
 from calls import lifecycle
 from calls.exceptions import PersistenceUnavailable
@@ -25,9 +26,21 @@ class CallRecord:
     timeline: list[CallTimelineEvent] = field(default_factory=list)  # in seq order (calls.timeline)
 
 
+@dataclass
+class ConversationState:
+    """What starting a call in a conversation checks: who is in it, and its live calls (newest first)."""
+
+    member_ids: set[str]
+    live_call_ids: list[str]
+
+
 def timeline_of(call_id) -> list[CallTimelineEvent]:
     """A call's timeline as the database holds it, oldest first."""
     return list(CallTimelineEvent.objects.filter(call_id=call_id).order_by("seq"))
+
+
+def _columns(instance) -> tuple:
+    return tuple(field.value_from_object(instance) for field in instance._meta.concrete_fields)
 
 
 class DatabaseSource:
@@ -35,32 +48,39 @@ class DatabaseSource:
 
     deferred = False
 
+    def __init__(self):
+        self._loaded: dict = {}  # participant pk -> its columns as loaded (so save skips the unchanged)
+        self._members: tuple | None = None  # (conversation id, member ids) read by this write
+
     def load_call(self, call_id) -> CallRecord | None:
         call = Call.objects.select_for_update().filter(pk=call_id).first()
         if call is None:
             return None
         participants = list(CallParticipant.objects.filter(call_id=call_id).order_by("role", "id"))
+        self._loaded = {p.pk: _columns(p) for p in participants}
         return CallRecord(call, participants, timeline_of(call_id))
 
-    def conversation_member_ids(self, conversation_id) -> set[str] | None:
-        """None when the conversation does not exist."""
-        ids = {
-            str(user_id)
-            for user_id in ConversationParticipant.objects.filter(conversation_id=conversation_id).values_list(
-                "user_id", flat=True
-            )
-        }
-        if ids:
-            snapshot_cache.remember_members(conversation_id, ids)
-        return ids or None
-
-    def live_call_ids(self, conversation_id) -> list[str]:
-        return [
-            str(pk)
-            for pk in Call.objects.filter(conversation_id=conversation_id, status__in=lifecycle.LIVE_STATUSES)
-            .order_by("-started_at")
-            .values_list("pk", flat=True)
-        ]
+    def conversation_state(self, conversation_id) -> ConversationState | None:
+        """In one query: the members (a user id per row, no time) and the live calls (a call id
+        and when it started). None when the conversation does not exist."""
+        members = (
+            ConversationParticipant.objects.filter(conversation_id=conversation_id)
+            .annotate(live_since=Value(None, output_field=DateTimeField()))
+            .values_list("user_id", "live_since")
+            .order_by()  # a compound statement's parts may not be ordered (SQLite)
+        )
+        live = (
+            Call.objects.filter(conversation_id=conversation_id, status__in=lifecycle.LIVE_STATUSES)
+            .values_list("pk", "started_at")
+            .order_by()
+        )
+        rows = list(members.union(live, all=True))
+        member_ids = {str(pk) for pk, live_since in rows if live_since is None}
+        if not member_ids:
+            return None
+        self._members = (conversation_id, member_ids)
+        calls = sorted(((since, str(pk)) for pk, since in rows if since is not None), reverse=True)
+        return ConversationState(member_ids, [pk for _, pk in calls])
 
     def save(self, record: CallRecord, *, created: bool, operation: str) -> None:
         if created:
@@ -69,13 +89,14 @@ class DatabaseSource:
         else:
             record.call.save()
             for participant in record.participants:
-                participant.save()
+                if participant._state.adding or self._loaded.get(participant.pk) != _columns(participant):
+                    participant.save()
         # The events this write added (those loaded with the call are already there).
         CallTimelineEvent.objects.bulk_create([e for e in record.timeline if e._state.adding])
         # Only once committed: a commit whose answer is lost is journaled again, computed from the
         # snapshot as it stood before this write (a snapshot of a commit that may never have
         # happened would make the journaled write a no-op, and lose it).
-        transaction.on_commit(lambda: snapshot_cache.remember_call(record))
+        transaction.on_commit(lambda: snapshot_cache.remember_call(record, members=self._members))
 
 
 class SpoolSource:
@@ -94,20 +115,18 @@ class SpoolSource:
             )
         return CallRecord(*decode_call(payload))
 
-    def conversation_member_ids(self, conversation_id) -> set[str] | None:
+    def conversation_state(self, conversation_id) -> ConversationState:
         members = snapshot_cache.cached_members(conversation_id)
         if members is None:
             raise PersistenceUnavailable(
                 "The database is unavailable and this conversation is not known locally; try again shortly."
             )
-        return set(members)
-
-    def live_call_ids(self, conversation_id) -> list[str]:
-        return [
+        live = [
             payload["call"]["id"]
             for payload in self.tx.latest_in_conversation(conversation_id)
             if payload["call"]["status"] in lifecycle.LIVE_STATUSES
         ]
+        return ConversationState(set(members), live)
 
     def save(self, record: CallRecord, *, created: bool, operation: str) -> None:
         self.tx.append(

@@ -11,6 +11,7 @@ from django.conf import settings
 from accounts import tokens
 from accounts.models import User
 from tests.support.api import hand_made_token, legacy_claims
+from tests.support.counting import count_outermost_calls
 
 pytestmark = pytest.mark.portable
 
@@ -174,22 +175,7 @@ def test_an_access_token_is_checked_in_one_cache_read_for_revocation_its_session
     user = unsaved_user()
     pair = tokens.issue_token_pair(user)
     session = tokens.decode_refresh_token(pair["refresh_token"]).family
-    reads, depth = [], []
-
-    def counted(name, original):
-        def read(*args, **kwargs):  # only the outermost call (LocMemCache's get_many calls get)
-            if not depth:
-                reads.append(name)
-            depth.append(name)
-            try:
-                return original(*args, **kwargs)
-            finally:
-                depth.pop()
-
-        return read
-
-    for name in ("get", "get_many"):
-        monkeypatch.setattr(tokens.cache, name, counted(name, getattr(tokens.cache, name)))
+    reads = count_outermost_calls(monkeypatch, tokens.cache, ("get", "get_many"))
     assert tokens.decode_access_token(pair["access_token"]).user_id == user.id
     assert reads == ["get_many"]
 

@@ -1,0 +1,99 @@
+"""What a call write sends to the database and the snapshot cache: the REST path's cost, pinned
+(docs/benchmarks.md, "Issue 17: the lean write path"). A write reads only what its rules need and
+writes only the rows it changed."""
+
+from collections import Counter
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from calls import services
+from calls.exceptions import CallAlreadyLive
+from calls.models import Call, CallParticipant
+from calls.persistence import snapshot_cache
+from tests.factories import make_conversation, make_user
+from tests.support.counting import count_outermost_calls
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def statements(queries) -> Counter:
+    """Statements by verb and table, e.g. ("UPDATE", "calls_callparticipant")."""
+    counted = Counter()
+    for query in queries.captured_queries:
+        sql = query["sql"]
+        verb = sql.split()[0].upper().lstrip("(")
+        if verb in ("SAVEPOINT", "RELEASE", "ROLLBACK"):
+            continue
+        table = sql.split('"')[1] if '"' in sql else ""
+        counted[(verb, table)] += 1
+    return counted
+
+
+@pytest.fixture
+def cache_writes(monkeypatch):
+    return count_outermost_calls(monkeypatch, cache, ("set", "set_many"))
+
+
+def test_starting_a_call_reads_the_conversation_once_and_inserts_the_call_its_people_and_timeline(cache_writes):
+    caller, callee = make_user(), make_user()
+    conversation = make_conversation(members=[caller, callee])
+    with CaptureQueriesContext(connection) as queries:
+        result = services.call_initiate(
+            caller_id=caller.id, conversation_id=conversation.id, callee_ids=[callee.id], call_type="video"
+        )
+    assert statements(queries) == {
+        ("BEGIN", ""): 1,
+        ("SELECT", "calls_conversationparticipant"): 1,  # its members and its live calls, one UNION ALL
+        ("INSERT", "calls_call"): 1,
+        ("INSERT", "calls_callparticipant"): 1,
+        ("INSERT", "calls_calltimelineevent"): 1,
+        ("COMMIT", ""): 1,
+    }
+    # the call's snapshot and the conversation's members, in one round trip
+    assert cache_writes == ["set_many"]
+    assert sorted(snapshot_cache.cached_members(conversation.id)) == sorted([str(caller.id), str(callee.id)])
+    assert snapshot_cache.cached_call(result.record.call.id)["call"]["status"] == Call.Status.RINGING
+
+
+def test_the_union_still_finds_a_live_call_and_refuses_a_second(cache_writes):
+    caller, callee = make_user(), make_user()
+    conversation = make_conversation(members=[caller, callee])
+    first = services.call_initiate(
+        caller_id=caller.id, conversation_id=conversation.id, callee_ids=[callee.id], call_type="audio"
+    )
+    with pytest.raises(CallAlreadyLive) as refused:
+        services.call_initiate(
+            caller_id=callee.id, conversation_id=conversation.id, callee_ids=[caller.id], call_type="audio"
+        )
+    assert refused.value.details == {"call_id": str(first.record.call.id)}
+
+
+def test_answering_updates_only_the_participant_who_answered():
+    caller, callee = make_user(), make_user()
+    conversation = make_conversation(members=[caller, callee])
+    call = services.call_initiate(
+        caller_id=caller.id, conversation_id=conversation.id, callee_ids=[callee.id], call_type="video"
+    ).record.call
+    caller_row = CallParticipant.objects.get(call=call, user=caller)
+    with CaptureQueriesContext(connection) as queries:
+        services.call_join(call_id=call.id, user_id=callee.id)
+    assert statements(queries) == {
+        ("BEGIN", ""): 1,
+        ("SELECT", "calls_call"): 1,  # locked
+        ("SELECT", "calls_callparticipant"): 1,
+        ("SELECT", "calls_calltimelineevent"): 1,
+        ("UPDATE", "calls_call"): 1,
+        ("UPDATE", "calls_callparticipant"): 1,  # the callee's row; the caller's did not change
+        ("INSERT", "calls_calltimelineevent"): 1,
+        ("COMMIT", ""): 1,
+    }
+    assert CallParticipant.objects.get(call=call, user=callee).state == CallParticipant.State.JOINED
+    assert CallParticipant.objects.get(call=call, user=caller).joined_at == caller_row.joined_at
+
+    with CaptureQueriesContext(connection) as queries:
+        services.call_end(call_id=call.id, user_id=caller.id)
+    assert statements(queries)[("UPDATE", "calls_callparticipant")] == 2  # both leave
+    assert set(CallParticipant.objects.filter(call=call).values_list("state", flat=True)) == {"left"}
