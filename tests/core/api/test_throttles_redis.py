@@ -1,0 +1,107 @@
+"""The rate limits on the Redis cache (core.api.throttles with core.cache.RedisCache), against
+the real Redis: DRF's window, limit and Retry-After, in one atomic round trip per check."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+import redis
+import redis.connection
+from django.core.cache import caches
+from django.test import override_settings
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.test import APIRequestFactory, force_authenticate
+from rest_framework.views import APIView
+
+from core.api.throttles import UserThrottle
+from tests.factories import make_user
+from tests.support.api import throttle_rates
+
+pytestmark = pytest.mark.django_db
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def redis_cache():
+    prefix = f"test-throttle-{uuid.uuid4().hex[:8]}"
+    config = {"default": {"BACKEND": "core.cache.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": prefix}}
+    with override_settings(CACHES=config):
+        yield caches["default"]
+    shared = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(shared.scan_iter(match=f"{prefix}:*", count=500))
+        if keys:
+            shared.delete(*keys)
+    finally:
+        shared.close()
+
+
+class LimitedApi(APIView):
+    permission_classes = [AllowAny]
+    throttle_classes = [UserThrottle]
+
+    def get(self, request):
+        return Response({"ok": True})
+
+
+def call(user):
+    request = APIRequestFactory().get("/limited")
+    force_authenticate(request, user=user)
+    return LimitedApi.as_view()(request)
+
+
+def test_the_limit_the_window_and_retry_after_are_drfs(redis_cache, clock):
+    ada, bob = make_user(), make_user()
+    with override_settings(REST_FRAMEWORK=throttle_rates(user="3/min")):
+        assert [call(ada).status_code for _ in range(3)] == [200, 200, 200]
+        clock[0] += 20
+        refused = call(ada)
+        assert refused.status_code == 429
+        assert refused["Retry-After"] == "40"  # the oldest hit leaves the window in 40 s
+        assert call(bob).status_code == 200  # per user
+        clock[0] += 40.5
+        assert call(ada).status_code == 200  # the first three have left the window
+        assert call(ada).status_code == 200
+        assert call(ada).status_code == 200
+        assert call(ada).status_code == 429
+
+
+def test_concurrent_requests_never_pass_more_than_the_limit(redis_cache):
+    user = make_user()
+    request = APIRequestFactory().get("/limited")
+    force_authenticate(request, user=user)
+    request = LimitedApi().initialize_request(request)
+    assert request.user == user  # authenticated here; the threads only count
+    allowed, start = [], threading.Barrier(20)
+
+    def hit():
+        start.wait(timeout=10)
+        allowed.append(UserThrottle().allow_request(request, None))
+
+    with override_settings(REST_FRAMEWORK=throttle_rates(user="5/min")):
+        threads = [threading.Thread(target=hit) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+    assert len(allowed) == 20 and allowed.count(True) == 5
+
+
+def test_a_check_is_one_redis_command(redis_cache, monkeypatch):
+    user = make_user()
+    with override_settings(REST_FRAMEWORK=throttle_rates(user="100/min")):
+        assert call(user).status_code == 200  # loads the script
+        sent = []
+        original = redis.connection.AbstractConnection.send_command
+
+        def counting(self, *args, **kwargs):
+            sent.append(str(args[0]).upper())
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(redis.connection.AbstractConnection, "send_command", counting)
+        assert call(user).status_code == 200
+    assert sent == ["EVALSHA"]
