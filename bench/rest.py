@@ -215,6 +215,7 @@ def breakdown(cycles: int = 3) -> dict:
     import django
 
     django.setup()
+    import redis.client
     import redis.connection
     from django.db import connection, connections
     from django.test import Client
@@ -231,7 +232,14 @@ def breakdown(cycles: int = 3) -> dict:
         sent[str(args[0]).upper()] += 1
         return original(self, *args, **kwargs)
 
+    original_pipeline = redis.client.Pipeline.execute
+
+    def counting_pipeline(self, *args, **kwargs):  # one round trip, its commands sent packed
+        sent[f"PIPELINE({'+'.join(str(c[0][0]).upper() for c in self.command_stack)})"] += 1
+        return original_pipeline(self, *args, **kwargs)
+
     redis.connection.AbstractConnection.send_command = counting_send_command
+    redis.client.Pipeline.execute = counting_pipeline
     out: dict = {}
     try:
         pairs = make_pairs(cycles, label="count")
@@ -260,6 +268,7 @@ def breakdown(cycles: int = 3) -> dict:
             }
     finally:
         redis.connection.AbstractConnection.send_command = original
+        redis.client.Pipeline.execute = original_pipeline
         connections.close_all()
         database.drop()
         client_redis = redis_client()

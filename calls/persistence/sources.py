@@ -53,10 +53,19 @@ class DatabaseSource:
         self._members: tuple | None = None  # (conversation id, member ids) read by this write
 
     def load_call(self, call_id) -> CallRecord | None:
-        call = Call.objects.select_for_update().filter(pk=call_id).first()
-        if call is None:
+        # The participants with their call, the call's row locked, in one query (a call always
+        # has its caller's row: none means no call).
+        participants = list(
+            CallParticipant.objects.select_related("call")
+            .select_for_update(of=("call",))
+            .filter(call_id=call_id)
+            .order_by("role", "id")
+        )
+        if not participants:
             return None
-        participants = list(CallParticipant.objects.filter(call_id=call_id).order_by("role", "id"))
+        call = participants[0].call
+        for participant in participants:
+            participant.call = call  # one instance, the one the write changes
         self._loaded = {p.pk: _columns(p) for p in participants}
         return CallRecord(call, participants, timeline_of(call_id))
 

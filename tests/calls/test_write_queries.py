@@ -82,14 +82,15 @@ def test_answering_updates_only_the_participant_who_answered():
         services.call_join(call_id=call.id, user_id=callee.id)
     assert statements(queries) == {
         ("BEGIN", ""): 1,
-        ("SELECT", "calls_call"): 1,  # locked
-        ("SELECT", "calls_callparticipant"): 1,
+        ("SELECT", "calls_callparticipant"): 1,  # with the call, its row locked
         ("SELECT", "calls_calltimelineevent"): 1,
         ("UPDATE", "calls_call"): 1,
         ("UPDATE", "calls_callparticipant"): 1,  # the callee's row; the caller's did not change
         ("INSERT", "calls_calltimelineevent"): 1,
         ("COMMIT", ""): 1,
     }
+    locking = [q["sql"] for q in queries.captured_queries if "FOR UPDATE" in q["sql"]]
+    assert len(locking) == 1 and locking[0].endswith('FOR UPDATE OF "calls_call"')  # not the participants
     assert CallParticipant.objects.get(call=call, user=callee).state == CallParticipant.State.JOINED
     assert CallParticipant.objects.get(call=call, user=caller).joined_at == caller_row.joined_at
 
