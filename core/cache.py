@@ -1,14 +1,23 @@
-"""The Redis cache backend of ``CACHES`` (``secureconnect/settings.py``): Django's, reusing its
-clients, with the one atomic counter the rate limits need (``sliding_window_hit``).
+"""The Redis cache backend of ``CACHES`` (``secureconnect/settings.py``): Django's, with its
+connections kept across requests, and the one atomic counter the rate limits need
+(``sliding_window_hit``).
 
-Django's ``RedisCacheClient.get_client`` builds a new ``redis.Redis`` for every command, and each
-one fills a table of about 170 response callbacks: a quarter of a millisecond, several times a
-request (token revocation, throttles, the snapshot cache). A ``redis.Redis`` is safe to share
-between threads (each command takes a connection from the pool), so one per pool is kept.
+Two costs of Django's own backend under ASGI, each measured on the REST path
+(docs/benchmarks.md, "Issue 17: the lean write path"):
+
+- Django keeps cache backends per async context (``CacheHandler`` is a context-local), so every
+  request builds a new backend, a new connection pool and a new Redis connection (with its
+  HELLO, CLIENT SETINFO and SELECT): a sixth of the service's samples under load. Here every
+  backend of one configuration shares one client, and so one pool, per process (Django's open
+  PR #18459 is about the same).
+- ``RedisCacheClient.get_client`` builds a new ``redis.Redis`` for every command, each filling a
+  table of about 170 response callbacks. A ``redis.Redis`` is safe to share between threads
+  (each command takes a connection from the pool), so one per pool is kept.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 from django.core.cache.backends import redis as django_redis
@@ -33,29 +42,52 @@ return {0, count, oldest[2]}
 class RedisCacheClient(django_redis.RedisCacheClient):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._clients: dict[int, object] = {}
+        self._lock = threading.Lock()
+        self._clients: dict[int, object] = {}  # pool id -> its redis.Redis (the pools live in self._pools)
+        self._scripts: dict[int, object] = {}  # client id -> SLIDING_WINDOW_HIT registered on it
+
+    def _get_connection_pool(self, write):
+        with self._lock:  # shared by every thread of the process: one pool per server
+            return super()._get_connection_pool(write)
 
     def get_client(self, key=None, *, write=False):
         pool = self._get_connection_pool(write)
-        client = self._clients.get(id(pool))  # the pools live in self._pools: their ids stay theirs
+        client = self._clients.get(id(pool))
         if client is None:
             client = self._clients.setdefault(id(pool), self._client(connection_pool=pool))
         return client
+
+    def sliding_window_hit(self, key: str, *, now: float, window: float, limit: int) -> tuple[bool, int, float | None]:
+        client = self.get_client(key, write=True)
+        script = self._scripts.get(id(client))
+        if script is None:  # redis-py's Script sends EVALSHA, and the source again only if Redis lost it
+            script = self._scripts.setdefault(id(client), client.register_script(SLIDING_WINDOW_HIT))
+        hit = f"{now!r}:{uuid.uuid4().hex[:12]}"
+        allowed, count, oldest = script(keys=[key], args=[now, window, limit, hit])
+        return bool(allowed), int(count), float(oldest) if oldest else None
+
+
+_shared_clients: dict[tuple, RedisCacheClient] = {}
+_shared_lock = threading.Lock()
 
 
 class RedisCache(django_redis.RedisCache):
     def __init__(self, server, params):
         super().__init__(server, params)
         self._class = RedisCacheClient
-        self._scripts: dict = {}
+
+    @property
+    def _cache(self) -> RedisCacheClient:
+        configuration = (tuple(self._servers), repr(sorted(self._options.items())))
+        client = _shared_clients.get(configuration)
+        if client is None:
+            with _shared_lock:
+                client = _shared_clients.get(configuration)
+                if client is None:
+                    client = _shared_clients[configuration] = self._class(self._servers, **self._options)
+        return client
 
     def sliding_window_hit(self, key: str, *, now: float, window: float, limit: int) -> tuple[bool, int, float | None]:
         """Count a hit on ``key`` if fewer than ``limit`` fell within the last ``window`` seconds:
         (allowed, hits in the window counting this one if allowed, the oldest hit's time when refused)."""
-        client = self._cache.get_client(key, write=True)
-        script = self._scripts.get(id(client))
-        if script is None:  # redis-py's Script sends EVALSHA, and the source again only if Redis lost it
-            script = self._scripts.setdefault(id(client), client.register_script(SLIDING_WINDOW_HIT))
-        hit = f"{now!r}:{uuid.uuid4().hex[:12]}"
-        allowed, count, oldest = script(keys=[self.make_and_validate_key(key)], args=[now, window, limit, hit])
-        return bool(allowed), int(count), float(oldest) if oldest else None
+        return self._cache.sliding_window_hit(self.make_and_validate_key(key), now=now, window=window, limit=limit)
