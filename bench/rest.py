@@ -90,13 +90,23 @@ async def client(server: Server, steps, deadline: Deadline, record_after: float,
         await connection.close()
 
 
-async def load(server: Server, pairs, steps_for, duration: float) -> dict:
-    stats = defaultdict(lambda: {"latencies": [], "errors": 0, "samples": []})
-    stats["calls"] = []
+async def load(server: Server, pairs, steps_for, duration: float, stats=None) -> tuple[dict, float]:
+    """Run the clients for ``duration`` (after a warm-up), adding to ``stats``; the seconds measured."""
+    if stats is None:
+        stats = new_stats()
     started = time.perf_counter()
     deadline = Deadline(WARMUP + duration)
     await asyncio.gather(*[client(server, steps_for(p), deadline, started + WARMUP, stats) for p in pairs])
-    measured = time.perf_counter() - started - WARMUP
+    return stats, time.perf_counter() - started - WARMUP
+
+
+def new_stats():
+    stats = defaultdict(lambda: {"latencies": [], "errors": 0, "samples": []})
+    stats["calls"] = []
+    return stats
+
+
+def summary_of(stats, measured: float) -> dict:
     endpoints = {}
     for endpoint in ENDPOINTS:
         summary = latency_summary(stats[endpoint]["latencies"])
@@ -120,7 +130,12 @@ async def load(server: Server, pairs, steps_for, duration: float) -> dict:
 
 
 def run(
-    client_counts: list[int], duration: float, log_dir: Path, server_kind: str = "daphne", pool_size: int | None = None
+    client_counts: list[int],
+    duration: float,
+    log_dir: Path,
+    server_kind: str = "daphne",
+    pool_size: int | None = None,
+    rounds: int = 3,
 ) -> dict:
     from bench.data import close_connections, make_pairs, setup_django
 
@@ -146,13 +161,29 @@ def run(
             kind=server_kind,
         ).start()
         try:
+            variants = (("product", product_steps), ("floor", floor_steps))
             for clients in client_counts:
-                for variant, steps_for in (("product", product_steps), ("floor", floor_steps)):
-                    result = asyncio.run(load(server, pairs[:clients], steps_for, duration))
+                # Product and floor take turns (``rounds`` slices each), so a machine whose load
+                # changes during the run weighs on both alike.
+                measured = {variant: [new_stats(), 0.0] for variant, _ in variants}
+                for _ in range(rounds):
+                    for variant, steps_for in variants:
+                        _, seconds = asyncio.run(
+                            load(server, pairs[:clients], steps_for, duration / rounds, measured[variant][0])
+                        )
+                        measured[variant][1] += seconds
+                for variant, _ in variants:
+                    result = summary_of(*measured[variant])
                     call_ids = result.pop("call_ids")
                     stored = Call.objects.filter(pk__in=call_ids).count()
                     close_connections()
-                    result = {"variant": variant, "clients": clients, **result, "calls_initiated": len(call_ids)}
+                    result = {
+                        "variant": variant,
+                        "clients": clients,
+                        "rounds": rounds,
+                        **result,
+                        "calls_initiated": len(call_ids),
+                    }
                     result["calls_missing_in_db"] = len(set(call_ids)) - stored
                     runs.append(result)
                     e = result["endpoints"]
@@ -293,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
         help="DB_POOL_MAX_SIZE of the server (0: no pool; default: the service's)",
     )
     parser.add_argument(
+        "--rounds", type=int, default=3, help="product and floor take turns this many times per client count"
+    )
+    parser.add_argument(
         "--breakdown", action="store_true", help="count what each request sends (SQL, Redis) instead of timing"
     )
     args = parser.parse_args(argv)
@@ -306,10 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         write_results("rest_breakdown", {"config": {"breakdown": True}, **data}, args.out)
         return 0
     if args.smoke:
-        args.clients, args.duration = [2], 1.0
+        args.clients, args.duration, args.rounds = [2], 1.0, 1
     raise_open_files_limit()
     with tempfile.TemporaryDirectory(prefix="bench-rest-") as tmp:
-        data = run(args.clients, args.duration, Path(tmp), args.server, args.pool_size)
+        data = run(args.clients, args.duration, Path(tmp), args.server, args.pool_size, args.rounds)
     by_ratio = {r["clients"]: r for r in data["ratios"]}
     rows = []
     for r in data["runs"]:
@@ -327,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": args.duration,
         "server": args.server,
         "pool_size": args.pool_size,
+        "rounds": args.rounds,
         "smoke": args.smoke,
     }
     write_results("rest" if args.server == "daphne" else f"rest_{args.server}", {"config": config, **data}, args.out)
