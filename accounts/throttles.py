@@ -6,8 +6,11 @@ Login and registration (anonymous) use the address and account throttles below, 
 
 from __future__ import annotations
 
+from django.core.cache import caches
+
 from accounts.emails import email_key
 from core.api.throttles import ConfiguredRateThrottle, UserThrottle
+from core.cache import RedisCache
 
 
 class UserLookupThrottle(UserThrottle):
@@ -60,6 +63,11 @@ class LoginFailureThrottle(ConfiguredRateThrottle):
         if self.key is None:
             return True
         self.now = self.timer()
+        store = caches["default"]
+        if isinstance(store, RedisCache):
+            count, oldest = store.window_count(self.key, now=self.now, window=self.duration)
+            self._window = (count, oldest)
+            return count < self.num_requests
         self.history = self._recent_history()
         if len(self.history) >= self.num_requests:
             return self.throttle_failure()
@@ -72,6 +80,10 @@ class LoginFailureThrottle(ConfiguredRateThrottle):
         if self.key is None:
             return
         self.now = self.timer()
+        store = caches["default"]
+        if isinstance(store, RedisCache):  # atomic: concurrent failures are each counted
+            store.window_add(self.key, now=self.now, window=self.duration)
+            return
         self.history = [self.now, *self._recent_history()]
         self.cache.set(self.key, self.history, self.duration)
 

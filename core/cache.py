@@ -1,6 +1,6 @@
 """The Redis cache backend of ``CACHES`` (``secureconnect/settings.py``): Django's, with its
-connections kept across requests, and the one atomic counter the rate limits need
-(``sliding_window_hit``).
+connections kept across requests, and the atomic sliding windows the rate limits need
+(``sliding_window_hit``, ``window_add``, ``window_count``).
 
 Two costs of Django's own backend under ASGI, each measured on the REST path
 (docs/benchmarks.md, "Issue 17: the lean write path"):
@@ -17,6 +17,7 @@ Two costs of Django's own backend under ASGI, each measured on the REST path
 
 from __future__ import annotations
 
+import math
 import threading
 import uuid
 
@@ -62,9 +63,26 @@ class RedisCacheClient(django_redis.RedisCacheClient):
         script = self._scripts.get(id(client))
         if script is None:  # redis-py's Script sends EVALSHA, and the source again only if Redis lost it
             script = self._scripts.setdefault(id(client), client.register_script(SLIDING_WINDOW_HIT))
-        hit = f"{now!r}:{uuid.uuid4().hex[:12]}"
-        allowed, count, oldest = script(keys=[key], args=[now, window, limit, hit])
+        allowed, count, oldest = script(keys=[key], args=[now, window, limit, _unique_hit(now)])
         return bool(allowed), int(count), float(oldest) if oldest else None
+
+    def window_add(self, key: str, *, now: float, window: float) -> None:
+        pipeline = self.get_client(key, write=True).pipeline()  # MULTI ... EXEC: atomic, one round trip
+        pipeline.zremrangebyscore(key, "-inf", now - window)
+        pipeline.zadd(key, {_unique_hit(now): now})
+        pipeline.pexpire(key, math.ceil(window * 1000))
+        pipeline.execute()
+
+    def window_count(self, key: str, *, now: float, window: float) -> tuple[int, float | None]:
+        pipeline = self.get_client(key).pipeline(transaction=False)
+        pipeline.zcount(key, f"({now - window!r}", "+inf")
+        pipeline.zrangebyscore(key, f"({now - window!r}", "+inf", start=0, num=1, withscores=True)
+        count, oldest = pipeline.execute()
+        return int(count), float(oldest[0][1]) if oldest else None
+
+
+def _unique_hit(now: float) -> str:
+    return f"{now!r}:{uuid.uuid4().hex[:12]}"
 
 
 _shared_clients: dict[tuple, RedisCacheClient] = {}
@@ -87,7 +105,37 @@ class RedisCache(django_redis.RedisCache):
                     client = _shared_clients[configuration] = self._class(self._servers, **self._options)
         return client
 
+    def clear(self) -> bool:
+        """Delete this cache's keys (those under its ``KEY_PREFIX``), not the whole Redis database
+        as Django's ``FLUSHDB`` would: the channel layer, presence and other deployments share it."""
+        client = self._cache.get_client(write=True)
+        prefix = "".join(f"\\{c}" if c in "*?[]\\" else c for c in self.key_prefix)  # glob-escaped
+        pattern = f"{prefix}:*"  # Django's keys are "prefix:version:key", every version
+        batch = []
+        for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                client.delete(*batch)
+                batch = []
+        if batch:
+            client.delete(*batch)
+        return True
+
+    # The windows below are sorted sets under keys of their own: a key DRF's way wrote (a pickled
+    # list, from before this backend or from a per-process fallback) is never read as one.
+    def _window_key(self, key: str) -> str:
+        return self.make_and_validate_key(f"window:{key}")
+
     def sliding_window_hit(self, key: str, *, now: float, window: float, limit: int) -> tuple[bool, int, float | None]:
         """Count a hit on ``key`` if fewer than ``limit`` fell within the last ``window`` seconds:
         (allowed, hits in the window counting this one if allowed, the oldest hit's time when refused)."""
-        return self._cache.sliding_window_hit(self.make_and_validate_key(key), now=now, window=window, limit=limit)
+        return self._cache.sliding_window_hit(self._window_key(key), now=now, window=window, limit=limit)
+
+    def window_add(self, key: str, *, now: float, window: float) -> None:
+        """Record a hit on ``key`` (kept ``window`` seconds), whatever the count: atomic, unlike a
+        read of the history followed by a write of it, which loses hits recorded in between."""
+        self._cache.window_add(self._window_key(key), now=now, window=window)
+
+    def window_count(self, key: str, *, now: float, window: float) -> tuple[int, float | None]:
+        """The hits on ``key`` within the last ``window`` seconds, and the oldest one's time."""
+        return self._cache.window_count(self._window_key(key), now=now, window=window)

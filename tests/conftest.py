@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
-from django.core.cache import cache
+import redis
+from django.core.cache import cache, caches
 from django.db import connections
+from django.test import override_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from bench.tcp_proxy import TcpProxy
 from calls import presence
 from calls.persistence import availability
+
+TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture(autouse=True)
@@ -18,6 +24,23 @@ def fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def redis_cache():
+    """The service's Redis cache backend (core.cache) on the real Redis, under a prefix of this
+    test's own, in place of the per-process cache; its keys are deleted after (never a flush)."""
+    prefix = f"test-cache-{uuid.uuid4().hex[:8]}"
+    config = {"default": {"BACKEND": "core.cache.RedisCache", "LOCATION": TEST_REDIS_URL, "KEY_PREFIX": prefix}}
+    with override_settings(CACHES=config):
+        yield caches["default"]
+    shared = redis.Redis.from_url(TEST_REDIS_URL)  # by prefix, whatever the backend: never a flush
+    try:
+        keys = list(shared.scan_iter(match=f"{prefix}:*", count=500))
+        if keys:
+            shared.delete(*keys)
+    finally:
+        shared.close()
 
 
 @pytest.fixture(autouse=True)

@@ -6,28 +6,9 @@ from __future__ import annotations
 import contextvars
 import uuid
 
-import pytest
 import redis
 import redis.connection
 from django.core.cache import caches
-from django.test import override_settings
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-def redis_cache():
-    prefix = f"test-core-cache-{uuid.uuid4().hex[:8]}"
-    config = {"default": {"BACKEND": "core.cache.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": prefix}}
-    with override_settings(CACHES=config):
-        yield caches["default"]
-    shared = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(shared.scan_iter(match=f"{prefix}:*", count=500))
-        if keys:
-            shared.delete(*keys)
-    finally:
-        shared.close()
 
 
 def test_values_round_trip_with_timeouts_and_many_at_once(redis_cache):
@@ -78,3 +59,18 @@ def test_requests_share_one_connection_pool_where_django_opens_one_each(redis_ca
     assert len({id(b._cache) for b in backends}) == 1
     assert redis_cache.get_many([f"r{n}" for n in range(10)]) == {f"r{n}": n for n in range(10)}
     assert len(connects) <= 1
+
+
+def test_clearing_deletes_this_caches_keys_and_nothing_else_in_redis(redis_cache):
+    other = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    outsider = f"test-cache-outsider-{uuid.uuid4().hex[:8]}"
+    try:
+        other.set(outsider, "not ours", ex=60)
+        redis_cache.set("mine", 1, 30)
+        redis_cache.set("mine-too", 2, 30, version=7)
+        assert redis_cache.clear() is True
+        assert redis_cache.get("mine") is None and redis_cache.get("mine-too", version=7) is None
+        assert other.get(outsider) == b"not ours"
+    finally:
+        other.delete(outsider)
+        other.close()

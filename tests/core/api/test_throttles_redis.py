@@ -4,12 +4,10 @@ the real Redis: DRF's window, limit and Retry-After, in one atomic round trip pe
 from __future__ import annotations
 
 import threading
-import uuid
 
 import pytest
 import redis
 import redis.connection
-from django.core.cache import caches
 from django.test import override_settings
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -21,23 +19,6 @@ from tests.factories import make_user
 from tests.support.api import throttle_rates
 
 pytestmark = pytest.mark.django_db
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-def redis_cache():
-    prefix = f"test-throttle-{uuid.uuid4().hex[:8]}"
-    config = {"default": {"BACKEND": "core.cache.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": prefix}}
-    with override_settings(CACHES=config):
-        yield caches["default"]
-    shared = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(shared.scan_iter(match=f"{prefix}:*", count=500))
-        if keys:
-            shared.delete(*keys)
-    finally:
-        shared.close()
 
 
 class LimitedApi(APIView):
