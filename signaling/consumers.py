@@ -38,7 +38,7 @@ from signaling.authentication import (
     call_id_from_query,
     origin_check,
     query_params,
-    socket_authenticate,
+    socket_authenticate_off_loop,
 )
 from signaling.call_events import SIGNAL_RELAY, dispatcher
 from signaling.groups import group_name
@@ -197,7 +197,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
             if not self.slots.acquire():
                 raise Refused(TOO_MANY_CONNECTIONS, "This server holds too many connections; retry shortly.")
             self.slot_taken = True
-            claims = await sync_to_async(socket_authenticate, thread_sensitive=False)(self.scope)
+            claims = await socket_authenticate_off_loop(self.scope)
             self.user_id, self.jti, self.family = str(claims.user_id), str(claims.jti), claims.family
             self.token_expires_at = claims.expires_at.timestamp()
             limit = getattr(settings, self.per_user_setting)
