@@ -1,4 +1,4 @@
-"""Benchmark 4: idle WebSocket connections on one daphne process.
+"""Benchmark 4: idle WebSocket connections on one service process (daphne, or ``--server uvicorn``).
 
 Opens idle events sockets (``/v1/ws/events``, one user each, the Redis layer as deployed) up to
 1,000 and then 5,000, and reports the server's resident memory per connection (RSS delta /
@@ -8,6 +8,7 @@ connections) and the time to open them. The same counts go to the floor relay
 
     .venv-test/bin/python -m bench.connections              # 1,000 and 5,000 connections
     .venv-test/bin/python -m bench.connections --counts 1000 2000
+    .venv-test/bin/python -m bench.connections --server uvicorn   # bench/results/connections_uvicorn.json
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ async def measure(server: Server, counts: list[int], path_for) -> list[dict]:
     return steps
 
 
-def run(counts: list[int], log_dir: Path) -> dict:
+def run(counts: list[int], log_dir: Path, server_kind: str = "daphne") -> dict:
     database = BenchDatabase("connections").create()
     results = {}
     try:
@@ -139,12 +140,13 @@ def run(counts: list[int], log_dir: Path) -> dict:
                 "CHANNEL_LAYER_PREFIX": f"bench-connections-{uuid.uuid4().hex[:8]}",
                 "SPOOL_PATH": str(log_dir / "spool.sqlite3"),
             },
-            log_path=log_dir / "daphne.log",
+            log_path=log_dir / f"{server_kind}.log",
+            kind=server_kind,
         ).start()
         try:
             limit = server.open_files_limit()
-            print(f"daphne (pid {server.process.pid}), open-files limit {limit}")
-            results["daphne"] = asyncio.run(measure(server, counts, lambda n: "/v1/ws/events"))
+            print(f"{server_kind} (pid {server.process.pid}), open-files limit {limit}")
+            results[server_kind] = asyncio.run(measure(server, counts, lambda n: "/v1/ws/events"))
         finally:
             server.stop()
         floor = Server(
@@ -167,7 +169,7 @@ def run(counts: list[int], log_dir: Path) -> dict:
             "memory_vs_floor": ratio(d["kib_per_connection"], f["kib_per_connection"]),
             "open_time_vs_floor": ratio(d["open_s"], f["open_s"]),
         }
-        for d, f in zip(results["daphne"], results["floor"], strict=True)
+        for d, f in zip(results[server_kind], results["floor"], strict=True)
     ]
     return {"open_files_limit": limit, "servers": results, "ratios": comparison}
 
@@ -175,6 +177,7 @@ def run(counts: list[int], log_dir: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = arg_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--counts", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--server", choices=("daphne", "uvicorn"), default="daphne", help="the ASGI server")
     args = parser.parse_args(argv)
     if args.smoke:
         global SETTLE
@@ -183,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     if limit < max(args.counts) + 100:
         parser.error(f"the open-files limit is {limit}; {max(args.counts)} connections need more (ulimit -Hn)")
     with tempfile.TemporaryDirectory(prefix="bench-connections-") as tmp:
-        data = run(args.counts, Path(tmp))
+        data = run(args.counts, Path(tmp), args.server)
     rows = []
     for name, steps in data["servers"].items():
         for s in steps:
@@ -194,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         ["server", "connections", "open", "failed", "open s", "opened/s", "RSS MiB", "KiB/connection"],
         rows,
     )
-    write_results("connections", {"config": {"counts": args.counts, "smoke": args.smoke}, **data}, args.out)
+    name = "connections" if args.server == "daphne" else f"connections_{args.server}"
+    config = {"counts": args.counts, "smoke": args.smoke, "server": args.server}
+    write_results(name, {"config": config, **data}, args.out)
     return 0
 
 

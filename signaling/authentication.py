@@ -9,6 +9,8 @@ in the query string are refused: URLs end up in access logs. Nothing here logs a
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
@@ -144,3 +146,14 @@ def socket_authenticate(scope) -> AccessClaims:
         raise
     except Exception as exc:  # the revocation cache (Redis) is away: refuse clearly, log no token
         raise Refused(UNAVAILABLE, "Authentication is temporarily unavailable; reconnect shortly.") from exc
+
+
+async def socket_authenticate_off_loop(scope) -> AccessClaims:
+    """``socket_authenticate`` on the loop's thread pool, in the worker thread's own context.
+
+    Not ``sync_to_async``: it copies the caller's context vars back into the socket's task
+    afterwards, and Django's cache handler keeps its clients in context vars, so every socket
+    held a cache client of its own (a Redis connection pool and an open connection, ~5 KiB,
+    and a new connection to Redis in every handshake). In a pool thread the client is the
+    thread's: a handful per process, their connections reused."""
+    return await asyncio.get_running_loop().run_in_executor(None, functools.partial(socket_authenticate, scope))

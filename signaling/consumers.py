@@ -38,7 +38,7 @@ from signaling.authentication import (
     call_id_from_query,
     origin_check,
     query_params,
-    socket_authenticate,
+    socket_authenticate_off_loop,
 )
 from signaling.call_events import SIGNAL_RELAY, dispatcher
 from signaling.groups import group_name
@@ -108,8 +108,10 @@ class SocketConsumer(AsyncWebsocketConsumer):
         self.user_slot_taken = False
         self.joined_groups: list[str] = []
         self.layer_down = False
-        self.rate = TokenBucket(rate=settings.WS_RATE_LIMIT, burst=settings.WS_RATE_BURST)
-        self.invalid = TokenBucket(rate=INVALID_MESSAGE_RATE, burst=INVALID_MESSAGE_BURST)
+        # Made at the first frame (and the first invalid one): a bucket starts full either way, and
+        # most sockets (events) never send one.
+        self.rate: TokenBucket | None = None
+        self.invalid: TokenBucket | None = None
 
     # --- plumbing: the channel layer may fail; that closes this socket, not the process ------
 
@@ -123,9 +125,54 @@ class SocketConsumer(AsyncWebsocketConsumer):
         self.base_send = send
         try:
             with contextlib.suppress(StopConsumer):
-                await await_many_dispatch([receive, self._receive_from_layer], self.dispatch)
+                if hasattr(self.channel_layer, "receive_ready"):
+                    await self._dispatch_from(receive)
+                else:
+                    await await_many_dispatch([receive, self._receive_from_layer], self.dispatch)
         finally:
             await self.stopped()
+
+    async def _dispatch_from(self, receive) -> None:
+        """``await_many_dispatch`` for a layer that can say when a channel is ready
+        (``PubSubChannelLayer``): one task waits for the server's next event, and the socket's
+        channel is read only once it holds a message. Channels' version keeps a second task
+        reading the channel and an ``asyncio.wait`` per socket (~2 KiB of an idle socket), and
+        pops a message that a closing socket then never dispatches; here it stays in the
+        channel for the resume holder."""
+        loop = asyncio.get_running_loop()
+        layer, channel = self.channel_layer, self.channel_name
+        from_server = loop.create_task(receive())
+        try:
+            while True:
+                ready = None if self.layer_down else layer.receive_ready(channel)
+                if not from_server.done() and (ready is None or not ready.done()):
+                    woken = loop.create_future()
+
+                    def wake(_, woken=woken):
+                        if not woken.done():
+                            woken.set_result(None)
+
+                    from_server.add_done_callback(wake)
+                    if ready is not None:
+                        ready.add_done_callback(wake)
+                    try:
+                        await woken
+                    finally:
+                        from_server.remove_done_callback(wake)
+                        if ready is not None:
+                            ready.remove_done_callback(wake)
+                if from_server.done():
+                    event, from_server = from_server.result(), None
+                    await self.dispatch(event)
+                    from_server = loop.create_task(receive())
+                elif ready is not None and ready.done():
+                    await self.dispatch(self._receive_from_layer_nowait())
+        finally:
+            if from_server is not None:
+                from_server.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await from_server
+            layer.receive_abandoned(channel)
 
     async def stopped(self) -> None:
         """After the consumer stopped reading its channel (a holder may take it over)."""
@@ -135,6 +182,14 @@ class SocketConsumer(AsyncWebsocketConsumer):
             await asyncio.Event().wait()
         try:
             return await self.channel_layer.receive(self.channel_name)
+        except LAYER_ERRORS as exc:
+            self.layer_down = True
+            report_layer_failure("receive", exc)
+            return {"type": "layer.failed"}
+
+    def _receive_from_layer_nowait(self) -> dict:
+        try:
+            return self.channel_layer.receive_nowait(self.channel_name)
         except LAYER_ERRORS as exc:
             self.layer_down = True
             report_layer_failure("receive", exc)
@@ -197,7 +252,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
             if not self.slots.acquire():
                 raise Refused(TOO_MANY_CONNECTIONS, "This server holds too many connections; retry shortly.")
             self.slot_taken = True
-            claims = await sync_to_async(socket_authenticate, thread_sensitive=False)(self.scope)
+            claims = await socket_authenticate_off_loop(self.scope)
             self.user_id, self.jti, self.family = str(claims.user_id), str(claims.jti), claims.family
             self.token_expires_at = claims.expires_at.timestamp()
             limit = getattr(settings, self.per_user_setting)
@@ -250,6 +305,8 @@ class SocketConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None):
         if self.closed or not self.joined:
             return
+        if self.rate is None:
+            self.rate = TokenBucket(rate=settings.WS_RATE_LIMIT, burst=settings.WS_RATE_BURST)
         if not self.rate.take():
             limit = f"{settings.WS_RATE_LIMIT:g} messages a second, bursts of {settings.WS_RATE_BURST}"
             await self.end(Refused(POLICY_VIOLATION, f"Message rate exceeded ({limit})."))
@@ -265,6 +322,8 @@ class SocketConsumer(AsyncWebsocketConsumer):
         except ProtocolError as error:
             metrics.invalid_messages.labels(code=error.code).inc()
             await self.send_message(protocol.error_message(error.code, error.message))
+            if self.invalid is None:
+                self.invalid = TokenBucket(rate=INVALID_MESSAGE_RATE, burst=INVALID_MESSAGE_BURST)
             if not self.invalid.take():
                 await self.end(Refused(POLICY_VIOLATION, "Too many invalid messages."))
             return

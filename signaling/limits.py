@@ -44,6 +44,8 @@ events_slots = ConnectionSlots("events", "WS_MAX_EVENTS_CONNECTIONS")
 class TokenBucket:
     """``rate`` tokens a second, holding at most ``burst``; each message takes one."""
 
+    __slots__ = ("burst", "clock", "rate", "tokens", "updated")
+
     def __init__(self, *, rate: float, burst: int, clock=time.monotonic):
         self.rate = rate
         self.burst = burst
