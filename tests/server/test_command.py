@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from bench.processes import ROOT, SERVER_COMMAND, ServiceProcess, free_port
-from tests.server.conftest import server_environment
+from tests.server.conftest import IMPLEMENTATIONS, server_environment
 
 
 def run_briefly(env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -26,6 +26,7 @@ def run_briefly(env: dict[str, str]) -> subprocess.CompletedProcess:
         ("WS_PING_TIMEOUT", "0", "WS_PING_TIMEOUT must be at least 0.1, not 0.0"),
         ("HTTP_HEADER_TIMEOUT", "-1", "HTTP_HEADER_TIMEOUT must be at least 0.1, not -1.0"),
         ("SERVER_PORT", "eighty", "SERVER_PORT must be a whole number, not 'eighty'"),
+        ("SERVER_IMPLEMENTATION", "gunicorn", "SERVER_IMPLEMENTATION must be one of uvicorn, daphne, not 'gunicorn'"),
     ],
 )
 def test_a_bad_setting_stops_the_server_with_one_line(tmp_path, name, value, message):
@@ -34,9 +35,10 @@ def test_a_bad_setting_stops_the_server_with_one_line(tmp_path, name, value, mes
     assert result.stderr.strip() == f"Configuration error: {message}"
 
 
-def test_the_address_comes_from_server_host_and_server_port(tmp_path):
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_the_address_comes_from_server_host_and_server_port(tmp_path, implementation):
     port = free_port()
-    env = {**server_environment(tmp_path), "SERVER_HOST": "127.0.0.1", "SERVER_PORT": str(port)}
+    env = {**server_environment(tmp_path, implementation), "SERVER_HOST": "127.0.0.1", "SERVER_PORT": str(port)}
     process = ServiceProcess(env=env, log_path=tmp_path / "server.log")
     process.command = lambda: list(SERVER_COMMAND)  # no --bind/--port: the environment decides
     process.port = port
