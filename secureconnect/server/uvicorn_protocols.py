@@ -241,6 +241,9 @@ def serve(
         ws_max_size=max_message_bytes,
         ws_ping_interval=ping_interval,
         ws_ping_timeout=ping_timeout,
+        # No permessage-deflate, as under daphne: a zlib context per socket costs memory and CPU,
+        # and signaling messages are small.
+        ws_per_message_deflate=False,
         lifespan="off",  # Django and Channels have no lifespan
         # The header deadline closes an idle keep-alive connection; uvicorn's own timer only after it.
         timeout_keep_alive=int(header_timeout) + 1,
