@@ -193,6 +193,13 @@ class KeepaliveWebSocketProtocol(WebSocketsSansIOProtocol):
 
     ping_timed_out = False
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # websockets logs every handshake header and frame at DEBUG (uvicorn hands it the
+        # "uvicorn.error" logger): the bearer token (Authorization, Sec-WebSocket-Protocol) and
+        # the signaling itself would be in the log at LOG_LEVEL=DEBUG. Never.
+        self.conn.debug = False
+
     def keepalive_timeout(self) -> None:
         # As daphne: the transport is aborted, no closing handshake with a peer that stopped answering.
         self.pong_timer = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import httpx
 import pytest
@@ -45,5 +46,22 @@ def test_the_address_comes_from_server_host_and_server_port(tmp_path, implementa
     try:
         process.start()
         assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()["status"] == "healthy"
+    finally:
+        process.stop()
+
+
+def test_uvicorn_on_uvloop_and_httptools_serves_by_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("SERVER_IMPLEMENTATION", raising=False)
+    env = {**server_environment(tmp_path), "LOG_LEVEL": "INFO"}
+    del env["SERVER_IMPLEMENTATION"]  # the default
+    process = ServiceProcess(env=env, log_path=tmp_path / "server.log")
+    try:
+        process.start()
+        response = httpx.get(f"{process.url}/health", timeout=5)
+        assert response.status_code == 200
+        assert "server" not in response.headers  # daphne would say "daphne"; uvicorn's header is off
+        libraries = Path(f"/proc/{process.process.pid}/maps").read_text()
+        assert "uvloop" in libraries and "httptools" in libraries
+        assert f"with uvicorn on 127.0.0.1:{process.port}" in process.log_text()
     finally:
         process.stop()
