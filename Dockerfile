@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The SecureConnect video service: the production server (python -m secureconnect.server, daphne underneath) on port 8083.
+# The SecureConnect video service: the production server (python -m secureconnect.server, uvicorn underneath) on port 8083.
 # Build: docker build -t secureconnect-video-service .  (docker-compose.yml builds it for you)
 
 # --- build: the dependencies in a virtualenv, from the hashed lock file (requirements.lock: every
@@ -16,7 +16,7 @@ RUN /opt/venv/bin/pip install --no-cache-dir --only-binary=:all: --require-hashe
 FROM python:3.11.13-slim-bookworm AS runtime
 
 LABEL org.opencontainers.image.title="SecureConnect video service" \
-      org.opencontainers.image.description="Call REST API, WebRTC signaling and call history (Django, Channels, daphne)"
+      org.opencontainers.image.description="Call REST API, WebRTC signaling and call history (Django, Channels, uvicorn)"
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -8,10 +8,13 @@ peer receive) and the rate is what the server carries at that concurrency.
 
 The same load goes, in the same run, to:
 
-- ``daphne-redis``: the service as deployed (``python -m secureconnect.server``, the pub/sub
-  channel layer ``signaling.layers.PubSubChannelLayer``);
-- ``daphne-memory``: the same with the in-memory layer (what Redis costs);
-- ``uvicorn-redis``: the same ASGI application under uvicorn (the choice of ASGI server);
+- ``server-redis``: the service as deployed (``python -m secureconnect.server``: uvicorn on uvloop
+  and httptools with the service's limits, the pub/sub channel layer
+  ``signaling.layers.PubSubChannelLayer``);
+- ``daphne-redis``: the same command with ``SERVER_IMPLEMENTATION=daphne``;
+- ``daphne-memory``: that with the in-memory layer (what Redis costs);
+- ``uvicorn-redis``: the same ASGI application under uvicorn's own command line, without the
+  service's limits (what they cost);
 - ``floor``: ``bench/floor_relay.py``, the same routing written directly on websockets;
 
 and, when asked for (``--variants``):
@@ -27,8 +30,8 @@ sequence number and is counted lost (not received within 10 s), duplicated (rece
 misrouted (received by a socket of another pair).
 
     .venv-test/bin/python -m bench.relay                # N = 10, 100, 500; 10 s each
-    .venv-test/bin/python -m bench.relay --pairs 10 100 --duration 5 --variants daphne-redis floor
-    .venv-test/bin/python -m bench.relay --pairs 100 --rate 10 --variants daphne-redis daphne-core floor
+    .venv-test/bin/python -m bench.relay --pairs 10 100 --duration 5 --variants server-redis daphne-redis floor
+    .venv-test/bin/python -m bench.relay --pairs 100 --rate 10 --variants server-redis daphne-core floor
 """
 
 from __future__ import annotations
@@ -52,9 +55,9 @@ from websockets.exceptions import ConnectionClosed
 from bench.common import METRICS_TOKEN, REDIS_URL, arg_parser, latency_summary, print_table, ratio, write_results
 from bench.services import BenchDatabase, Server, raise_open_files_limit, redis_client, redis_delete_own_keys
 
-VARIANTS = ("daphne-redis", "daphne-memory", "uvicorn-redis", "floor")
+VARIANTS = ("server-redis", "daphne-redis", "daphne-memory", "uvicorn-redis", "floor")
 EXTRA_VARIANTS = ("daphne-core", "daphne-redis-x2")
-PRODUCT = "daphne-redis"
+PRODUCT = "server-redis"
 PATH = "/v1/calls/ws/signaling"
 RELAYED = frozenset({"offer", "answer", "ice_candidate"})
 CONNECT_CONCURRENCY = 50

@@ -163,8 +163,10 @@ def service_environment(overrides: dict[str, str]) -> dict[str, str]:
 
 
 class Server(ServiceProcess):
-    """One ASGI server process (``daphne`` as production runs it, i.e. ``python -m
-    secureconnect.server``, or ``uvicorn``) on a free loopback port, with its open-files limit
+    """One ASGI server process on a free loopback port: ``server``, the production command as
+    deployed (``python -m secureconnect.server``, uvicorn underneath), ``daphne``, the same command
+    with ``SERVER_IMPLEMENTATION=daphne``, or ``uvicorn``, uvicorn's own command line without the
+    service's limits; with its open-files limit
     raised (``ulimit -n``). Stopping, killing and the log are the test suite's ``ServiceProcess``."""
 
     def __init__(
@@ -178,6 +180,8 @@ class Server(ServiceProcess):
         argv: list[str] | None = None,
     ):
         environment = service_environment(env)
+        if kind in ("server", "daphne"):
+            environment["SERVER_IMPLEMENTATION"] = "daphne" if kind == "daphne" else "uvicorn"
         _prefixes_used.update(environment[name] for name in ("CACHE_KEY_PREFIX", "CHANNEL_LAYER_PREFIX"))
         super().__init__(env=environment, log_path=log_path, port=port)
         self.kind = kind
@@ -187,7 +191,7 @@ class Server(ServiceProcess):
     def command(self) -> list[str]:
         if self.argv:
             return [*self.argv, "--port", str(self.port)]
-        if self.kind == "daphne":  # the production server command (daphne with the service's limits)
+        if self.kind in ("server", "daphne"):  # the production server command (with the service's limits)
             return [*SERVER_COMMAND, "--bind", "127.0.0.1", "--port", str(self.port), "--application", self.app]
         if self.kind == "uvicorn":
             return [

@@ -88,6 +88,9 @@ TEMPLATES = [
 ]
 
 # --- Production server (python -m secureconnect.server; secureconnect/server/) -------------------
+# The server behind `python -m secureconnect.server` (secureconnect/server/): uvicorn on uvloop and
+# httptools, or daphne (Twisted); both hold the limits below.
+SERVER_IMPLEMENTATION = config.get_choice("SERVER_IMPLEMENTATION", ("uvicorn", "daphne"), "uvicorn")
 SERVER_HOST = config.get_str("SERVER_HOST", "127.0.0.1")  # the Dockerfile and compose pass --bind 0.0.0.0
 SERVER_PORT = config.get_int("SERVER_PORT", 8083, minimum=1)
 # Worker processes of the production server, sharing its listening socket (issue 16). Default:

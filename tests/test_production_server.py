@@ -1,6 +1,6 @@
-"""A real daphne with ENV=production, attacked over real HTTP: a token forged with the public
-development secret, plain HTTP, a spoofed X-Forwarded-Proto, cookies read off the wire, and the
-operator endpoints asked anonymously."""
+"""A real production server (uvicorn, then daphne: SERVER_IMPLEMENTATION) with ENV=production,
+attacked over real HTTP: a token forged with the public development secret, plain HTTP, a spoofed
+X-Forwarded-Proto, cookies read off the wire, and the operator endpoints asked anonymously."""
 
 from __future__ import annotations
 
@@ -25,14 +25,13 @@ pytestmark = [pytest.mark.portable, pytest.mark.timeout(120)]
 API = "/v1/calls/ice-servers"  # authenticated, needs no database row
 
 
-@pytest.fixture
-def start_production(tmp_path):
+@pytest.fixture(params=("uvicorn", "daphne"))
+def start_production(request, tmp_path):
     started = []
 
     def start(**overrides) -> ServiceProcess:
-        process = ServiceProcess(
-            env=production_environment(tmp_path, **overrides), log_path=tmp_path / f"daphne-{len(started)}.log"
-        )
+        env = production_environment(tmp_path, SERVER_IMPLEMENTATION=request.param, **overrides)
+        process = ServiceProcess(env=env, log_path=tmp_path / f"server-{len(started)}.log")
         started.append(process)
         return process.start()
 

@@ -1,8 +1,9 @@
 """``python -m secureconnect.server [--bind ADDRESS] [--port PORT] [--application PATH]``.
 
 Serves ``settings.ASGI_APPLICATION`` on ``SERVER_HOST``:``SERVER_PORT`` with the limits described
-in ``secureconnect/server/__init__.py``. ``daphne secureconnect.asgi:application`` and
-``manage.py runserver`` keep working for development, without those limits.
+in ``secureconnect/server/__init__.py``, under uvicorn (``SERVER_IMPLEMENTATION=uvicorn``, the
+default) or daphne (``SERVER_IMPLEMENTATION=daphne``). ``daphne secureconnect.asgi:application``
+and ``manage.py runserver`` keep working for development, without those limits.
 
 With ``SERVER_WORKERS`` > 1 this process binds the socket and runs that many worker processes
 on it (the kernel spreads connections among them); sockets on different workers reach each other
@@ -10,8 +11,6 @@ through the Redis channel layer, as on different hosts. SIGTERM or SIGINT stops 
 worker that dies stops the others too, and the command exits with its code (the orchestrator
 restarts the container).
 """
-
-import daphne.server  # noqa: F401, I001 - first: installs Twisted's asyncio reactor
 
 import argparse
 import contextlib
@@ -25,8 +24,6 @@ import sys
 import time
 
 from asgiref.compatibility import guarantee_single_callable
-from daphne.access import AccessLogGenerator
-from daphne.endpoints import build_endpoint_description_strings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,9 +47,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write(f"Configuration error: {exc}\n")
         sys.exit(2)
 
-    from secureconnect.server.protocols import ProductionServer
-    from signaling.protocol import MAX_MESSAGE_BYTES
-
     host = args.bind or settings.SERVER_HOST
     port = settings.SERVER_PORT if args.port is None else args.port
     if args.fd is None and settings.SERVER_WORKERS > 1:
@@ -63,8 +57,10 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(2)
         sys.exit(supervise(workers=settings.SERVER_WORKERS, host=host, port=port, application=args.application))
     logging.getLogger("secureconnect.server").info(
-        "Serving %s on %s:%s (headers within %ss, bodies up to %s bytes, WebSocket pings every %ss, %ss to answer)",
+        "Serving %s with %s on %s:%s (headers within %ss, bodies up to %s bytes, "
+        "WebSocket pings every %ss, %ss to answer)",
         args.application or settings.ASGI_APPLICATION,
+        settings.SERVER_IMPLEMENTATION,
         host,
         port,
         settings.HTTP_HEADER_TIMEOUT,
@@ -72,11 +68,41 @@ def main(argv: list[str] | None = None) -> None:
         settings.WS_PING_INTERVAL,
         settings.WS_PING_TIMEOUT,
     )
+    if settings.SERVER_IMPLEMENTATION == "daphne":
+        serve_with_daphne(application, host=host, port=port, fd=args.fd)
+    else:
+        from secureconnect.server.uvicorn_protocols import serve
+        from signaling.protocol import MAX_MESSAGE_BYTES
+
+        serve(
+            guarantee_single_callable(application),
+            host=host,
+            port=port,
+            fd=args.fd,
+            header_timeout=settings.HTTP_HEADER_TIMEOUT,
+            max_body_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+            ping_interval=settings.WS_PING_INTERVAL,
+            ping_timeout=settings.WS_PING_TIMEOUT,
+            max_message_bytes=MAX_MESSAGE_BYTES,
+        )
+
+
+def serve_with_daphne(application, *, host: str, port: int, fd: int | None) -> None:
+    """daphne's Server with the production limits (``secureconnect.server.protocols``)."""
+    import daphne.server  # noqa: F401, I001 - first: installs Twisted's asyncio reactor
+
+    from daphne.access import AccessLogGenerator
+    from daphne.endpoints import build_endpoint_description_strings
+    from django.conf import settings
+
+    from secureconnect.server.protocols import ProductionServer
+    from signaling.protocol import MAX_MESSAGE_BYTES
+
     ProductionServer(
         guarantee_single_callable(application),
         endpoints=(
-            [f"fd:fileno={args.fd}"]  # the supervisor's socket (AF_INET: Twisted's fd endpoint default)
-            if args.fd is not None
+            [f"fd:fileno={fd}"]  # the supervisor's socket (AF_INET: Twisted's fd endpoint default)
+            if fd is not None
             else build_endpoint_description_strings(host=host, port=port)
         ),
         action_logger=AccessLogGenerator(sys.stdout),
@@ -94,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def supervise(*, workers: int, host: str, port: int, application: str | None) -> int:
     """Bind ``host:port``, run ``workers`` worker processes on the socket, and wait for them."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # IPv4: what the workers' fd endpoint adopts
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # IPv4: what daphne's fd endpoint adopts
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
     listener.listen(2048)

@@ -1,4 +1,5 @@
-"""daphne's Server, HTTP channel, request and WebSocket protocol with the production limits.
+"""SERVER_IMPLEMENTATION=daphne: daphne's Server, HTTP channel, request and WebSocket protocol with
+the production limits.
 
 daphne 4.2 builds its factories inside ``Server.run``; ``ProductionServer.run`` follows daphne
 4.2.3's, building the subclasses below instead (check it again when daphne is upgraded).
@@ -7,7 +8,6 @@ daphne 4.2 builds its factories inside ``Server.run``; ``ProductionServer.run`` 
 import daphne.server  # noqa: F401, I001 - first: installs Twisted's asyncio reactor before Twisted is imported
 
 import asyncio
-import json
 import logging
 
 from daphne.http_protocol import HTTPFactory, WebRequest
@@ -18,32 +18,11 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import globalLogBeginner
 from twisted.web import http
 
-from core.api import envelope
 from core.api.request_id import request_id_from_header
 from secureconnect.server import PING_TIMEOUT_DISCONNECT_CODE
+from secureconnect.server.responses import ABORT_AFTER, REQUEST_TIMEOUT_RESPONSE, payload_too_large_response
 
 logger = logging.getLogger(__name__)
-
-# A connection the server gives up on is closed gracefully (what was written is flushed), and
-# aborted if that has not happened after this many seconds (a peer that does not read).
-ABORT_AFTER = 2.0
-
-_REQUEST_TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-
-
-def payload_too_large_response(*, max_bytes: int, request_id: str) -> bytes:
-    """The raw 413 the server answers with, in the API's error envelope."""
-    body = envelope.error_envelope(envelope.error_body("PAYLOAD_TOO_LARGE", details={"max_bytes": max_bytes}))
-    body["meta"]["request_id"] = request_id  # no request context here: the server picked the id
-    content = json.dumps(body, separators=(",", ":")).encode()
-    head = (
-        "HTTP/1.1 413 Payload Too Large\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(content)}\r\n"
-        f"X-Request-ID: {request_id}\r\n"
-        "Connection: close\r\n\r\n"
-    )
-    return head.encode("ascii") + content
 
 
 class GuardedHTTPChannel(http.HTTPChannel):
@@ -127,7 +106,7 @@ class GuardedHTTPChannel(http.HTTPChannel):
             return
         self.refused = True
         if self._partial_request:
-            self.transport.write(_REQUEST_TIMEOUT_RESPONSE)
+            self.transport.write(REQUEST_TIMEOUT_RESPONSE)
         self._close()
 
     def _close(self) -> None:

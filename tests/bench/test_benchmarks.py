@@ -12,7 +12,7 @@ def test_relay_carries_every_message_on_every_variant(run_bench):
     run = run_bench("bench.relay")
     assert run.returncode == 0, run.output[-4000:]
     runs = {r["variant"]: r for r in run.results["runs"]}
-    assert set(runs) == {"daphne-redis", "daphne-memory", "uvicorn-redis", "floor"}
+    assert set(runs) == {"server-redis", "daphne-redis", "daphne-memory", "uvicorn-redis", "floor"}
     for variant, result in runs.items():
         assert result["messages"] > 0, variant
         assert (result["lost"], result["errors"]) == (0, 0), (variant, result)

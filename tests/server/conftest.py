@@ -21,10 +21,13 @@ HEADER_TIMEOUT = 2.0  # HTTP_HEADER_TIMEOUT
 PING_INTERVAL = 1.0  # WS_PING_INTERVAL
 PING_TIMEOUT = 1.0  # WS_PING_TIMEOUT
 PROBE = "tests.server.probe:application"
+# SERVER_IMPLEMENTATION: every test of a server process runs under each (uvicorn, the default, first).
+IMPLEMENTATIONS = ("uvicorn", "daphne")
 
 
-def server_environment(tmp_path: Path) -> dict[str, str]:
+def server_environment(tmp_path: Path, implementation: str = "uvicorn") -> dict[str, str]:
     return {
+        "SERVER_IMPLEMENTATION": implementation,
         "ENV": "development",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'service.sqlite3'}",
         "REDIS_URL": "",
@@ -39,17 +42,25 @@ def server_environment(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def _started(tmp_path_factory, name: str, application: str | None):
-    folder = tmp_path_factory.mktemp(name)
-    process = ServiceProcess(env=server_environment(folder), log_path=folder / "server.log", application=application)
+def _started(tmp_path_factory, name: str, application: str | None, implementation: str):
+    folder = tmp_path_factory.mktemp(f"{name}-{implementation}")
+    process = ServiceProcess(
+        env=server_environment(folder, implementation), log_path=folder / "server.log", application=application
+    )
     process.start()
     return process
 
 
+@pytest.fixture(scope="module", params=IMPLEMENTATIONS)
+def implementation(request) -> str:
+    """SERVER_IMPLEMENTATION of the server processes a test starts."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
+def service(tmp_path_factory, implementation):
     """The service itself (secureconnect.asgi) under the production server."""
-    process = _started(tmp_path_factory, "service", None)
+    process = _started(tmp_path_factory, "service", None, implementation)
     try:
         yield process
     finally:
@@ -58,9 +69,9 @@ def service(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def probe(tmp_path_factory):
+def probe(tmp_path_factory, implementation):
     """The probe application (tests/server/probe.py) under the production server."""
-    process = _started(tmp_path_factory, "probe", PROBE)
+    process = _started(tmp_path_factory, "probe", PROBE, implementation)
     try:
         yield process
     finally:

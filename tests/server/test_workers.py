@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from bench.processes import ServiceProcess, wait_until
-from tests.server.conftest import server_environment
+from tests.server.conftest import IMPLEMENTATIONS, server_environment
 from tests.signaling.conftest import SIGNALING_PATH, delete_prefix, make_call_with, unique_prefix
 from tests.support.servers import service_env
 
@@ -32,10 +32,12 @@ def alive(pid: int) -> bool:
     return status.exists() and "\nState:\tZ" not in status.read_text()
 
 
-@pytest.fixture
-def two_workers(transactional_db, tmp_path):
+@pytest.fixture(params=IMPLEMENTATIONS)
+def two_workers(request, transactional_db, tmp_path):
     prefix = unique_prefix()
-    env = service_env(prefix=prefix, spool_path=tmp_path / "spool.sqlite3", SERVER_WORKERS=2)
+    env = service_env(
+        prefix=prefix, spool_path=tmp_path / "spool.sqlite3", SERVER_WORKERS=2, SERVER_IMPLEMENTATION=request.param
+    )
     process = ServiceProcess(env=env, log_path=tmp_path / "service.log")
     try:
         process.start(wait=60)
