@@ -1,4 +1,4 @@
-"""Benchmark 4: idle WebSocket connections on one service process (daphne, or ``--server uvicorn``).
+"""Benchmark 4: idle WebSocket connections on one service process (the production server; ``--server``).
 
 Opens idle events sockets (``/v1/ws/events``, one user each, the Redis layer as deployed) up to
 1,000 and then 5,000, and reports the server's resident memory per connection (RSS delta /
@@ -129,7 +129,7 @@ async def measure(server: Server, counts: list[int], path_for) -> list[dict]:
     return steps
 
 
-def run(counts: list[int], log_dir: Path, server_kind: str = "daphne") -> dict:
+def run(counts: list[int], log_dir: Path, server_kind: str = "server") -> dict:
     database = BenchDatabase("connections").create()
     results = {}
     try:
@@ -177,7 +177,13 @@ def run(counts: list[int], log_dir: Path, server_kind: str = "daphne") -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = arg_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--counts", type=int, nargs="+", default=[1000, 5000])
-    parser.add_argument("--server", choices=("daphne", "uvicorn"), default="daphne", help="the ASGI server")
+    parser.add_argument(
+        "--server",
+        choices=("server", "daphne", "uvicorn"),
+        default="server",
+        help="server: the production command (python -m secureconnect.server, uvicorn); daphne: the same "
+        "command with SERVER_IMPLEMENTATION=daphne; uvicorn: uvicorn's own command line",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         global SETTLE
@@ -197,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         ["server", "connections", "open", "failed", "open s", "opened/s", "RSS MiB", "KiB/connection"],
         rows,
     )
-    name = "connections" if args.server == "daphne" else f"connections_{args.server}"
+    name = "connections" if args.server == "server" else f"connections_{args.server}"
     config = {"counts": args.counts, "smoke": args.smoke, "server": args.server}
     write_results(name, {"config": config, **data}, args.out)
     return 0

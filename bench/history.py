@@ -216,7 +216,7 @@ def run(sizes: list[int], requests: int, keep: bool, log_dir: Path) -> dict:
                 "SPOOL_PATH": str(log_dir / "spool.sqlite3"),
                 "DB_STARTUP_MODE": "blocking",
             },
-            log_path=log_dir / "daphne.log",
+            log_path=log_dir / "server.log",
         ).start()
         try:
             in_table = 0

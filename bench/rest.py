@@ -5,11 +5,11 @@ conversation of its own (a conversation holds one live call at a time), loop for
 the caller ``POST /v1/calls/initiate``, the callee ``POST /v1/calls/{id}/join``, the caller
 ``POST /v1/calls/{id}/end``. Then the same clients do the same against the floor: plain Django
 views that write the same rows with no framework layers on top (bench/floor_views.py), served
-by the same daphne process through a bench-only URLconf (bench/floor_settings.py).
+by the same server process (the production command) through a bench-only URLconf (bench/floor_settings.py).
 
     .venv-test/bin/python -m bench.rest                   # 10 and 50 clients, 15 s each
     .venv-test/bin/python -m bench.rest --clients 10 --duration 5
-    .venv-test/bin/python -m bench.rest --server uvicorn  # the same under uvicorn (bench/results/rest_uvicorn.json)
+    .venv-test/bin/python -m bench.rest --server daphne   # the same under daphne (bench/results/rest_daphne.json)
     .venv-test/bin/python -m bench.rest --pool-size 0     # a new database connection per request
     .venv-test/bin/python -m bench.rest --breakdown       # what each request sends (SQL, Redis), no timing
 
@@ -133,7 +133,7 @@ def run(
     client_counts: list[int],
     duration: float,
     log_dir: Path,
-    server_kind: str = "daphne",
+    server_kind: str = "server",
     pool_size: int | None = None,
     rounds: int = 3,
 ) -> dict:
@@ -316,7 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = arg_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--duration", type=float, default=15.0, help="seconds measured per variant and client count")
-    parser.add_argument("--server", choices=("daphne", "uvicorn"), default="daphne", help="the ASGI server")
+    parser.add_argument(
+        "--server",
+        choices=("server", "daphne", "uvicorn"),
+        default="server",
+        help="server: the production command (python -m secureconnect.server, uvicorn); daphne: the same "
+        "command with SERVER_IMPLEMENTATION=daphne; uvicorn: uvicorn's own command line",
+    )
     parser.add_argument(
         "--pool-size",
         type=int,
@@ -364,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "smoke": args.smoke,
     }
-    write_results("rest" if args.server == "daphne" else f"rest_{args.server}", {"config": config, **data}, args.out)
+    write_results("rest" if args.server == "server" else f"rest_{args.server}", {"config": config, **data}, args.out)
     return 0
 
 

@@ -174,7 +174,7 @@ class Server(ServiceProcess):
         *,
         env: dict[str, str],
         log_path: Path,
-        kind: str = "daphne",
+        kind: str = "server",
         app: str = "secureconnect.asgi:application",
         port: int | None = None,
         argv: list[str] | None = None,

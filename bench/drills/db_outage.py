@@ -100,7 +100,7 @@ def run(args, log_dir: Path) -> dict:
 
     env = {"DB_STARTUP_MODE": "blocking", **dict(args.env)}
     with drill_setup("db", clients=args.clients, log_dir=log_dir, env=env) as setup:
-        server = Server(env=setup.env, log_path=log_dir / "daphne.log").start()
+        server = Server(env=setup.env, log_path=log_dir / "server.log").start()
         rounds = []
         try:
             for number in range(1, args.runs + 1):

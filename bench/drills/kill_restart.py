@@ -76,8 +76,8 @@ def run(args, log_dir: Path) -> dict:
     from bench.data import close_connections
 
     with drill_setup("kill", clients=args.clients, log_dir=log_dir, env=args.env) as setup:
-        first = Server(env={**setup.env, "DB_STARTUP_MODE": "blocking"}, log_path=log_dir / "daphne-1.log").start()
-        second = Server(env=setup.env, log_path=log_dir / "daphne-2.log", port=first.port)
+        first = Server(env={**setup.env, "DB_STARTUP_MODE": "blocking"}, log_path=log_dir / "server-1.log").start()
+        second = Server(env=setup.env, log_path=log_dir / "server-2.log", port=first.port)
         try:
             outcome = asyncio.run(drill(first, lambda: second.start(), setup.proxy, setup.pairs, args))
             log = second.log_tail(500_000)

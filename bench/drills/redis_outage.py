@@ -182,7 +182,7 @@ def run(args, log_dir: Path) -> dict:
     with drill_setup(
         "redis", clients=args.pairs, log_dir=log_dir, cut="redis", with_calls=True, env=setup_env
     ) as setup:
-        server = Server(env=setup.env, log_path=log_dir / "daphne.log").start()
+        server = Server(env=setup.env, log_path=log_dir / "server.log").start()
         try:
             counts = asyncio.run(drill(server, setup.proxy, setup.pairs, args))
         finally:

@@ -59,7 +59,7 @@ def test_replay_benchmark_lands_every_call_on_every_variant(run_bench):
 def test_connections_open_and_are_measured(run_bench):
     run = run_bench("bench.connections")
     assert run.returncode == 0, run.output[-4000:]
-    for server in ("daphne", "floor"):
+    for server in ("server", "floor"):
         steps = run.results["servers"][server]
         assert [s["connections"] for s in steps] == [20, 50]
         assert all(s["open"] == s["connections"] and s["failed"] == 0 for s in steps), steps
