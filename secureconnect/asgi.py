@@ -23,8 +23,12 @@ if settings.DB_STARTUP_MODE == "blocking":
 
 from channels.routing import ProtocolTypeRouter, URLRouter
 
+from secureconnect.request_threads import ReusedRequestThreads
 from signaling.routing import websocket_urlpatterns
 
 # No AllowedHostsOriginValidator or session middleware: the signaling consumers check Origin and
 # the bearer token themselves, so that a refusal reaches a browser as a close code with a reason.
-application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns)})
+# Requests' sync code runs on reused threads (secureconnect/request_threads.py).
+application = ProtocolTypeRouter(
+    {"http": ReusedRequestThreads(django_asgi_app), "websocket": URLRouter(websocket_urlpatterns)}
+)

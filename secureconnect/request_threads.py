@@ -1,0 +1,46 @@
+"""HTTP requests' sync code on threads that are reused.
+
+Django's ASGI handler runs each request's sync code (middleware, views) on a thread of its own,
+and asgiref starts that thread for the request and a second one to join it afterwards: under
+50 clients half of the server loop's samples were in ``Thread.start`` (docs/benchmarks.md,
+"Issue 17: the lean write path"; asgiref's open PR #306 is about the same). asgiref 3.13's
+``ThreadSensitiveContext(executor=...)`` lets the caller own that executor, so each request
+here takes a one-thread executor from a free list and gives it back when it is answered.
+
+One request at a time per thread, as before: thread-local state (Django's database connection,
+handed back to the pool by ``request_finished``) still belongs to one request at a time. A
+request whose client left while its view still runs holds its thread until the view returns
+(a cancelled task cannot stop a thread); the next request given that executor waits for it.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from asgiref.sync import ThreadSensitiveContext
+
+# Idle executors kept for the next requests; past it a returned one is let go (its thread exits
+# once idle). More requests at once than this still each get a thread.
+KEEP_IDLE = 64
+
+
+class ReusedRequestThreads:
+    """ASGI middleware for the ``http`` scope; every other scope passes through."""
+
+    def __init__(self, app, *, keep_idle: int = KEEP_IDLE):
+        self.app = app
+        self.keep_idle = keep_idle
+        self._idle: list[ThreadPoolExecutor] = []  # touched only by the loop's thread
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        executor = self._idle.pop() if self._idle else ThreadPoolExecutor(1, thread_name_prefix="request")
+        try:
+            async with ThreadSensitiveContext(executor=executor):
+                return await self.app(scope, receive, send)
+        finally:
+            if len(self._idle) < self.keep_idle:
+                self._idle.append(executor)
+            else:
+                executor.shutdown(wait=False)  # never block the loop on a join
