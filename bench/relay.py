@@ -21,8 +21,9 @@ and, when asked for (``--variants``):
 
 - ``daphne-core``: the service on channels_redis's core layer (``CHANNEL_LAYER_BACKEND=core``),
   the layer before issue 16;
-- ``daphne-redis-x2``: two service processes, every caller on one and every callee on the
-  other (each message crosses Redis between processes).
+- ``server-redis-x2``: two service processes (the production command), every caller on one and
+  every callee on the other (each message crosses Redis between processes);
+- ``daphne-redis-x2``: the same under daphne.
 
 ``--rate R`` paces each pair at R messages a second (R/2 each way, open loop: a message leaves
 on time whether or not the last has arrived) instead of saturating; then every message carries a
@@ -56,7 +57,7 @@ from bench.common import METRICS_TOKEN, REDIS_URL, arg_parser, latency_summary, 
 from bench.services import BenchDatabase, Server, raise_open_files_limit, redis_client, redis_delete_own_keys
 
 VARIANTS = ("server-redis", "daphne-redis", "daphne-memory", "uvicorn-redis", "floor")
-EXTRA_VARIANTS = ("daphne-core", "daphne-redis-x2")
+EXTRA_VARIANTS = ("daphne-core", "server-redis-x2", "daphne-redis-x2")
 PRODUCT = "server-redis"
 PATH = "/v1/calls/ws/signaling"
 RELAYED = frozenset({"offer", "answer", "ice_candidate"})

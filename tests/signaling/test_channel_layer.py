@@ -10,9 +10,11 @@ from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from django.test import Client
 from prometheus_client import REGISTRY
+from redis.asyncio.client import Pipeline as RedisPipeline
 
 from bench.tcp_proxy import TcpProxy
 from signaling.layers import (
+    LAYER_ERRORS,
     CountingBoundedQueue,
     CountingInMemoryChannelLayer,
     CountingRedisChannelLayer,
@@ -139,6 +141,43 @@ async def test_a_pubsub_channel_whose_connection_is_cut_raises_instead_of_missin
         with pytest.raises(SubscriptionLost):
             await asyncio.wait_for(layer.receive(channel), timeout=10)
         assert REGISTRY.get_sample_value("secureconnect_channel_layer_cut_channels_total", {"shard": "0"}) >= 1
+        await layer.close()
+    finally:
+        proxy.stop()
+
+
+async def test_pubsub_publishes_sent_at_once_leave_together_in_order(redis_layer, monkeypatch):
+    layer = pubsub_layer(redis_layer, capacity=1000)
+    channel = await layer.new_channel()
+    await layer.group_add("call.pubsub-batch", channel)
+    rounds = []
+    original = RedisPipeline.execute
+
+    async def counting_execute(self, *args, **kwargs):
+        rounds.append(len(self.command_stack))
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RedisPipeline, "execute", counting_execute)
+    await asyncio.gather(*(layer.group_send("call.pubsub-batch", {"type": "x", "n": n}) for n in range(300)))
+    assert [(await layer.receive(channel))["n"] for _ in range(300)] == list(range(300))
+    assert sum(rounds) == 300 and len(rounds) < 30  # one round trip for many, none lost or reordered
+    await layer.close()
+
+
+async def test_pubsub_publishes_to_a_shard_that_went_away_each_fail(redis_layer):
+    proxy = TcpProxy(target_host="127.0.0.1", target_port=REDIS_PORT).start()
+    try:
+        layer = pubsub_layer(redis_layer, hosts=[f"redis://127.0.0.1:{proxy.port}/0"])
+        await layer.group_send("call.pubsub-gone", {"type": "x"})  # connected
+        proxy.down()
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(layer.group_send("call.pubsub-gone", {"type": "x", "n": n}) for n in range(5)),
+                return_exceptions=True,
+            ),
+            timeout=20,
+        )
+        assert len(results) == 5 and all(isinstance(r, LAYER_ERRORS) for r in results), results
         await layer.close()
     finally:
         proxy.stop()
