@@ -31,6 +31,7 @@ from pathlib import Path
 from bench.common import REDIS_URL, Deadline, arg_parser, latency_summary, print_table, ratio, write_results
 from bench.http import HttpConnection
 from bench.services import BenchDatabase, Server, raise_open_files_limit, redis_client, redis_delete_own_keys
+from core.cache import delete_matching
 
 ENDPOINTS = ("initiate", "join", "end")
 WARMUP = 1.0
@@ -304,9 +305,7 @@ def breakdown(cycles: int = 3) -> dict:
         database.drop()
         client_redis = redis_client()
         try:
-            keys = list(client_redis.scan_iter(match=f"{prefix}*", count=500))
-            if keys:
-                client_redis.delete(*keys)
+            delete_matching(client_redis, f"{prefix}*")
         finally:
             client_redis.close()
     return out

@@ -20,6 +20,7 @@ import redis
 
 from bench.common import JWT_SECRET, METRICS_TOKEN, PG_SERVER_URL, REDIS_URL, ROOT, VENV_BIN
 from bench.processes import SERVER_COMMAND, ServiceProcess
+from core.cache import delete_matching
 
 NOFILE_TARGET = 20000
 
@@ -111,14 +112,7 @@ def redis_delete_own_keys(url: str = REDIS_URL) -> int:
     deleted = 0
     try:
         for prefix in sorted(_prefixes_used):
-            batch = []
-            for key in client.scan_iter(match=f"{prefix}*", count=1000):
-                batch.append(key)
-                if len(batch) >= 1000:
-                    deleted += client.delete(*batch)
-                    batch = []
-            if batch:
-                deleted += client.delete(*batch)
+            deleted += delete_matching(client, f"{prefix}*")
     finally:
         client.close()
     return deleted

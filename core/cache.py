@@ -81,6 +81,21 @@ class RedisCacheClient(django_redis.RedisCacheClient):
         return int(count), float(oldest[0][1]) if oldest else None
 
 
+def delete_matching(client, pattern: str) -> int:
+    """Delete the keys of ``client``'s Redis that match the glob ``pattern`` (SCAN, in batches),
+    never the rest: the channel layer, presence, other deployments and test runs share it. How
+    many were deleted. The one way this project (and its tests and benchmarks) removes keys."""
+    deleted, batch = 0, []
+    for key in client.scan_iter(match=pattern, count=1000):
+        batch.append(key)
+        if len(batch) == 1000:
+            deleted += client.delete(*batch)
+            batch = []
+    if batch:
+        deleted += client.delete(*batch)
+    return deleted
+
+
 def _unique_hit(now: float) -> str:
     return f"{now!r}:{uuid.uuid4().hex[:12]}"
 
@@ -108,17 +123,9 @@ class RedisCache(django_redis.RedisCache):
     def clear(self) -> bool:
         """Delete this cache's keys (those under its ``KEY_PREFIX``), not the whole Redis database
         as Django's ``FLUSHDB`` would: the channel layer, presence and other deployments share it."""
-        client = self._cache.get_client(write=True)
         prefix = "".join(f"\\{c}" if c in "*?[]\\" else c for c in self.key_prefix)  # glob-escaped
-        pattern = f"{prefix}:*"  # Django's keys are "prefix:version:key", every version
-        batch = []
-        for key in client.scan_iter(match=pattern, count=1000):
-            batch.append(key)
-            if len(batch) == 1000:
-                client.delete(*batch)
-                batch = []
-        if batch:
-            client.delete(*batch)
+        # Django's keys are "prefix:version:key": every version
+        delete_matching(self._cache.get_client(write=True), f"{prefix}:*")
         return True
 
     # The windows below are sorted sets under keys of their own: a key DRF's way wrote (a pickled

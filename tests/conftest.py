@@ -14,6 +14,7 @@ from rest_framework.throttling import SimpleRateThrottle
 from bench.tcp_proxy import TcpProxy
 from calls import presence
 from calls.persistence import availability
+from core.cache import delete_matching
 
 TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -36,9 +37,7 @@ def redis_cache():
         yield caches["default"]
     shared = redis.Redis.from_url(TEST_REDIS_URL)  # by prefix, whatever the backend: never a flush
     try:
-        keys = list(shared.scan_iter(match=f"{prefix}:*", count=500))
-        if keys:
-            shared.delete(*keys)
+        delete_matching(shared, f"{prefix}:*")
     finally:
         shared.close()
 

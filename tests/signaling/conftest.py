@@ -19,6 +19,7 @@ from django.db import connections
 
 from accounts.tokens import issue_token_pair
 from calls.models import Call
+from core.cache import delete_matching
 from signaling.limits import events_slots, signaling_slots
 from tests.factories import make_call, make_user
 
@@ -40,9 +41,10 @@ def unique_prefix() -> str:
 
 def delete_prefix(prefix: str) -> None:
     client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
+    try:
+        delete_matching(client, f"{prefix}*")
+    finally:
+        client.close()
 
 
 def redis_layer_settings(

@@ -16,6 +16,7 @@ from accounts.tokens import issue_access_token
 from bench.processes import ServiceProcess, wait_until
 from bench.tcp_proxy import TcpProxy
 from calls.models import Call, CallParticipant
+from core.cache import delete_matching
 from tests.factories import make_conversation, make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
@@ -40,9 +41,7 @@ def redis_prefix():
     yield prefix
     client = redis.Redis.from_url(f"redis://127.0.0.1:6379/{REDIS_TEST_DB}")
     try:
-        keys = list(client.scan_iter(match=f"{prefix}-*", count=500))
-        if keys:
-            client.delete(*keys)
+        delete_matching(client, f"{prefix}-*")
     finally:
         client.close()
 
