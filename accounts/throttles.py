@@ -6,11 +6,8 @@ Login and registration (anonymous) use the address and account throttles below, 
 
 from __future__ import annotations
 
-from django.core.cache import caches
-
 from accounts.emails import email_key
 from core.api.throttles import ConfiguredRateThrottle, UserThrottle
-from core.cache import RedisCache
 
 
 class UserLookupThrottle(UserThrottle):
@@ -63,8 +60,8 @@ class LoginFailureThrottle(ConfiguredRateThrottle):
         if self.key is None:
             return True
         self.now = self.timer()
-        store = caches["default"]
-        if isinstance(store, RedisCache):
+        store = self.atomic_windows()
+        if store is not None:
             count, oldest = store.window_count(self.key, now=self.now, window=self.duration)
             self._window = (count, oldest)
             return count < self.num_requests
@@ -80,8 +77,8 @@ class LoginFailureThrottle(ConfiguredRateThrottle):
         if self.key is None:
             return
         self.now = self.timer()
-        store = caches["default"]
-        if isinstance(store, RedisCache):  # atomic: concurrent failures are each counted
+        store = self.atomic_windows()
+        if store is not None:  # atomic: concurrent failures are each counted
             store.window_add(self.key, now=self.now, window=self.duration)
             return
         self.history = [self.now, *self._recent_history()]

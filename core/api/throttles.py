@@ -33,9 +33,15 @@ class ConfiguredRateThrottle(SimpleRateThrottle):
         except KeyError:
             raise ImproperlyConfigured(f"No throttle rate for scope {self.scope!r}") from None
 
-    def allow_request(self, request, view):
+    @staticmethod
+    def atomic_windows() -> RedisCache | None:
+        """The cache when it counts windows atomically (Redis), else None (DRF's way)."""
         store = caches["default"]
-        if not isinstance(store, RedisCache):
+        return store if isinstance(store, RedisCache) else None
+
+    def allow_request(self, request, view):
+        store = self.atomic_windows()
+        if store is None:
             return super().allow_request(request, view)
         if self.rate is None:
             return True
