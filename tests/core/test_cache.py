@@ -10,6 +10,8 @@ import redis
 import redis.connection
 from django.core.cache import caches
 
+from tests.support.counting import count_outermost_calls
+
 
 def test_values_round_trip_with_timeouts_and_many_at_once(redis_cache):
     redis_cache.set("a", {"n": 1}, 30)
@@ -22,14 +24,7 @@ def test_values_round_trip_with_timeouts_and_many_at_once(redis_cache):
 
 
 def test_one_redis_client_serves_every_command(redis_cache, monkeypatch):
-    built = []
-    original = redis.Redis.__init__
-
-    def counting_init(self, *args, **kwargs):
-        built.append(self)
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(redis.Redis, "__init__", counting_init)
+    built = count_outermost_calls(monkeypatch, redis.Redis, ("__init__",))
     for n in range(20):
         redis_cache.set(f"k{n}", n, 30)
         assert redis_cache.get(f"k{n}") == n
@@ -40,14 +35,7 @@ def test_one_redis_client_serves_every_command(redis_cache, monkeypatch):
 def test_requests_share_one_connection_pool_where_django_opens_one_each(redis_cache, monkeypatch):
     """Django keeps cache backends per async context, so under ASGI each request gets a new
     backend; they must not each open a connection to Redis."""
-    connects = []
-    original = redis.connection.Connection._connect
-
-    def counting_connect(self, *args, **kwargs):
-        connects.append(self)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(redis.connection.Connection, "_connect", counting_connect)
+    connects = count_outermost_calls(monkeypatch, redis.connection.Connection, ("_connect",))
 
     def request(n):  # each ASGI request runs in a context of its own
         backend = caches["default"]
