@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -137,6 +138,7 @@ def run(
     server_kind: str = "server",
     pool_size: int | None = None,
     rounds: int = 3,
+    workers: int = 1,
 ) -> dict:
     from bench.data import close_connections, make_pairs, setup_django
 
@@ -156,6 +158,7 @@ def run(
                 "CHANNEL_LAYER_PREFIX": f"bench-rest-{uuid.uuid4().hex[:8]}",
                 "SPOOL_PATH": str(log_dir / "spool.sqlite3"),
                 "DB_STARTUP_MODE": "blocking",
+                "SERVER_WORKERS": str(workers),
                 **({} if pool_size is None else {"DB_POOL_MAX_SIZE": str(pool_size)}),
             },
             log_path=log_dir / f"{server_kind}.log",
@@ -329,6 +332,12 @@ def main(argv: list[str] | None = None) -> int:
         help="DB_POOL_MAX_SIZE of the server (0: no pool; default: the service's)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="SERVER_WORKERS of the server, product and floor alike (default: one per core, as in production)",
+    )
+    parser.add_argument(
         "--rounds", type=int, default=3, help="product and floor take turns this many times per client count"
     )
     parser.add_argument(
@@ -348,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         args.clients, args.duration, args.rounds = [2], 1.0, 1
     raise_open_files_limit()
     with tempfile.TemporaryDirectory(prefix="bench-rest-") as tmp:
-        data = run(args.clients, args.duration, Path(tmp), args.server, args.pool_size, args.rounds)
+        data = run(args.clients, args.duration, Path(tmp), args.server, args.pool_size, args.rounds, args.workers)
     by_ratio = {r["clients"]: r for r in data["ratios"]}
     rows = []
     for r in data["runs"]:
@@ -367,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         "server": args.server,
         "pool_size": args.pool_size,
         "rounds": args.rounds,
+        "workers": args.workers,
         "smoke": args.smoke,
     }
     write_results("rest" if args.server == "server" else f"rest_{args.server}", {"config": config, **data}, args.out)

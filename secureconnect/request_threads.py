@@ -1,4 +1,4 @@
-"""HTTP requests' sync code on threads that are reused.
+"""HTTP requests' sync code: on threads that are reused, in one call per request.
 
 Django's ASGI handler runs each request's sync code (middleware, views) on a thread of its own,
 and asgiref starts that thread for the request and a second one to join it afterwards: under
@@ -11,13 +11,22 @@ One request at a time per thread, as before: thread-local state (Django's databa
 handed back to the pool by ``request_finished``) still belongs to one request at a time. A
 request whose client left while its view still runs holds its thread until the view returns
 (a cancelled task cannot stop a thread); the next request given that executor waits for it.
+
+``OneCallASGIHandler`` is Django's ASGI handler with its middleware chain built for sync code and
+called once per request on that thread. Django's own builds the chain for async code: then every
+``MiddlewareMixin`` hook (``process_request``, ``process_response``) and every sync-only
+middleware is one more hand-over between the loop and the thread, seven round trips per API
+request here, each a future, a lock and two GIL hand-overs (docs/benchmarks.md, "Issue 17: one
+call per request"). Run as one call, a request's middleware and view cost what they cost under
+WSGI, and the loop, which the sockets share, only parses and sends.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from asgiref.sync import ThreadSensitiveContext
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.core.handlers.asgi import ASGIHandler
 
 # Idle executors kept for the next requests; past it a returned one is let go (its thread exits
 # once idle). More requests at once than this still each get a thread.
@@ -44,3 +53,17 @@ class ReusedRequestThreads:
                 self._idle.append(executor)
             else:
                 executor.shutdown(wait=False)  # never block the loop on a join
+
+
+class OneCallASGIHandler(ASGIHandler):
+    """Django's ASGI handler whose middleware chain and view run as one sync call per request.
+
+    The chain is Django's, built as the WSGI handler builds it (``load_middleware(is_async=False)``),
+    then wrapped once in ``sync_to_async``: thread-sensitive, so it runs on the request's thread
+    (``ReusedRequestThreads``), where Django also runs ``request_finished`` and so hands the
+    database connection back. An async view, should one be added, runs through ``async_to_sync``
+    on the loop, as under WSGI."""
+
+    def load_middleware(self, is_async=False):
+        super().load_middleware(is_async=False)
+        self._middleware_chain = sync_to_async(self._middleware_chain, thread_sensitive=True)
