@@ -1,6 +1,7 @@
 """HTTP requests' sync code on reused threads (secureconnect/request_threads.py): one thread
 serves request after request, requests at once still run at once on threads of their own,
-and the service's own ASGI application is wrapped."""
+and the service's own ASGI application is wrapped; a request's middleware and view run in one
+call on that thread (OneCallASGIHandler)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,17 @@ import asyncio
 import threading
 
 import pytest
+from asgiref import sync as asgiref_sync
 from asgiref.sync import sync_to_async
-from django.core.signals import request_started
+from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler
+from django.core.signals import request_finished, request_started
+from django.http import JsonResponse
+from django.test import override_settings
+from django.urls import path
+from django.utils.deprecation import MiddlewareMixin
 
-from secureconnect.request_threads import ReusedRequestThreads
+from secureconnect.request_threads import OneCallASGIHandler, ReusedRequestThreads
 
 pytestmark = pytest.mark.portable
 
@@ -125,3 +133,94 @@ def test_websockets_pass_through_untouched():
     asyncio.run(ReusedRequestThreads(app)({"type": "websocket"}, None, None))
     asyncio.run(ReusedRequestThreads(app)({"type": "lifespan"}, None, None))
     assert scopes == ["websocket", "lifespan"]
+
+
+# --- one call per request ------------------------------------------------------------------------
+
+seen_on: dict[str, int] = {}  # which thread ran each step of the request
+
+
+def recording_view(request):
+    seen_on["view"] = threading.get_ident()
+    return JsonResponse({"ok": True})
+
+
+def urlpatterns_with_the_recording_view():
+    from secureconnect.urls import urlpatterns as service_urlpatterns
+
+    return [path("recorded", recording_view), *service_urlpatterns]
+
+
+urlpatterns = urlpatterns_with_the_recording_view()
+
+
+class RecordingMiddleware(MiddlewareMixin):
+    """A Django-style middleware (both hooks), as most of the service's MIDDLEWARE are."""
+
+    def process_request(self, request):
+        seen_on["process_request"] = threading.get_ident()
+
+    def process_response(self, request, response):
+        seen_on["process_response"] = threading.get_ident()
+        return response
+
+
+def recording_finished(**kwargs):
+    seen_on["request_finished"] = threading.get_ident()  # where the database connection goes back
+
+
+def hand_overs_of_one_request(handler_class, path_="/recorded") -> tuple[int, int]:
+    """(status, what the request's code ran on a thread, in the order it crossed from the loop)."""
+    crossings = []
+    original = asgiref_sync.SyncToAsync.__call__
+
+    async def counting(self, *args, **kwargs):
+        crossings.append(getattr(self.func, "__qualname__", repr(self.func)))
+        return await original(self, *args, **kwargs)
+
+    with override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=[*settings.MIDDLEWARE, f"{__name__}.RecordingMiddleware"]):
+        app = ReusedRequestThreads(handler_class())
+        asgiref_sync.SyncToAsync.__call__ = counting
+        try:
+            status, _ = asyncio.run(get(app, path_))
+        finally:
+            asgiref_sync.SyncToAsync.__call__ = original
+    return status, crossings
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_requests_middleware_view_and_finish_run_on_one_thread_in_one_call():
+    seen_on.clear()
+    request_finished.connect(recording_finished)
+    try:
+        status, crossings = hand_overs_of_one_request(OneCallASGIHandler)
+    finally:
+        request_finished.disconnect(recording_finished)
+    assert status == 200
+    assert set(seen_on) == {"process_request", "view", "process_response", "request_finished"}
+    assert len(set(seen_on.values())) == 1  # one thread for all of it
+    assert threading.get_ident() not in seen_on.values()  # and not the loop's
+    # request_started's receivers, then the chain (every middleware and the view) in one
+    # crossing, then the response's close (request_finished).
+    assert len(crossings) == 3, crossings
+    assert crossings[1] == "convert_exception_to_response.<locals>.inner"
+    # Django's own handler crosses for each Mixin hook and each sync-only middleware as well.
+    assert len(hand_overs_of_one_request(ASGIHandler)[1]) >= 8
+
+
+def test_the_services_http_application_is_the_one_call_handler():
+    from secureconnect.asgi import application
+
+    assert isinstance(application.application_mapping["http"].app, OneCallASGIHandler)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_errors_raised_in_a_view_still_become_the_envelope_under_the_one_call_handler():
+    from secureconnect.asgi import application
+
+    async def requests():
+        return await get(application, "/v1/calls/not-a-uuid"), await get(application, "/v1/no-such-path")
+
+    (unauthenticated, body), (missing, missing_body) = asyncio.run(requests())
+    assert unauthenticated == 401 and b'"success":false' in body
+    assert missing == 404 and b'"NOT_FOUND"' in missing_body
