@@ -43,13 +43,29 @@ def _columns(instance) -> tuple:
     return tuple(field.value_from_object(instance) for field in instance._meta.concrete_fields)
 
 
+def _save_changes(instance, loaded: tuple | None) -> None:
+    """Save ``instance``: all of it when it is new, else only the columns that changed since
+    ``loaded`` (``_columns`` as read), with its ``auto_now`` times; nothing when none changed.
+    An UPDATE of three columns costs the ORM a fraction of one of fifteen."""
+    if instance._state.adding or loaded is None:
+        instance.save()
+        return
+    fields = instance._meta.concrete_fields
+    changed = [
+        field.name for field, old in zip(fields, loaded, strict=True) if field.value_from_object(instance) != old
+    ]
+    if changed:
+        changed += [field.name for field in fields if getattr(field, "auto_now", False) and field.name not in changed]
+        instance.save(update_fields=changed)
+
+
 class DatabaseSource:
     """Reads inside the write's transaction, with the call's row locked."""
 
     deferred = False
 
     def __init__(self):
-        self._loaded: dict = {}  # participant pk -> its columns as loaded (so save skips the unchanged)
+        self._loaded: dict = {}  # pk (the call's, each participant's) -> its columns as loaded
         self._members: tuple | None = None  # (conversation id, member ids) read by this write
 
     def load_call(self, call_id) -> CallRecord | None:
@@ -66,7 +82,7 @@ class DatabaseSource:
         call = participants[0].call
         for participant in participants:
             participant.call = call  # one instance, the one the write changes
-        self._loaded = {p.pk: _columns(p) for p in participants}
+        self._loaded = {p.pk: _columns(p) for p in [call, *participants]}
         return CallRecord(call, participants, timeline_of(call_id))
 
     def conversation_state(self, conversation_id) -> ConversationState | None:
@@ -96,10 +112,8 @@ class DatabaseSource:
             record.call.save(force_insert=True)
             CallParticipant.objects.bulk_create(record.participants)
         else:
-            record.call.save()
-            for participant in record.participants:
-                if participant._state.adding or self._loaded.get(participant.pk) != _columns(participant):
-                    participant.save()
+            for instance in [record.call, *record.participants]:
+                _save_changes(instance, self._loaded.get(instance.pk))
         # The events this write added (those loaded with the call are already there).
         CallTimelineEvent.objects.bulk_create([e for e in record.timeline if e._state.adding])
         # Only once committed: a commit whose answer is lost is journaled again, computed from the

@@ -98,3 +98,34 @@ def test_answering_updates_only_the_participant_who_answered():
         services.call_end(call_id=call.id, user_id=caller.id)
     assert statements(queries)[("UPDATE", "calls_callparticipant")] == 2  # both leave
     assert set(CallParticipant.objects.filter(call=call).values_list("state", flat=True)) == {"left"}
+
+
+def updated_columns(queries, table: str) -> list[set[str]]:
+    """The columns each UPDATE of ``table`` sets, from its SQL."""
+    found = []
+    for query in queries.captured_queries:
+        sql = query["sql"]
+        if sql.startswith(f'UPDATE "{table}" SET '):
+            assignments = sql[len(f'UPDATE "{table}" SET ') : sql.index(" WHERE ")]
+            found.append({part.split(" = ")[0].strip().strip('"') for part in assignments.split(", ")})
+    return found
+
+
+def test_a_write_updates_only_the_columns_it_changed_with_the_rows_updated_at():
+    caller, callee = make_user(), make_user()
+    conversation = make_conversation(members=[caller, callee])
+    call = services.call_initiate(
+        caller_id=caller.id, conversation_id=conversation.id, callee_ids=[callee.id], call_type="video"
+    ).record.call
+    with CaptureQueriesContext(connection) as queries:
+        services.call_join(call_id=call.id, user_id=callee.id)
+    assert updated_columns(queries, "calls_call") == [{"status", "answered_at", "updated_at"}]
+    assert updated_columns(queries, "calls_callparticipant") == [{"state", "joined_at"}]
+    stored = Call.objects.get(pk=call.pk)
+    assert stored.status == Call.Status.ACTIVE and stored.answered_at is not None
+    assert stored.updated_at > call.updated_at and stored.call_type == "video"
+
+    with CaptureQueriesContext(connection) as queries:
+        services.call_end(call_id=call.id, user_id=caller.id)
+    assert updated_columns(queries, "calls_call") == [{"status", "ended_at", "end_reason", "updated_at"}]
+    assert Call.objects.get(pk=call.pk).status == Call.Status.ENDED
