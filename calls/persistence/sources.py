@@ -17,6 +17,7 @@ from calls.models import Call, CallParticipant, CallTimelineEvent, ConversationP
 from calls.persistence import snapshot_cache
 from calls.persistence import spool as spool_module
 from calls.persistence.snapshots import decode_call, encode_call
+from core.compiled_sql import CompiledRead, update_columns
 
 
 @dataclass
@@ -34,9 +35,49 @@ class ConversationState:
     live_call_ids: list[str]
 
 
+# The reads of every call write, compiled once per thread (core/compiled_sql.py).
+_timeline_read = CompiledRead(
+    lambda call_id: CallTimelineEvent.objects.filter(call_id=call_id).order_by("seq"),
+    field=CallTimelineEvent._meta.get_field("call"),
+)
+# The participants with their call, the call's row locked, in one query (a call always has its
+# caller's row: none means no call).
+_locked_call_read = CompiledRead(
+    lambda call_id: (
+        CallParticipant.objects.select_related("call")
+        .select_for_update(of=("call",))
+        .filter(call_id=call_id)
+        .order_by("role", "id")
+    ),
+    field=CallParticipant._meta.get_field("call"),
+)
+
+
+def _conversation_state_query(conversation_id):
+    """The members (a user id per row, no time) and the live calls (a call id and when it
+    started) of a conversation, in one query."""
+    members = (
+        ConversationParticipant.objects.filter(conversation_id=conversation_id)
+        .annotate(live_since=Value(None, output_field=DateTimeField()))
+        .values_list("user_id", "live_since")
+        .order_by()  # a compound statement's parts may not be ordered (SQLite)
+    )
+    live = (
+        Call.objects.filter(conversation_id=conversation_id, status__in=lifecycle.LIVE_STATUSES)
+        .values_list("pk", "started_at")
+        .order_by()
+    )
+    return members.union(live, all=True)
+
+
+_conversation_state_read = CompiledRead(
+    _conversation_state_query, field=ConversationParticipant._meta.get_field("conversation")
+)
+
+
 def timeline_of(call_id) -> list[CallTimelineEvent]:
     """A call's timeline as the database holds it, oldest first."""
-    return list(CallTimelineEvent.objects.filter(call_id=call_id).order_by("seq"))
+    return _timeline_read(call_id)
 
 
 def _columns(instance) -> tuple:
@@ -45,8 +86,8 @@ def _columns(instance) -> tuple:
 
 def _save_changes(instance, loaded: tuple | None) -> None:
     """Save ``instance``: all of it when it is new, else only the columns that changed since
-    ``loaded`` (``_columns`` as read), with its ``auto_now`` times; nothing when none changed.
-    An UPDATE of three columns costs the ORM a fraction of one of fifteen."""
+    ``loaded`` (``_columns`` as read), with its ``auto_now`` times, by an UPDATE compiled once
+    per shape (``core.compiled_sql.update_columns``); nothing when none changed."""
     if instance._state.adding or loaded is None:
         instance.save()
         return
@@ -56,7 +97,7 @@ def _save_changes(instance, loaded: tuple | None) -> None:
     ]
     if changed:
         changed += [field.name for field in fields if getattr(field, "auto_now", False) and field.name not in changed]
-        instance.save(update_fields=changed)
+        update_columns(instance, changed)
 
 
 class DatabaseSource:
@@ -69,14 +110,7 @@ class DatabaseSource:
         self._members: tuple | None = None  # (conversation id, member ids) read by this write
 
     def load_call(self, call_id) -> CallRecord | None:
-        # The participants with their call, the call's row locked, in one query (a call always
-        # has its caller's row: none means no call).
-        participants = list(
-            CallParticipant.objects.select_related("call")
-            .select_for_update(of=("call",))
-            .filter(call_id=call_id)
-            .order_by("role", "id")
-        )
+        participants = _locked_call_read(call_id)
         if not participants:
             return None
         call = participants[0].call
@@ -86,20 +120,9 @@ class DatabaseSource:
         return CallRecord(call, participants, timeline_of(call_id))
 
     def conversation_state(self, conversation_id) -> ConversationState | None:
-        """In one query: the members (a user id per row, no time) and the live calls (a call id
-        and when it started). None when the conversation does not exist."""
-        members = (
-            ConversationParticipant.objects.filter(conversation_id=conversation_id)
-            .annotate(live_since=Value(None, output_field=DateTimeField()))
-            .values_list("user_id", "live_since")
-            .order_by()  # a compound statement's parts may not be ordered (SQLite)
-        )
-        live = (
-            Call.objects.filter(conversation_id=conversation_id, status__in=lifecycle.LIVE_STATUSES)
-            .values_list("pk", "started_at")
-            .order_by()
-        )
-        rows = list(members.union(live, all=True))
+        """The members and live calls (``_conversation_state_query``); None when the
+        conversation does not exist."""
+        rows = _conversation_state_read(conversation_id)
         member_ids = {str(pk) for pk, live_since in rows if live_since is None}
         if not member_ids:
             return None

@@ -1,0 +1,158 @@
+"""Statements of one fixed shape whose SQL the ORM compiles once per connection, then runs again
+with new values: the hot path's reads (``CompiledRead``) and its updates of a row's changed
+columns (``update_columns``).
+
+Building the SQL of a query is most of what the ORM costs per statement here: for the call
+timeline's read, 0.3 ms of CPU to compile, 0.4 ms more to run it through ``QuerySet``, against
+0.16 ms to execute the same SQL and build the same instances (docs/benchmarks.md, "Issue 17: one
+call per request"). The hot path's reads (a call write's locked read, its timeline, the
+conversation's state) have one shape each and differ only in one id, so ``CompiledRead`` asks
+the ORM for the SQL once, on the first run in each thread's connection, and binds the id itself.
+
+The updates are the same: ``Model.save(update_fields=...)`` compiles an UPDATE of the columns
+named on every call (0.4 ms of CPU here); ``update_columns`` compiles one per model, set of
+columns (and which of them are NULL) and thread.
+
+What it keeps of the ORM: the SQL (quoting, joins, ``FOR UPDATE OF``, ``UNION ALL``, each
+backend's dialect), the value's conversion for the database (``get_db_prep_value`` of the field
+it is compared with), the backend's and fields' converters of each row, and instances built as
+``ModelIterable`` builds them (``Model.from_db``, ``select_related`` objects by Django's related
+populators). Errors are the ORM's own: the statement runs on the connection's cursor wrapper.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+
+from django.db import DatabaseError, connections
+from django.db.models import Model, QuerySet
+from django.db.models.query import ModelIterable, get_related_populators
+from django.db.models.sql import UpdateQuery
+from django.db.transaction import TransactionManagementError
+
+# Two values no row has, to find where the value lands among the compiled parameters.
+_MARKERS = (
+    uuid.UUID("5ec00000-0000-4000-8000-000000000001"),
+    uuid.UUID("5ec00000-0000-4000-8000-000000000002"),
+)
+
+
+class _Compiled:
+    def __init__(self, build: Callable[[object], QuerySet], field, connection):
+        self.connection = connection
+        first, second = (build(marker) for marker in _MARKERS)
+        self.models = first._iterable_class is ModelIterable
+        self.locks = bool(first.query.select_for_update) and connection.features.has_select_for_update
+        self.compiler = first.query.get_compiler(connection=connection)
+        self.sql, params = self.compiler.as_sql()
+        other_params = second.query.get_compiler(connection=connection).as_sql()[1]
+        self.params = list(params)
+        self.slots = [i for i, (a, b) in enumerate(zip(params, other_params, strict=True)) if a != b]
+        if not self.slots:
+            raise ValueError("the built query does not use the value it is given")
+        self.field = field
+        if self.models:
+            klass_info, select = self.compiler.klass_info, self.compiler.select
+            fields = klass_info["select_fields"]
+            self.model = klass_info["model"]
+            self.span = (fields[0], fields[-1] + 1)
+            self.init_list = [column[0].target.attname for column in select[self.span[0] : self.span[1]]]
+            self.related_populators = get_related_populators(klass_info, select, connection.alias)
+
+    def run(self, value, connection) -> list:
+        if self.locks and connection.get_autocommit():  # as the ORM refuses it
+            raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
+        bound = self.field.get_db_prep_value(value, connection, prepared=False)
+        params = self.params.copy()
+        for slot in self.slots:
+            params[slot] = bound
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, params)
+            rows = cursor.fetchall()
+        converted = self.compiler.results_iter(results=[rows], tuple_expected=True)
+        if not self.models:
+            return list(converted)
+        start, end = self.span
+        found = []
+        for row in converted:
+            instance = self.model.from_db(connection.alias, self.init_list, row[start:end])
+            for populator in self.related_populators:
+                populator.populate(row, instance)
+            found.append(instance)
+        return found
+
+
+class CompiledRead:
+    """``build(value)`` -> the queryset (model instances or ``values_list``) for one value,
+    compared with ``field``. ``read(value)`` returns what ``list(build(value))`` would.
+
+    The SQL is compiled per thread, for the connection object Django keeps for that thread, so a
+    compiler and its converters are only ever used by the thread whose connection made them; a
+    thread that ends takes its compiled read with it."""
+
+    def __init__(self, build: Callable[[object], QuerySet], *, field, using: str = "default"):
+        self.build = build
+        self.field = field
+        self.using = using
+        self._per_thread = threading.local()
+
+    def __call__(self, value) -> list:
+        connection = connections[self.using]
+        compiled = getattr(self._per_thread, "compiled", None)
+        if compiled is None or compiled.connection is not connection:
+            compiled = self._per_thread.compiled = _Compiled(self.build, self.field, connection)
+        return compiled.run(value, connection)
+
+
+class _CompiledUpdate:
+    """``UPDATE <table> SET <column> = %s, ... WHERE <pk> = %s`` as the ORM writes it (a NULL is
+    written into the SQL, so which values are NULL is part of the shape)."""
+
+    def __init__(self, instance: Model, fields: list, values: list, connection):
+        self.connection = connection
+        query = UpdateQuery(type(instance))
+        query.add_update_fields([(field, None, value) for field, value in zip(fields, values, strict=True)])
+        query.add_filter("pk", instance.pk)
+        self.sql, params = query.get_compiler(connection=connection).as_sql()
+        # The parameters must be the bound values then the key, in that order, as ``run`` binds
+        # them; if the ORM wrote them otherwise, this shape is left to it.
+        self.usable = list(params) == _bound(instance, fields, values, connection)
+
+    def run(self, instance: Model, fields: list, values: list, connection) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, _bound(instance, fields, values, connection))
+            if cursor.rowcount != 1:
+                raise DatabaseError("Save with update_fields did not affect any rows.")  # as the ORM says
+
+
+def _bound(instance: Model, fields: list, values: list, connection) -> list:
+    bound = [field.get_db_prep_save(value, connection) for field, value in zip(fields, values, strict=True)]
+    key = instance._meta.pk.get_db_prep_value(instance.pk, connection, prepared=False)
+    return [value for value in bound if value is not None] + [key]
+
+
+_updates = threading.local()
+
+
+def update_columns(instance: Model, names: list[str], *, using: str = "default") -> None:
+    """``instance.save(update_fields=names)`` for an instance loaded from the database, with the
+    UPDATE compiled once per shape and thread: each named field's ``pre_save`` runs (``auto_now``
+    times are stamped), no row updated raises ``DatabaseError`` as the ORM does. No model
+    signals are sent (the service has no receivers of its own for the models written this way)."""
+    connection = connections[using]
+    meta = instance._meta
+    fields = [meta.get_field(name) for name in names]
+    values = [field.pre_save(instance, False) for field in fields]
+    cache = getattr(_updates, "compiled", None)
+    if cache is None or cache[0] is not connection:
+        cache = _updates.compiled = (connection, {})
+    shape = (type(instance), tuple(names), tuple(value is None for value in values))
+    compiled = cache[1].get(shape)
+    if compiled is None:
+        compiled = cache[1][shape] = _CompiledUpdate(instance, fields, values, connection)
+    if not compiled.usable:
+        instance.save(update_fields=names, using=using)
+        return
+    compiled.run(instance, fields, values, connection)

@@ -1,0 +1,187 @@
+"""Statements compiled once per connection (core/compiled_sql.py): reads give the same rows and
+instances as the queryset they are built from and updates write what ``save(update_fields=...)``
+writes, on PostgreSQL and SQLite alike, compiled once per thread, with the ORM's refusals kept."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import datetime
+
+import pytest
+from django.db import DatabaseError, connection, connections, transaction
+from django.db.transaction import TransactionManagementError
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from calls import services
+from calls.models import Call, CallParticipant, CallTimelineEvent
+from calls.persistence import sources
+from core import compiled_sql
+from core.compiled_sql import CompiledRead, update_columns
+from tests.factories import make_conversation, make_user
+
+pytestmark = [pytest.mark.portable, pytest.mark.django_db(transaction=True)]
+
+
+def started_call(callees: int = 2):
+    caller, *others = [make_user() for _ in range(1 + callees)]
+    conversation = make_conversation(members=[caller, *others])
+    result = services.call_initiate(
+        caller_id=caller.id, conversation_id=conversation.id, callee_ids=[o.id for o in others], call_type="video"
+    )
+    services.call_join(call_id=result.record.call.id, user_id=others[0].id)
+    return result.record.call.id, conversation
+
+
+def columns(instance) -> dict:
+    return {field.attname: getattr(instance, field.attname) for field in instance._meta.concrete_fields}
+
+
+def test_instances_with_their_select_related_objects_are_those_the_queryset_gives():
+    call_id, _ = started_call()
+    started_call()  # another call, not to be read
+
+    def build(value):
+        return CallParticipant.objects.select_related("call").filter(call_id=value).order_by("role", "id")
+
+    read = CompiledRead(build, field=CallParticipant._meta.get_field("call"))
+    compiled, expected = read(call_id), list(build(call_id))
+    assert [columns(p) for p in compiled] == [columns(p) for p in expected]
+    assert len(compiled) == 3
+    assert all(isinstance(p.call_started_at, datetime) and p.call_started_at.tzinfo for p in compiled)  # converted
+    assert all(isinstance(p.user_id, uuid.UUID) for p in compiled)
+    # The related call came with the same query, as select_related gives it, not lazily.
+    with CaptureQueriesContext(connection) as queries:
+        assert [columns(p.call) for p in compiled] == [columns(p.call) for p in expected]
+    assert len(queries) == 0
+    assert all(not p._state.adding and p._state.db == "default" for p in compiled)  # saved as an update later
+
+
+def test_values_of_a_union_are_those_the_queryset_gives_with_the_value_bound_in_both_parts():
+    call_id, conversation = started_call()
+    started_call()
+    compiled = sources._conversation_state_read(conversation.id)
+    assert sorted(compiled, key=str) == sorted(sources._conversation_state_query(conversation.id), key=str)
+    live = [row for row in compiled if row[1] is not None]
+    assert [row[0] for row in live] == [call_id]
+    assert len(compiled) == 4  # three members, one live call
+    assert sources._conversation_state_read(uuid.uuid4()) == []
+
+
+def test_the_sql_is_compiled_once_per_thread_then_only_bound_again():
+    first, _ = started_call()
+    second, _ = started_call()
+    built = []
+
+    def build(value):
+        built.append(value)
+        return CallTimelineEvent.objects.filter(call_id=value).order_by("seq")
+
+    read = CompiledRead(build, field=CallTimelineEvent._meta.get_field("call"))
+    with CaptureQueriesContext(connection) as queries:
+        timelines = [read(first), read(second), read(first)]
+    assert len(built) == 2  # the two markers of the one compilation, not a build per read
+    assert len(queries) == 3  # one statement a read
+
+    def masked(sql: str) -> str:
+        for call_id in (first, second):
+            sql = sql.replace(str(call_id), "?").replace(call_id.hex, "?")
+        return sql
+
+    assert len({masked(q["sql"]) for q in queries.captured_queries}) == 1
+    assert [[e.seq for e in t] for t in timelines] == [[0, 1, 2, 3]] * 3
+    assert {e.call_id for e in timelines[1]} == {second}
+    assert [e.kind for e in timelines[0]] == list(
+        CallTimelineEvent.objects.filter(call_id=first).order_by("seq").values_list("kind", flat=True)
+    )
+
+    other_thread = []
+
+    def in_another_thread():
+        try:
+            other_thread.append(len(read(second)))
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=in_another_thread)
+    thread.start()
+    thread.join(10)
+    assert other_thread == [4]
+    assert len(built) == 4  # that thread compiled its own, for its own connection
+
+
+def test_a_query_that_ignores_its_value_is_refused():
+    read = CompiledRead(lambda value: Call.objects.all(), field=Call._meta.get_field("id"))
+    with pytest.raises(ValueError, match="does not use the value"):
+        read(uuid.uuid4())
+
+
+def refused(read) -> bool:
+    try:
+        read()
+    except TransactionManagementError:
+        return True
+    return False
+
+
+def test_a_locking_read_outside_a_transaction_is_refused_where_the_orm_refuses_it():
+    call_id, _ = started_call()
+
+    def build(value):
+        return Call.objects.select_for_update().filter(pk=value)
+
+    read = CompiledRead(build, field=Call._meta.get_field("id"))
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        assert [c.pk for c in read(call_id)] == [call_id]
+    assert ("FOR UPDATE" in queries.captured_queries[-1]["sql"]) == connection.features.has_select_for_update
+    orm_refuses = refused(lambda: list(build(call_id)))
+    assert refused(lambda: read(call_id)) == orm_refuses
+    # PostgreSQL (and CockroachDB) lock, so outside a transaction it is refused; SQLite has no
+    # FOR UPDATE, and the ORM ignores it there.
+    assert orm_refuses == connection.features.has_select_for_update
+
+
+# --- updates -------------------------------------------------------------------------------------
+
+
+def test_an_update_writes_the_named_columns_stamps_auto_now_and_leaves_the_rest():
+    call_id, _ = started_call()
+    call = Call.objects.get(pk=call_id)
+    before = columns(call)
+    call.status, call.end_reason, call.ended_at = Call.Status.ENDED, "hangup", timezone.now()
+    call.call_type = "audio"  # changed here but not named: not written
+    with CaptureQueriesContext(connection) as queries:
+        update_columns(call, ["status", "end_reason", "ended_at", "updated_at"])
+    assert len(queries) == 1 and queries.captured_queries[0]["sql"].startswith('UPDATE "calls_call" SET ')
+    stored = Call.objects.get(pk=call_id)
+    assert (stored.status, stored.end_reason, stored.ended_at) == (Call.Status.ENDED, "hangup", call.ended_at)
+    assert stored.call_type == before["call_type"] == "video"
+    assert stored.updated_at > before["updated_at"] and stored.updated_at == call.updated_at  # pre_save ran
+    assert stored.started_at == before["started_at"]
+
+
+def test_an_update_compiles_once_per_shape_and_a_null_is_a_shape_of_its_own():
+    call_id, _ = started_call()
+    participant = CallParticipant.objects.filter(call_id=call_id, state="ringing").get()
+    compiled_sql._updates.__dict__.clear()
+    participant.state, participant.left_at = "missed", timezone.now()
+    update_columns(participant, ["state", "left_at"])
+    participant.state, participant.left_at = "ringing", None  # NULL: written into the SQL itself
+    update_columns(participant, ["state", "left_at"])
+    participant.state, participant.left_at = "declined", timezone.now()
+    update_columns(participant, ["state", "left_at"])
+    shapes = compiled_sql._updates.compiled[1]
+    assert len(shapes) == 2 and all(compiled.usable for compiled in shapes.values())  # none left to the ORM
+    stored = CallParticipant.objects.get(pk=participant.pk)
+    assert (stored.state, stored.left_at) == ("declined", participant.left_at)
+
+
+def test_an_update_of_a_row_that_is_gone_raises_as_the_orm_does():
+    call_id, _ = started_call()
+    call = Call.objects.get(pk=call_id)
+    Call.objects.filter(pk=call_id).delete()
+    with pytest.raises(DatabaseError, match="did not affect any rows"):
+        update_columns(call, ["status", "updated_at"])
+    with pytest.raises(DatabaseError, match="did not affect any rows"):
+        call.save(update_fields=["status", "updated_at"])
