@@ -3,11 +3,11 @@ with new values: the hot path's reads (``CompiledRead``) and its updates of a ro
 columns (``update_columns``).
 
 Building the SQL of a query is most of what the ORM costs per statement here: for the call
-timeline's read, 0.3 ms of CPU to compile, 0.4 ms more to run it through ``QuerySet``, against
-0.16 ms to execute the same SQL and build the same instances (docs/benchmarks.md, "Issue 17: one
-call per request"). The hot path's reads (a call write's locked read, its timeline, the
-conversation's state) have one shape each and differ only in one id, so ``CompiledRead`` asks
-the ORM for the SQL once, on the first run in each thread's connection, and binds the id itself.
+timeline's read, 0.3 ms of CPU to compile, 0.4 ms more to run it through ``QuerySet``; compiled
+once, the same read costs 0.31 ms (docs/benchmarks.md, "Issue 17: one call per request"). The
+hot path's reads (a call write's locked read, its timeline, the conversation's state) have one
+shape each and differ only in one id, so ``CompiledRead`` asks the ORM for the SQL once, on the
+first run in each thread's connection, and binds the id itself.
 
 The updates are the same: ``Model.save(update_fields=...)`` compiles an UPDATE of the columns
 named on every call (0.4 ms of CPU here); ``update_columns`` compiles one per model, set of
@@ -111,7 +111,6 @@ class _CompiledUpdate:
     written into the SQL, so which values are NULL is part of the shape)."""
 
     def __init__(self, instance: Model, fields: list, values: list, connection):
-        self.connection = connection
         query = UpdateQuery(type(instance))
         query.add_update_fields([(field, None, value) for field, value in zip(fields, values, strict=True)])
         query.add_filter("pk", instance.pk)
