@@ -15,9 +15,9 @@ request whose client left while its view still runs holds its thread until the v
 ``OneCallASGIHandler`` is Django's ASGI handler with its middleware chain built for sync code and
 called once per request on that thread. Django's own builds the chain for async code: then every
 ``MiddlewareMixin`` hook (``process_request``, ``process_view``, ``process_response``) and every
-sync-only middleware is one more hand-over between the loop and the thread: ten crossings from
-the loop per request with this service's middleware, each a future, a lock and two GIL
-hand-overs, against three here (``request_started``, the chain, the close; docs/benchmarks.md,
+sync-only middleware is one more hand-over between the loop and the thread: eight crossings from
+the loop per request with this service's middleware and one back, each a future, a lock and two
+GIL hand-overs, against three here (``request_started``, the chain, the close; docs/benchmarks.md,
 "Issue 17: one call per request"). Run as one call, a request's middleware and view cost what
 they cost under WSGI, and the loop, which the sockets share, only parses and sends.
 """
