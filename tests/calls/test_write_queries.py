@@ -2,6 +2,7 @@
 (docs/benchmarks.md, "Issue 17: the lean write path"). A write reads only what its rules need and
 writes only the rows it changed."""
 
+import re
 from collections import Counter
 
 import pytest
@@ -104,10 +105,9 @@ def updated_columns(queries, table: str) -> list[set[str]]:
     """The columns each UPDATE of ``table`` sets, from its SQL."""
     found = []
     for query in queries.captured_queries:
-        sql = query["sql"]
-        if sql.startswith(f'UPDATE "{table}" SET '):
-            assignments = sql[len(f'UPDATE "{table}" SET ') : sql.index(" WHERE ")]
-            found.append({part.split(" = ")[0].strip().strip('"') for part in assignments.split(", ")})
+        update = re.match(r'UPDATE "(\w+)" SET (.*?) WHERE ', query["sql"])
+        if update and update.group(1) == table:
+            found.append({part.split(" = ")[0].strip().strip('"') for part in update.group(2).split(", ")})
     return found
 
 
