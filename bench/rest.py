@@ -11,10 +11,12 @@ by the same server process (the production command) through a bench-only URLconf
     .venv-test/bin/python -m bench.rest --clients 10 --duration 5
     .venv-test/bin/python -m bench.rest --server daphne   # the same under daphne (bench/results/rest_daphne.json)
     .venv-test/bin/python -m bench.rest --pool-size 0     # a new database connection per request
+    .venv-test/bin/python -m bench.rest --workers 1       # one server process (default: one per core)
     .venv-test/bin/python -m bench.rest --breakdown       # what each request sends (SQL, Redis), no timing
 
-Product and floor share the server, so they share its connection settings: DB_POOL_MAX_SIZE
-(default 10 connections per process, secureconnect/db/pool.py) unless --pool-size says otherwise.
+Product and floor share the server, so they share its worker count (SERVER_WORKERS, one per core
+unless --workers says otherwise) and its connection settings: DB_POOL_MAX_SIZE (default 10
+connections per process, secureconnect/db/pool.py) unless --pool-size says otherwise.
 """
 
 from __future__ import annotations
