@@ -39,9 +39,26 @@ _MARKERS = (
 )
 
 
+_per_thread = threading.local()
+
+
+def _compiled(using: str, key, make):
+    """(the statement compiled for ``key``, the connection) in this thread, for the connection
+    Django keeps for this thread, made by ``make(connection)`` the first time. A thread that ends
+    takes what it compiled with it."""
+    connection = connections[using]
+    cache = getattr(_per_thread, using, None)
+    if cache is None or cache[0] is not connection:
+        cache = (connection, {})
+        setattr(_per_thread, using, cache)
+    compiled = cache[1].get(key)
+    if compiled is None:
+        compiled = cache[1][key] = make(connection)
+    return compiled, connection
+
+
 class _Compiled:
     def __init__(self, build: Callable[[object], QuerySet], field, connection):
-        self.connection = connection
         first, second = (build(marker) for marker in _MARKERS)
         self.models = first._iterable_class is ModelIterable
         self.locks = bool(first.query.select_for_update) and connection.features.has_select_for_update
@@ -53,6 +70,9 @@ class _Compiled:
         if not self.slots:
             raise ValueError("the built query does not use the value it is given")
         self.field = field
+        self.converters = self.compiler.get_converters(
+            [column[0] for column in self.compiler.select[0 : self.compiler.col_count]]
+        )
         if self.models:
             klass_info, select = self.compiler.klass_info, self.compiler.select
             fields = klass_info["select_fields"]
@@ -71,7 +91,8 @@ class _Compiled:
         with connection.cursor() as cursor:
             cursor.execute(self.sql, params)
             rows = cursor.fetchall()
-        converted = self.compiler.results_iter(results=[rows], tuple_expected=True)
+        # The rows' converters, found once at compile time (QuerySet finds them on every run).
+        converted = map(tuple, self.compiler.apply_converters(rows, self.converters)) if self.converters else rows
         if not self.models:
             return list(converted)
         start, end = self.span
@@ -88,21 +109,18 @@ class CompiledRead:
     """``build(value)`` -> the queryset (model instances or ``values_list``) for one value,
     compared with ``field``. ``read(value)`` returns what ``list(build(value))`` would.
 
-    The SQL is compiled per thread, for the connection object Django keeps for that thread, so a
-    compiler and its converters are only ever used by the thread whose connection made them; a
-    thread that ends takes its compiled read with it."""
+    The SQL is compiled per thread (``_compiled``), so a compiler and its converters are only
+    ever used by the thread whose connection made them."""
 
     def __init__(self, build: Callable[[object], QuerySet], *, field, using: str = "default"):
         self.build = build
         self.field = field
         self.using = using
-        self._per_thread = threading.local()
 
     def __call__(self, value) -> list:
-        connection = connections[self.using]
-        compiled = getattr(self._per_thread, "compiled", None)
-        if compiled is None or compiled.connection is not connection:
-            compiled = self._per_thread.compiled = _Compiled(self.build, self.field, connection)
+        compiled, connection = _compiled(
+            self.using, self, lambda connection: _Compiled(self.build, self.field, connection)
+        )
         return compiled.run(value, connection)
 
 
@@ -132,25 +150,18 @@ def _bound(instance: Model, fields: list, values: list, connection) -> list:
     return [value for value in bound if value is not None] + [key]
 
 
-_updates = threading.local()
-
-
 def update_columns(instance: Model, names: list[str], *, using: str = "default") -> None:
     """``instance.save(update_fields=names)`` for an instance loaded from the database, with the
     UPDATE compiled once per shape and thread: each named field's ``pre_save`` runs (``auto_now``
     times are stamped), no row updated raises ``DatabaseError`` as the ORM does. No model
     signals are sent (the service has no receivers of its own for the models written this way)."""
-    connection = connections[using]
     meta = instance._meta
     fields = [meta.get_field(name) for name in names]
     values = [field.pre_save(instance, False) for field in fields]
-    cache = getattr(_updates, "compiled", None)
-    if cache is None or cache[0] is not connection:
-        cache = _updates.compiled = (connection, {})
     shape = (type(instance), tuple(names), tuple(value is None for value in values))
-    compiled = cache[1].get(shape)
-    if compiled is None:
-        compiled = cache[1][shape] = _CompiledUpdate(instance, fields, values, connection)
+    compiled, connection = _compiled(
+        using, shape, lambda connection: _CompiledUpdate(instance, fields, values, connection)
+    )
     if not compiled.usable:
         instance.save(update_fields=names, using=using)
         return

@@ -164,14 +164,14 @@ def test_an_update_writes_the_named_columns_stamps_auto_now_and_leaves_the_rest(
 def test_an_update_compiles_once_per_shape_and_a_null_is_a_shape_of_its_own():
     call_id, _ = started_call()
     participant = CallParticipant.objects.filter(call_id=call_id, state="ringing").get()
-    compiled_sql._updates.__dict__.clear()
+    compiled_sql._per_thread.__dict__.clear()
     participant.state, participant.left_at = "missed", timezone.now()
     update_columns(participant, ["state", "left_at"])
     participant.state, participant.left_at = "ringing", None  # NULL: written into the SQL itself
     update_columns(participant, ["state", "left_at"])
     participant.state, participant.left_at = "declined", timezone.now()
     update_columns(participant, ["state", "left_at"])
-    shapes = compiled_sql._updates.compiled[1]
+    shapes = compiled_sql._per_thread.default[1]
     assert len(shapes) == 2 and all(compiled.usable for compiled in shapes.values())  # none left to the ORM
     stored = CallParticipant.objects.get(pk=participant.pk)
     assert (stored.state, stored.left_at) == ("declined", participant.left_at)
