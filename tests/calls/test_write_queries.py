@@ -72,12 +72,18 @@ def test_the_union_still_finds_a_live_call_and_refuses_a_second(cache_writes):
     assert refused.value.details == {"call_id": str(first.record.call.id)}
 
 
-def test_answering_updates_only_the_participant_who_answered():
+def ringing_video_call():
+    """(caller, callee, the call ringing between them)."""
     caller, callee = make_user(), make_user()
     conversation = make_conversation(members=[caller, callee])
     call = services.call_initiate(
         caller_id=caller.id, conversation_id=conversation.id, callee_ids=[callee.id], call_type="video"
     ).record.call
+    return caller, callee, call
+
+
+def test_answering_updates_only_the_participant_who_answered():
+    caller, callee, call = ringing_video_call()
     caller_row = CallParticipant.objects.get(call=call, user=caller)
     with CaptureQueriesContext(connection) as queries:
         services.call_join(call_id=call.id, user_id=callee.id)
@@ -112,11 +118,7 @@ def updated_columns(queries, table: str) -> list[set[str]]:
 
 
 def test_a_write_updates_only_the_columns_it_changed_with_the_rows_updated_at():
-    caller, callee = make_user(), make_user()
-    conversation = make_conversation(members=[caller, callee])
-    call = services.call_initiate(
-        caller_id=caller.id, conversation_id=conversation.id, callee_ids=[callee.id], call_type="video"
-    ).record.call
+    caller, callee, call = ringing_video_call()
     with CaptureQueriesContext(connection) as queries:
         services.call_join(call_id=call.id, user_id=callee.id)
     assert updated_columns(queries, "calls_call") == [{"status", "answered_at", "updated_at"}]
