@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import weakref
 
 from channels.layers import get_channel_layer
 
@@ -20,7 +19,7 @@ from calls.events import CallEvent, EventType
 from calls.lifecycle import LIVE_STATUSES
 from calls.models import Call
 from signaling.groups import group_name
-from signaling.layers import LayerUnavailable, layer_call
+from signaling.layers import group_send_in_order
 from signaling.protocol import MessageType, call_event_message, presence_message
 
 logger = logging.getLogger(__name__)
@@ -119,26 +118,47 @@ def on_call_event(event: CallEvent) -> None:
 class LayerDispatcher:
     """Sends channel-layer messages from any thread without blocking it, in submission order.
 
-    The sends run on the event loop the consumers run on (daphne's one loop; recorded by each
+    The sends run on the event loop the consumers run on (the server's loop; recorded by each
     socket as it connects): the in-memory layer is only safe there, and the Redis layer reuses
     that loop's connections. Before any socket has connected (or after that loop closed, as in
     tests) a private loop thread stands in; no socket of this process can be listening then,
     but sockets of other processes can, through Redis. ``async_to_sync(group_send)`` would
-    instead block the writing request for the Redis round trips (and a new loop each time)."""
+    instead block the writing request for the Redis round trips (and a new loop each time).
+
+    What is submitted while a drain is scheduled or running joins it: one wake-up of the loop
+    for many events (of one write, and of the requests that wrote meanwhile), and their
+    PUBLISHes leave together (``group_send_many``)."""
 
     def __init__(self):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fallback: asyncio.AbstractEventLoop | None = None
         self._fallback_lock = threading.Lock()
-        self._order_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._pending: list[tuple[str, dict]] = []
+        self._pending_lock = threading.Lock()
+        self._draining_on: asyncio.AbstractEventLoop | None = None  # the loop a drain is scheduled on
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def submit(self, deliveries: list[tuple[str, dict]]) -> asyncio.Future:
-        future = asyncio.run_coroutine_threadsafe(self._deliver(deliveries), self._target_loop())
+    def submit(self, deliveries: list[tuple[str, dict]]) -> None:
+        with self._pending_lock:
+            self._pending.extend(deliveries)
+            loop = self._claim_drain()
+        if loop is not None:
+            self._start_drain(loop)
+
+    def _claim_drain(self) -> asyncio.AbstractEventLoop | None:
+        """Under the pending lock: the loop to start a drain on, or None when the drain under way
+        takes what is pending."""
+        draining = self._draining_on
+        if draining is not None and draining.is_running() and not draining.is_closed():
+            return None
+        self._draining_on = self._target_loop()
+        return self._draining_on
+
+    def _start_drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        future = asyncio.run_coroutine_threadsafe(self._drain(), loop)
         future.add_done_callback(_log_failure)
-        return future
 
     def _target_loop(self) -> asyncio.AbstractEventLoop:
         loop = self._loop
@@ -150,16 +170,39 @@ class LayerDispatcher:
                 threading.Thread(target=self._fallback.run_forever, name="signaling-events", daemon=True).start()
             return self._fallback
 
-    async def _deliver(self, deliveries: list[tuple[str, dict]]) -> None:
+    async def _drain(self) -> None:
+        """Send what is pending, batch after batch, until nothing is. When the sockets' loop has
+        changed meanwhile (the first socket connected), the rest is handed to a drain there: the
+        layer must not be used from two loops."""
         loop = asyncio.get_running_loop()
-        lock = self._order_locks.setdefault(loop, asyncio.Lock())
-        async with lock:  # asyncio.Lock is FIFO: events leave in the order they were published
-            layer = get_channel_layer()
-            for group, message in deliveries:
+        try:
+            while True:
+                handover = None
+                with self._pending_lock:
+                    if not self._pending:
+                        self._draining_on = None
+                        return
+                    if self._target_loop() is not loop:
+                        self._draining_on = None
+                        handover = self._claim_drain()
+                    else:
+                        batch, self._pending = self._pending, []
+                if handover is not None:
+                    self._start_drain(handover)
+                    return
                 try:
-                    await layer_call("group_send", layer.group_send(group, message))
-                except LayerUnavailable:
-                    logger.warning("Channel layer unavailable: %s for %s not delivered", message["type"], group)
+                    failed = await group_send_in_order(get_channel_layer(), batch)
+                except Exception:
+                    logger.exception("Relaying %d call event messages failed", len(batch))
+                    continue
+                for (group, message), error in failed:
+                    logger.warning(
+                        "Channel layer unavailable (%s): %s for %s not delivered", error, message["type"], group
+                    )
+        except BaseException:  # cancelled with its loop: the next submission starts another drain
+            with self._pending_lock:
+                self._draining_on = None
+            raise
 
 
 def _log_failure(future) -> None:

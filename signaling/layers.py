@@ -74,7 +74,21 @@ class SendDropCounter:
             raise
 
 
-class CountingRedisChannelLayer(SendDropCounter, RedisChannelLayer):
+class OrderedGroupSends:
+    """``group_send_many`` for a layer with no batched way: ``group_send`` of each, in order."""
+
+    async def group_send_many(self, messages: list[tuple[str, dict]]) -> list[BaseException | None]:
+        errors: list[BaseException | None] = []
+        for group, message in messages:
+            try:
+                await self.group_send(group, message)
+                errors.append(None)
+            except LAYER_ERRORS as exc:
+                errors.append(exc)
+        return errors
+
+
+class CountingRedisChannelLayer(OrderedGroupSends, SendDropCounter, RedisChannelLayer):
     """channels_redis's core layer, counting its drops, with a pool that waits for a connection.
 
     channels_redis builds a plain redis-py pool, which allows 100 connections and then raises
@@ -103,7 +117,7 @@ class CountingRedisChannelLayer(SendDropCounter, RedisChannelLayer):
         return BlockingConnectionPool.from_url(host.pop("address"), **host)
 
 
-class CountingInMemoryChannelLayer(SendDropCounter, InMemoryChannelLayer):
+class CountingInMemoryChannelLayer(OrderedGroupSends, SendDropCounter, InMemoryChannelLayer):
     pass
 
 
@@ -194,6 +208,19 @@ async def layer_call(operation: str, awaitable):
         raise LayerUnavailable() from exc
     _set_status("ok")
     return result
+
+
+async def group_send_in_order(layer, messages: list[tuple[str, dict]]) -> list[tuple[tuple[str, dict], BaseException]]:
+    """``group_send`` of each ``(group, message)`` in order, batched where the layer can
+    (``group_send_many``), reported as ``layer_call`` reports; the messages not delivered, each
+    with its error."""
+    errors = await layer.group_send_many(messages)
+    failed = [(sent, error) for sent, error in zip(messages, errors, strict=True) if error is not None]
+    for _, error in failed[:1]:
+        report_layer_failure("group_send", error)
+    if not failed:
+        _set_status("ok")
+    return failed
 
 
 # --- the production layer: Redis pub/sub, sharded, with lost subscriptions reported ------------
@@ -328,6 +355,11 @@ class PubSubShard:
         The PUBLISHes waiting while one round trip is out leave together in one pipeline (one
         connection taken from the pool, one write, one read of the replies): at 100 pairs
         saturated, taking a pooled connection for each message was half the server's samples."""
+        return await self.enqueue(name, data)
+
+    def enqueue(self, name: bytes, data: bytes) -> asyncio.Future:
+        """Queue a PUBLISH behind those already queued (no task, no await): its future gets the
+        subscriber count, or the error."""
         if self.down and not self.up.is_set():
             raise ConnectionError(f"channel layer shard {self.index} is unreachable")
         loop = asyncio.get_running_loop()
@@ -335,7 +367,7 @@ class PubSubShard:
         self.outbox.append((name, data, sent))
         if self.flusher is None or self.flusher.done() or self.flusher.get_loop() is not loop:
             self.flusher = loop.create_task(self._flush(), name=f"channel-layer-publish-{self.index}")
-        return await sent
+        return sent
 
     async def _flush(self) -> None:
         """Send what waits, batch after batch, until nothing does. A task of its own, so that
@@ -672,6 +704,24 @@ class PubSubChannelLayer(BaseChannelLayer):
         self._bind()
         self.require_valid_group_name(group)
         await self.shard_for(group).publish(f"{self.group_prefix}{group}".encode(), msgpack.packb(message))
+
+    async def group_send_many(self, messages: list[tuple[str, dict]]) -> list[BaseException | None]:
+        """``group_send`` of each ``(group, message)``, queued at once and in order, so that a
+        shard's share leaves in one pipeline; the error of each (None: sent). One unreachable
+        shard fails only its own messages."""
+        self._bind()
+        queued: list[asyncio.Future | BaseException] = []
+        for group, message in messages:
+            self.require_valid_group_name(group)
+            try:
+                queued.append(
+                    self.shard_for(group).enqueue(f"{self.group_prefix}{group}".encode(), msgpack.packb(message))
+                )
+            except LAYER_ERRORS as exc:
+                queued.append(exc)
+        futures = [q for q in queued if isinstance(q, asyncio.Future)]
+        await asyncio.gather(*futures, return_exceptions=True)
+        return [q if isinstance(q, BaseException) else q.exception() for q in queued]
 
     async def flush(self) -> None:
         await self.close()
