@@ -32,7 +32,10 @@ def remember_call(record, *, members: tuple | None = None) -> None:
         conversation_id, member_ids = members
         values[_members_key(conversation_id)] = sorted(str(m) for m in member_ids)
     try:
-        cache.set_many(values, CACHE_TTL_SECONDS)
+        if len(values) == 1:  # one SET ... EX (set_many is MULTI, MSET, an EXPIRE a key, EXEC)
+            cache.set(*values.popitem(), CACHE_TTL_SECONDS)
+        else:
+            cache.set_many(values, CACHE_TTL_SECONDS)
     except Exception as exc:  # the cache is a convenience; never fail a write for it
         logger.warning("Snapshot cache unavailable: %s", describe(exc))
 

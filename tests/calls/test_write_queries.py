@@ -82,9 +82,10 @@ def ringing_video_call():
     return caller, callee, call
 
 
-def test_answering_updates_only_the_participant_who_answered():
+def test_answering_updates_only_the_participant_who_answered(cache_writes):
     caller, callee, call = ringing_video_call()
     caller_row = CallParticipant.objects.get(call=call, user=caller)
+    cache_writes.clear()
     with CaptureQueriesContext(connection) as queries:
         services.call_join(call_id=call.id, user_id=callee.id)
     assert statements(queries) == {
@@ -100,6 +101,9 @@ def test_answering_updates_only_the_participant_who_answered():
     assert len(locking) == 1 and locking[0].endswith('FOR UPDATE OF "calls_call"')  # not the participants
     assert CallParticipant.objects.get(call=call, user=callee).state == CallParticipant.State.JOINED
     assert CallParticipant.objects.get(call=call, user=caller).joined_at == caller_row.joined_at
+    # the call's snapshot alone: one SET with its expiry (set_many would be MULTI, MSET, EXPIRE, EXEC)
+    assert cache_writes == ["set"]
+    assert snapshot_cache.cached_call(call.id)["call"]["status"] == Call.Status.ACTIVE
 
     with CaptureQueriesContext(connection) as queries:
         services.call_end(call_id=call.id, user_id=caller.id)
