@@ -5,11 +5,15 @@ in ``secureconnect/server/__init__.py``, under uvicorn (``SERVER_IMPLEMENTATION=
 default) or daphne (``SERVER_IMPLEMENTATION=daphne``). ``daphne secureconnect.asgi:application``
 and ``manage.py runserver`` keep working for development, without those limits.
 
-With ``SERVER_WORKERS`` > 1 this process binds the socket and runs that many worker processes
-on it (the kernel spreads connections among them); sockets on different workers reach each other
-through the Redis channel layer, as on different hosts. SIGTERM or SIGINT stops the workers; a
-worker that dies stops the others too, and the command exits with its code (the orchestrator
-restarts the container).
+With ``SERVER_WORKERS`` > 1 this process runs that many worker processes on the address, each
+listening on a socket of its own bound with ``SO_REUSEPORT`` (Linux), so that the kernel hands
+each new connection to one of them, evenly. On one shared listening socket the first worker to
+wake accepts every connection queued, so the keep-alive connections of a burst of clients (a
+proxy's, a load test's) all landed on one worker and the others idled (measured: one core busy
+of two). Where ``SO_REUSEPORT`` is missing the workers share one socket as before. Sockets on
+different workers reach each other through the Redis channel layer, as on different hosts.
+SIGTERM or SIGINT stops the workers; a worker that dies stops the others too, and the command
+exits with its code (the orchestrator restarts the container).
 """
 
 import argparse
@@ -33,6 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, help="port to listen on (default: SERVER_PORT)")
     parser.add_argument("--application", help="ASGI application, module.attribute (default: ASGI_APPLICATION)")
     parser.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # a worker: serve this inherited socket
+    parser.add_argument(
+        "--reuse-port", action="store_true", help=argparse.SUPPRESS
+    )  # a worker: listen with SO_REUSEPORT
     args = parser.parse_args(argv)
 
     import django
@@ -49,6 +56,10 @@ def main(argv: list[str] | None = None) -> None:
 
     host = args.bind or settings.SERVER_HOST
     port = settings.SERVER_PORT if args.port is None else args.port
+    if args.reuse_port:  # a worker of the supervisor: a listening socket of its own on the shared port
+        listener = reuse_port_socket(host, port)
+        listener.listen(LISTEN_BACKLOG)
+        args.fd = listener.fileno()
     if args.fd is None and settings.SERVER_WORKERS > 1:
         if not settings.REDIS_URL:
             sys.stderr.write(
@@ -118,18 +129,40 @@ def serve_with_daphne(application, *, host: str, port: int, fd: int | None) -> N
     ).run()
 
 
+LISTEN_BACKLOG = 2048
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """An IPv4 socket (what daphne's fd endpoint adopts) bound to ``host:port`` with
+    ``SO_REUSEPORT``: the kernel spreads connections over every listening socket bound so."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
 def supervise(*, workers: int, host: str, port: int, application: str | None) -> int:
-    """Bind ``host:port``, run ``workers`` worker processes on the socket, and wait for them."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # IPv4: what daphne's fd endpoint adopts
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((host, port))
-    listener.listen(2048)
-    command = [sys.executable, "-m", "secureconnect.server", "--bind", host, "--port", str(port)]
-    command += ["--fd", str(listener.fileno())]
+    """Run ``workers`` worker processes on ``host:port`` and wait for them.
+
+    With ``SO_REUSEPORT`` this process holds the port bound (never listening, so it is handed no
+    connection) and each worker listens on a socket of its own; without it they share this
+    process's listening socket."""
+    if hasattr(socket, "SO_REUSEPORT"):
+        listener = reuse_port_socket(host, port)
+        port = listener.getsockname()[1]
+        worker_args, passed = ["--reuse-port"], ()
+    else:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(LISTEN_BACKLOG)
+        worker_args, passed = ["--fd", str(listener.fileno())], (listener.fileno(),)
+    command = [sys.executable, "-m", "secureconnect.server", "--bind", host, "--port", str(port), *worker_args]
     if application:
         command += ["--application", application]
     children = [
-        subprocess.Popen(command, pass_fds=(listener.fileno(),), preexec_fn=_die_with_parent)  # noqa: S603
+        subprocess.Popen(command, pass_fds=passed, preexec_fn=_die_with_parent)  # noqa: S603
         for _ in range(workers)
     ]
     logging.getLogger("secureconnect.server").info(
