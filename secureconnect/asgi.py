@@ -32,5 +32,8 @@ from signaling.routing import websocket_urlpatterns
 # the bearer token themselves, so that a refusal reaches a browser as a close code with a reason.
 # Requests' sync code runs in one call per request, on reused threads (secureconnect/request_threads.py).
 application = ProtocolTypeRouter(
-    {"http": ReusedRequestThreads(django_asgi_app), "websocket": URLRouter(websocket_urlpatterns)}
+    {
+        "http": ReusedRequestThreads(django_asgi_app, max_running=settings.SERVER_THREADS),
+        "websocket": URLRouter(websocket_urlpatterns),
+    }
 )

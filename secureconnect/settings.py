@@ -93,9 +93,12 @@ TEMPLATES = [
 SERVER_IMPLEMENTATION = config.get_choice("SERVER_IMPLEMENTATION", ("uvicorn", "daphne"), "uvicorn")
 SERVER_HOST = config.get_str("SERVER_HOST", "127.0.0.1")  # the Dockerfile and compose pass --bind 0.0.0.0
 SERVER_PORT = config.get_int("SERVER_PORT", 8083, minimum=1)
-# Worker processes of the production server, sharing its listening socket (issue 16). Default:
+# Worker processes of the production server, each on its own SO_REUSEPORT socket (issue 16). Default:
 # one per core with a Redis channel layer; 1 without (the in-memory layer spans one process).
 SERVER_WORKERS = config.get_int("SERVER_WORKERS", (os.cpu_count() or 1) if REDIS_URL else 1, minimum=1)
+# HTTP requests whose sync code (middleware, view) runs at once per process; more wait their turn
+# on the loop (secureconnect/request_threads.py). Probes and /metrics never wait.
+SERVER_THREADS = config.get_int("SERVER_THREADS", 8, minimum=1)
 # Seconds a connection may take to send a request's complete headers (slow clients hold a socket).
 HTTP_HEADER_TIMEOUT = config.get_float("HTTP_HEADER_TIMEOUT", 10.0, minimum=0.1)
 # Protocol-level WebSocket keepalive: a ping every WS_PING_INTERVAL seconds; a socket whose ping

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 from asgiref import sync as asgiref_sync
@@ -97,7 +98,7 @@ def test_requests_at_once_run_at_once_each_on_its_own_thread():
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    wrapped = ReusedRequestThreads(app)
+    wrapped = ReusedRequestThreads(app, max_running=8)
 
     async def two_at_once():
         return await asyncio.gather(get(wrapped), get(wrapped))
@@ -115,7 +116,7 @@ def test_past_the_idle_bound_executors_are_let_go():
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    wrapped = ReusedRequestThreads(app, keep_idle=1)
+    wrapped = ReusedRequestThreads(app, max_running=8, keep_idle=1)
 
     async def three_at_once():
         return await asyncio.gather(*(get(wrapped) for _ in range(3)))
@@ -124,14 +125,71 @@ def test_past_the_idle_bound_executors_are_let_go():
     assert len(wrapped._idle) == 1
 
 
+def test_past_max_running_requests_wait_their_turn_and_all_are_answered():
+    running, most, lock = [0], [0], threading.Lock()
+
+    def view():
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+
+    async def app(scope, receive, send):
+        await sync_to_async(view)()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    wrapped = ReusedRequestThreads(app, max_running=2)
+
+    async def six_at_once():
+        return await asyncio.gather(*(get(wrapped, "/v1/calls") for _ in range(6)))
+
+    assert [status for status, _ in asyncio.run(six_at_once())] == [204] * 6
+    assert most[0] == 2  # two at a time, never more (and the turns were used)
+    assert len(wrapped._idle) == 2  # two threads served all six
+
+
+def test_probes_and_metrics_never_wait_for_a_turn():
+    release = threading.Event()
+
+    def view(path):
+        if path.startswith("/v1/"):
+            release.wait(timeout=10)  # as a request waiting for a database that went away
+
+    async def app(scope, receive, send):
+        await sync_to_async(view)(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": scope["path"].encode()})
+
+    wrapped = ReusedRequestThreads(app, max_running=1)
+
+    async def probes_while_the_turn_is_held():
+        held = asyncio.ensure_future(get(wrapped, "/v1/calls"))
+        queued = asyncio.ensure_future(get(wrapped, "/v1/calls"))
+        await asyncio.sleep(0.1)
+        probes = await asyncio.wait_for(
+            asyncio.gather(get(wrapped, "/health/ready"), get(wrapped, "/metrics")), timeout=5
+        )
+        waiting = not queued.done()
+        release.set()
+        return probes, waiting, await asyncio.gather(held, queued)
+
+    probes, waiting, api = asyncio.run(probes_while_the_turn_is_held())
+    assert [body for _, body in probes] == [b"/health/ready", b"/metrics"]
+    assert waiting  # the second API request was still waiting for the turn
+    assert [status for status, _ in api] == [200, 200]
+
+
 def test_websockets_pass_through_untouched():
     scopes = []
 
     async def app(scope, receive, send):
         scopes.append(scope["type"])
 
-    asyncio.run(ReusedRequestThreads(app)({"type": "websocket"}, None, None))
-    asyncio.run(ReusedRequestThreads(app)({"type": "lifespan"}, None, None))
+    asyncio.run(ReusedRequestThreads(app, max_running=8)({"type": "websocket"}, None, None))
+    asyncio.run(ReusedRequestThreads(app, max_running=8)({"type": "lifespan"}, None, None))
     assert scopes == ["websocket", "lifespan"]
 
 
@@ -179,7 +237,7 @@ def hand_overs_of_one_request(handler_class, path_="/recorded") -> tuple[int, in
         return await original(self, *args, **kwargs)
 
     with override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=[*settings.MIDDLEWARE, f"{__name__}.RecordingMiddleware"]):
-        app = ReusedRequestThreads(handler_class())
+        app = ReusedRequestThreads(handler_class(), max_running=8)
         asgiref_sync.SyncToAsync.__call__ = counting
         try:
             status, _ = asyncio.run(get(app, path_))
