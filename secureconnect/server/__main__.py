@@ -37,9 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, help="port to listen on (default: SERVER_PORT)")
     parser.add_argument("--application", help="ASGI application, module.attribute (default: ASGI_APPLICATION)")
     parser.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # a worker: serve this inherited socket
-    parser.add_argument(
-        "--reuse-port", action="store_true", help=argparse.SUPPRESS
-    )  # a worker: listen with SO_REUSEPORT
+    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a worker: own socket
     args = parser.parse_args(argv)
 
     import django

@@ -3,16 +3,19 @@ silently, 100 concurrent calls losing nothing, and an unreachable Redis refusing
 clearly while REST goes on."""
 
 import asyncio
+import threading
 import time
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
+from channels.layers import get_channel_layer
 from django.test import Client
 from prometheus_client import REGISTRY
 from redis.asyncio.client import Pipeline as RedisPipeline
 
 from bench.tcp_proxy import TcpProxy
+from signaling.call_events import LayerDispatcher
 from signaling.layers import (
     LAYER_ERRORS,
     CountingBoundedQueue,
@@ -20,6 +23,7 @@ from signaling.layers import (
     CountingRedisChannelLayer,
     PubSubChannelLayer,
     SubscriptionLost,
+    shard_index,
 )
 from tests.signaling.conftest import (
     REDIS_PORT,
@@ -298,3 +302,76 @@ async def test_without_redis_sockets_are_refused_clearly_rest_goes_on_and_recove
     await receive_type(again, "offer")
     ready = (await database_sync_to_async(client.get)("/health/ready")).json()
     assert ready["channel_layer"]["state"] == "ok"
+
+
+# --- many messages at once: group_send_many and the call-event dispatcher ----------------------------
+
+
+async def test_pubsub_group_send_many_keeps_the_order_in_one_pipeline_and_fails_only_the_shard_that_is_away(
+    redis_layer, monkeypatch
+):
+    proxy = TcpProxy(target_host="127.0.0.1", target_port=REDIS_PORT).start()
+    try:
+        live = {"address": f"redis://127.0.0.1:{REDIS_PORT}/0"}
+        away = {"address": f"redis://127.0.0.1:{proxy.port}/0"}
+        layer = pubsub_layer(redis_layer, hosts=[live, away], capacity=1000)
+        on_live = next(g for g in (f"call.many-{n}" for n in range(100)) if shard_index(g, 2) == 0)
+        on_away = next(g for g in (f"call.many-{n}" for n in range(100)) if shard_index(g, 2) == 1)
+        channel = await layer.new_channel()
+        await layer.group_add(on_live, channel)
+        proxy.down()
+        rounds = []
+        original = RedisPipeline.execute
+
+        async def counting_execute(self, *args, **kwargs):
+            rounds.append(len(self.command_stack))
+            return await original(self, *args, **kwargs)
+
+        monkeypatch.setattr(RedisPipeline, "execute", counting_execute)
+        messages = [(on_live if n % 3 else on_away, {"type": "x", "n": n}) for n in range(30)]
+        errors = await asyncio.wait_for(layer.group_send_many(messages), timeout=20)
+
+        assert [error is None for error in errors] == [bool(n % 3) for n in range(30)]
+        assert all(isinstance(error, LAYER_ERRORS) for error in errors if error is not None)
+        assert [(await layer.receive(channel))["n"] for _ in range(20)] == [n for n in range(30) if n % 3]
+        assert 20 in rounds  # the live shard's twenty left in one pipeline (the other's tried its ten)
+        await layer.close()
+    finally:
+        proxy.stop()
+
+
+async def test_call_events_submitted_while_a_drain_is_due_join_it_in_order(redis_layer, monkeypatch):
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("call.dispatch-order", channel)
+    dispatcher = LayerDispatcher()
+    dispatcher.bind_loop(asyncio.get_running_loop())
+    drains = []
+    original = asyncio.run_coroutine_threadsafe
+
+    def counting(coroutine, loop):
+        drains.append(loop)
+        return original(coroutine, loop)
+
+    monkeypatch.setattr(asyncio, "run_coroutine_threadsafe", counting)
+
+    def submit_from(writer: int):
+        for n in range(50):
+            dispatcher.submit([("call.dispatch-order", {"type": "x", "writer": writer, "n": n})])
+
+    # Four writing threads while the loop is busy (this very call holds it): one drain takes it all.
+    writers = [threading.Thread(target=submit_from, args=(w,)) for w in range(4)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=10)
+
+    received = [await asyncio.wait_for(layer.receive(channel), timeout=10) for _ in range(200)]
+    assert len(drains) == 1
+    for w in range(4):  # each writer's messages arrive, all of them, in the order it submitted them
+        assert [m["n"] for m in received if m["writer"] == w] == list(range(50))
+    await asyncio.sleep(0.05)
+    dispatcher.submit([("call.dispatch-order", {"type": "x", "writer": 9, "n": 0})])  # the drain ended: a new one
+    assert (await asyncio.wait_for(layer.receive(channel), timeout=10))["writer"] == 9
+    assert len(drains) == 2
+    await layer.close()
