@@ -216,9 +216,9 @@ async def group_send_in_order(layer, messages: list[tuple[str, dict]]) -> list[t
     with its error."""
     errors = await layer.group_send_many(messages)
     failed = [(sent, error) for sent, error in zip(messages, errors, strict=True) if error is not None]
-    for _, error in failed[:1]:
-        report_layer_failure("group_send", error)
-    if not failed:
+    if failed:
+        report_layer_failure("group_send", failed[0][1])
+    else:
         _set_status("ok")
     return failed
 

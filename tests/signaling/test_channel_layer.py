@@ -150,18 +150,24 @@ async def test_a_pubsub_channel_whose_connection_is_cut_raises_instead_of_missin
         proxy.stop()
 
 
+def pipeline_sizes(monkeypatch) -> list[int]:
+    """How many commands each Redis pipeline sent from now on (one round trip each)."""
+    sizes: list[int] = []
+    original = RedisPipeline.execute
+
+    async def counting_execute(self, *args, **kwargs):
+        sizes.append(len(self.command_stack))
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RedisPipeline, "execute", counting_execute)
+    return sizes
+
+
 async def test_pubsub_publishes_sent_at_once_leave_together_in_order(redis_layer, monkeypatch):
     layer = pubsub_layer(redis_layer, capacity=1000)
     channel = await layer.new_channel()
     await layer.group_add("call.pubsub-batch", channel)
-    rounds = []
-    original = RedisPipeline.execute
-
-    async def counting_execute(self, *args, **kwargs):
-        rounds.append(len(self.command_stack))
-        return await original(self, *args, **kwargs)
-
-    monkeypatch.setattr(RedisPipeline, "execute", counting_execute)
+    rounds = pipeline_sizes(monkeypatch)
     await asyncio.gather(*(layer.group_send("call.pubsub-batch", {"type": "x", "n": n}) for n in range(300)))
     assert [(await layer.receive(channel))["n"] for _ in range(300)] == list(range(300))
     assert sum(rounds) == 300 and len(rounds) < 30  # one round trip for many, none lost or reordered
@@ -320,14 +326,7 @@ async def test_pubsub_group_send_many_keeps_the_order_in_one_pipeline_and_fails_
         channel = await layer.new_channel()
         await layer.group_add(on_live, channel)
         proxy.down()
-        rounds = []
-        original = RedisPipeline.execute
-
-        async def counting_execute(self, *args, **kwargs):
-            rounds.append(len(self.command_stack))
-            return await original(self, *args, **kwargs)
-
-        monkeypatch.setattr(RedisPipeline, "execute", counting_execute)
+        rounds = pipeline_sizes(monkeypatch)
         messages = [(on_live if n % 3 else on_away, {"type": "x", "n": n}) for n in range(30)]
         errors = await asyncio.wait_for(layer.group_send_many(messages), timeout=20)
 
