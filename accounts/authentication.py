@@ -9,6 +9,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.tokens import ROLE_ADMIN, AccessClaims, InvalidToken, decode_access_token
+from core.api.throttles import admit_user_request
 
 
 class TokenUser:
@@ -49,7 +50,10 @@ class TokenUser:
 
 class JWTAuthentication(BaseAuthentication):
     """``Authorization: Bearer <access token>``. No header means anonymous (the permission
-    then answers 401); a header with a bad token is refused with 401 at once."""
+    then answers 401); a header with a bad token is refused with 401 at once.
+
+    The token's revocation marks and the view's per-user rate limits are one Redis round trip
+    (``core.api.throttles.admit_user_request``); a refused token is not counted."""
 
     keyword = "Bearer"
 
@@ -60,7 +64,10 @@ class JWTAuthentication(BaseAuthentication):
         if len(parts) != 2:
             raise AuthenticationFailed("Invalid Authorization header; expected 'Bearer <token>'.")
         try:
-            claims = decode_access_token(parts[1].decode("ascii"))
+            claims = decode_access_token(
+                parts[1].decode("ascii"),
+                check_marks=lambda user_id, marks: admit_user_request(request, user_id=user_id, marks=marks),
+            )
         except UnicodeDecodeError:
             raise AuthenticationFailed("Invalid token") from None
         except InvalidToken as exc:

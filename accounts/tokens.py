@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -113,17 +114,29 @@ def issue_access_token(*, user_id: uuid.UUID, email: str, username: str, role: s
     return _encode(identity, token_type=ACCESS, ttl=settings.JWT_ACCESS_TTL)
 
 
-def decode_access_token(token: str) -> AccessClaims:
-    """The claims of a valid, unrevoked access token; raises ``InvalidToken`` otherwise."""
+# Given a user id and the cache keys that refuse their token, the keys that are set (None: not read).
+MarkCheck = Callable[[uuid.UUID, list[str]], set[str] | None]
+
+
+def decode_access_token(token: str, *, check_marks: MarkCheck | None = None) -> AccessClaims:
+    """The claims of a valid, unrevoked access token; raises ``InvalidToken`` otherwise.
+
+    The token's, its session's and its account's marks are read in one cache round trip (every
+    request pays it): by ``check_marks(user_id, marks)`` when given (the API's authentication,
+    which counts the request's rate limits in the same trip: ``core.api.throttles``), which
+    answers the marks found, or None to leave the reading to this function."""
     payload = _decode(token, check_revoked=False)
     if payload.get("type", ACCESS) != ACCESS:
         raise InvalidToken()
     claims = AccessClaims(**_identity(payload))
-    # The token's, its session's and its account's marks in one cache read (every request pays it).
-    revoked, disabled = refused_sessions([(claims.jti, claims.family, str(claims.user_id))])
-    if revoked:
+    marks = _session_marks(claims.jti, claims.family, str(claims.user_id))
+    found = check_marks(claims.user_id, list(marks)) if check_marks is not None else None
+    if found is None:
+        found = _marks_found(marks)
+    kinds = {marks[key][0] for key in found}
+    if kinds & {"jti", "family"}:
         raise TokenRevoked()
-    if disabled:
+    if "user" in kinds:
         raise TokenRevoked("This account is disabled.")
     return claims
 
@@ -273,15 +286,27 @@ def is_user_disabled(user_id) -> bool:
     return bool(cache.get(_DISABLED_KEY.format(user_id=user_id)))
 
 
+def _session_marks(jti: str, family: str | None, user_id: str) -> dict[str, tuple[str, str]]:
+    """The cache keys whose presence refuses a token, each with what it marks: (``jti``, the
+    token), (``family``, its session; a token with no ``fam`` is its own), (``user``, its account)."""
+    return {
+        _REVOKED_KEY.format(jti=jti): ("jti", jti),
+        _FAMILY_REVOKED_KEY.format(family=family or jti): ("family", family or jti),
+        _DISABLED_KEY.format(user_id=user_id): ("user", str(user_id)),
+    }
+
+
+def _marks_found(marks) -> set[str]:
+    return {key for key, value in cache.get_many(list(marks)).items() if value}
+
+
 def refused_sessions(sessions: list[tuple[str, str | None, str]]) -> tuple[set[str], set[str]]:
     """Of ``(jti, family, user_id)`` triples: the jtis revoked (themselves, or their family) and
     the disabled user ids, in one cache read."""
     keys: dict[str, tuple[str, str]] = {}
     for jti, family, user_id in sessions:
-        keys[_REVOKED_KEY.format(jti=jti)] = ("jti", jti)
-        keys[_FAMILY_REVOKED_KEY.format(family=family or jti)] = ("family", family or jti)
-        keys[_DISABLED_KEY.format(user_id=user_id)] = ("user", str(user_id))
-    found = {keys[k] for k, v in cache.get_many(list(keys)).items() if v}
+        keys.update(_session_marks(jti, family, user_id))
+    found = {keys[k] for k in _marks_found(keys)}
     revoked = {jti for jti, family, _ in sessions if ("jti", jti) in found or ("family", family or jti) in found}
     disabled = {value for kind, value in found if kind == "user"}
     return revoked, disabled

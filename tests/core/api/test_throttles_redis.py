@@ -1,10 +1,13 @@
 """The rate limits on the Redis cache (core.api.throttles with core.cache.RedisCache), against
-the real Redis: DRF's window, limit and Retry-After, in one atomic round trip per check."""
+the real Redis: DRF's window, limit and Retry-After, in one atomic round trip per check; for a
+bearer request, one round trip with its token's revocation marks."""
 
 from __future__ import annotations
 
+import json
 import threading
 
+import jwt
 import pytest
 import redis
 import redis.connection
@@ -14,6 +17,8 @@ from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory, force_authenticate
 from rest_framework.views import APIView
 
+from accounts import tokens
+from accounts.tokens import issue_token_pair
 from core.api.throttles import UserThrottle
 from tests.factories import make_user
 from tests.support.api import throttle_rates
@@ -86,3 +91,69 @@ def test_a_check_is_one_redis_command(redis_cache, monkeypatch):
         monkeypatch.setattr(redis.connection.AbstractConnection, "send_command", counting)
         assert call(user).status_code == 200
     assert sent == ["EVALSHA"]
+
+
+# --- a bearer request: its token's marks and its rate limits in one round trip ---------------------
+
+
+class SecondLimit(UserThrottle):
+    scope = "call_initiate"
+
+
+class TwoLimitsApi(LimitedApi):
+    throttle_classes = [UserThrottle, SecondLimit]
+
+
+def bearer_call(token: str, view=TwoLimitsApi):
+    return view.as_view()(APIRequestFactory().get("/limited", HTTP_AUTHORIZATION=f"Bearer {token}")).render()
+
+
+def error_of(response) -> dict:
+    return json.loads(response.content)["error"]
+
+
+def count_redis_commands(monkeypatch) -> list[str]:
+    sent = []
+    original = redis.connection.AbstractConnection.send_command
+
+    def counting(self, *args, **kwargs):
+        sent.append(str(args[0]).upper())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_command", counting)
+    return sent
+
+
+def test_a_bearer_request_checks_its_token_and_counts_its_rate_limits_in_one_round_trip(
+    redis_cache, clock, monkeypatch
+):
+    token = issue_token_pair(make_user())["access_token"]
+    with override_settings(REST_FRAMEWORK=throttle_rates(user="2/min", call_initiate="3/min")):
+        assert bearer_call(token).status_code == 200  # loads the script
+        sent = count_redis_commands(monkeypatch)
+        assert bearer_call(token).status_code == 200
+        assert sent == ["EVALSHA"]  # revocation marks, both limits: one command
+        clock[0] += 15
+        refused = bearer_call(token)
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "45"  # as DRF computes it: the oldest of 2 leaves in 45 s
+    assert sent == ["EVALSHA"] * 2
+
+
+def test_a_revoked_token_or_disabled_account_is_refused_and_never_counted(redis_cache, clock):
+    user = make_user()
+    stolen, fresh = issue_token_pair(user)["access_token"], issue_token_pair(user)["access_token"]
+    tokens.family_revoke(jwt.decode(stolen, options={"verify_signature": False})["fam"])
+    with override_settings(REST_FRAMEWORK=throttle_rates(user="2/min", call_initiate="2/min")):
+        for _ in range(5):
+            refused = bearer_call(stolen)
+            assert refused.status_code == 401
+            assert error_of(refused) == {"code": "UNAUTHORIZED", "message": "Token has been revoked", "details": {}}
+        tokens.set_user_disabled(user.id, True)
+        for _ in range(5):
+            refused = bearer_call(fresh)
+            assert refused.status_code == 401
+            assert error_of(refused) == {"code": "UNAUTHORIZED", "message": "This account is disabled.", "details": {}}
+        tokens.set_user_disabled(user.id, False)
+        # Ten refused requests counted nothing: the account's own token has its whole limit.
+        assert [bearer_call(fresh).status_code for _ in range(3)] == [200, 200, 429]
