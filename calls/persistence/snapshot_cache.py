@@ -32,9 +32,9 @@ def remember_call(record, *, members: tuple | None = None) -> None:
         conversation_id, member_ids = members
         values[_members_key(conversation_id)] = sorted(str(m) for m in member_ids)
     try:
-        if len(values) == 1:  # one SET ... EX (set_many is MULTI, MSET, an EXPIRE a key, EXEC)
+        if len(values) == 1:  # one SET ... EX, no pipeline
             cache.set(*values.popitem(), CACHE_TTL_SECONDS)
-        else:
+        else:  # a SET ... EX each, in one pipeline (core.cache.RedisCacheClient.set_many)
             cache.set_many(values, CACHE_TTL_SECONDS)
     except Exception as exc:  # the cache is a convenience; never fail a write for it
         logger.warning("Snapshot cache unavailable: %s", describe(exc))

@@ -23,6 +23,28 @@ def test_values_round_trip_with_timeouts_and_many_at_once(redis_cache):
     assert redis_cache.get("a", "gone") == "gone"
 
 
+def test_set_many_is_a_set_with_its_expiry_per_key_in_one_pipeline_without_multi(redis_cache, monkeypatch):
+    redis_cache.set("gone", 1, 30)
+    sent = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def recording(self, command, *args, **kwargs):
+        sent.append(command)
+        return original(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", recording)
+    redis_cache.set_many({"x": {"n": 1}, "y": [2], "gone": 3}, 0)  # a timeout of 0 deletes, as set does
+    redis_cache.set_many({"x": {"n": 1}, "y": [2]}, 30)
+    monkeypatch.undo()
+    assert len(sent) == 2  # one write per set_many
+    written = b"".join(b"".join(c) if isinstance(c, list) else c for c in sent[1:])
+    assert b"MULTI" not in written and b"MSET" not in written and b"EXPIRE" not in written
+    assert redis_cache.get_many(["x", "y", "gone"]) == {"x": {"n": 1}, "y": [2]}
+    client = redis_cache._cache.get_client(write=True)
+    assert 25 <= client.ttl(redis_cache.make_and_validate_key("x")) <= 30  # each key has its expiry
+    assert 25 <= client.ttl(redis_cache.make_and_validate_key("y")) <= 30
+
+
 def test_one_redis_client_serves_every_command(redis_cache, monkeypatch):
     built = count_outermost_calls(monkeypatch, redis.Redis, ("__init__",))
     for n in range(20):
