@@ -56,27 +56,29 @@ def _discard_broken_connection(using: str) -> None:
         connection.close()
 
 
+@backoff.on_exception(
+    backoff.expo,
+    DatabaseError,
+    # Callables, read at each run (backoff evaluates them): the decorator is built once, not per
+    # transaction, and the settings in force apply.
+    max_tries=lambda: settings.TX_RETRY_MAX_ATTEMPTS,
+    factor=lambda: settings.TX_RETRY_BASE_DELAY,
+    max_value=1.0,
+    jitter=backoff.full_jitter,
+    giveup=lambda exc: not is_serialization_failure(exc),
+    on_backoff=_log_retry,
+    logger=None,
+)
+def _attempts(fn: Callable[[], T], using: str) -> T:
+    _discard_broken_connection(using)
+    with transaction.atomic(using=using, durable=True):
+        return fn()
+
+
 def run_in_transaction(fn: Callable[[], T], *, using: str = "default") -> T:
     """Run ``fn`` in a transaction, again from the start on SQLSTATE 40001 (bounded)."""
-
-    @backoff.on_exception(
-        backoff.expo,
-        DatabaseError,
-        max_tries=settings.TX_RETRY_MAX_ATTEMPTS,
-        factor=settings.TX_RETRY_BASE_DELAY,
-        max_value=1.0,
-        jitter=backoff.full_jitter,
-        giveup=lambda exc: not is_serialization_failure(exc),
-        on_backoff=_log_retry,
-        logger=None,
-    )
-    def attempt() -> T:
-        _discard_broken_connection(using)
-        with transaction.atomic(using=using, durable=True):
-            return fn()
-
     try:
-        return attempt()
+        return _attempts(fn, using)
     except DatabaseError as exc:
         if is_serialization_failure(exc):
             raise TransactionConflict(details={"attempts": settings.TX_RETRY_MAX_ATTEMPTS}) from exc
