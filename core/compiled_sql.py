@@ -1,6 +1,6 @@
 """Statements of one fixed shape whose SQL the ORM compiles once per connection, then runs again
 with new values: the hot path's reads (``CompiledRead``) and its updates of a row's changed
-columns (``update_columns``).
+columns (``update_columns``; ``update_rows`` for rows changed alike).
 
 Building the SQL of a query is most of what the ORM costs per statement here: for the call
 timeline's read, 0.3 ms of CPU to compile, 0.4 ms more to run it through ``QuerySet``; compiled
@@ -125,29 +125,34 @@ class CompiledRead:
 
 
 class _CompiledUpdate:
-    """``UPDATE <table> SET <column> = %s, ... WHERE <pk> = %s`` as the ORM writes it (a NULL is
-    written into the SQL, so which values are NULL is part of the shape)."""
+    """``UPDATE <table> SET <column> = %s, ... WHERE <pk> = %s`` (or ``<pk> IN (%s, ...)`` for
+    several rows) as the ORM writes it (a NULL is written into the SQL, so which values are NULL
+    is part of the shape)."""
 
-    def __init__(self, instance: Model, fields: list, values: list, connection):
-        query = UpdateQuery(type(instance))
+    def __init__(self, instances: list[Model], fields: list, values: list, connection):
+        query = UpdateQuery(type(instances[0]))
         query.add_update_fields([(field, None, value) for field, value in zip(fields, values, strict=True)])
-        query.add_filter("pk", instance.pk)
+        if len(instances) == 1:
+            query.add_filter("pk", instances[0].pk)
+        else:
+            query.add_filter("pk__in", [instance.pk for instance in instances])
         self.sql, params = query.get_compiler(connection=connection).as_sql()
-        # The parameters must be the bound values then the key, in that order, as ``run`` binds
+        # The parameters must be the bound values then the keys, in that order, as ``run`` binds
         # them; if the ORM wrote them otherwise, this shape is left to it.
-        self.usable = list(params) == _bound(instance, fields, values, connection)
+        self.usable = list(params) == _bound(instances, fields, values, connection)
 
-    def run(self, instance: Model, fields: list, values: list, connection) -> None:
+    def run(self, instances: list[Model], fields: list, values: list, connection) -> None:
         with connection.cursor() as cursor:
-            cursor.execute(self.sql, _bound(instance, fields, values, connection))
-            if cursor.rowcount != 1:
+            cursor.execute(self.sql, _bound(instances, fields, values, connection))
+            if cursor.rowcount != len(instances):
                 raise DatabaseError("Save with update_fields did not affect any rows.")  # as the ORM says
 
 
-def _bound(instance: Model, fields: list, values: list, connection) -> list:
+def _bound(instances: list[Model], fields: list, values: list, connection) -> list:
     bound = [field.get_db_prep_save(value, connection) for field, value in zip(fields, values, strict=True)]
-    key = instance._meta.pk.get_db_prep_value(instance.pk, connection, prepared=False)
-    return [value for value in bound if value is not None] + [key]
+    pk = instances[0]._meta.pk
+    keys = [pk.get_db_prep_value(instance.pk, connection, prepared=False) for instance in instances]
+    return [value for value in bound if value is not None] + keys
 
 
 def update_columns(instance: Model, names: list[str], *, using: str = "default") -> None:
@@ -155,14 +160,26 @@ def update_columns(instance: Model, names: list[str], *, using: str = "default")
     UPDATE compiled once per shape and thread: each named field's ``pre_save`` runs (``auto_now``
     times are stamped), no row updated raises ``DatabaseError`` as the ORM does. No model
     signals are sent (the service has no receivers of its own for the models written this way)."""
-    meta = instance._meta
+    update_rows([instance], names, using=using)
+
+
+def update_rows(instances: list[Model], names: list[str], *, using: str = "default") -> None:
+    """``update_columns`` of several instances of one model whose named columns hold the same
+    values: one UPDATE for all of them (each row not updated raises ``DatabaseError``). Rows
+    whose values differ (an ``auto_now`` time stamps each its own) are updated one by one."""
+    meta = instances[0]._meta
     fields = [meta.get_field(name) for name in names]
-    values = [field.pre_save(instance, False) for field in fields]
-    shape = (type(instance), tuple(names), tuple(value is None for value in values))
+    values = [field.pre_save(instances[0], False) for field in fields]
+    if len(instances) > 1 and any([field.pre_save(i, False) for field in fields] != values for i in instances[1:]):
+        for instance in instances:
+            update_rows([instance], names, using=using)
+        return
+    shape = (type(instances[0]), tuple(names), tuple(value is None for value in values), len(instances))
     compiled, connection = _compiled(
-        using, shape, lambda connection: _CompiledUpdate(instance, fields, values, connection)
+        using, shape, lambda connection: _CompiledUpdate(instances, fields, values, connection)
     )
     if not compiled.usable:
-        instance.save(update_fields=names, using=using)
+        for instance in instances:
+            instance.save(update_fields=names, using=using)
         return
-    compiled.run(instance, fields, values, connection)
+    compiled.run(instances, fields, values, connection)

@@ -17,7 +17,7 @@ from calls.models import Call, CallParticipant, CallTimelineEvent, ConversationP
 from calls.persistence import snapshot_cache
 from calls.persistence import spool as spool_module
 from calls.persistence.snapshots import decode_call, encode_call
-from core.compiled_sql import CompiledRead, update_columns
+from core.compiled_sql import CompiledRead, update_rows
 
 
 @dataclass
@@ -84,20 +84,28 @@ def _columns(instance) -> tuple:
     return tuple(field.value_from_object(instance) for field in instance._meta.concrete_fields)
 
 
-def _save_changes(instance, loaded: tuple | None) -> None:
-    """Save ``instance``: all of it when it is new, else only the columns that changed since
-    ``loaded`` (``_columns`` as read), with its ``auto_now`` times, by an UPDATE compiled once
-    per shape (``core.compiled_sql.update_columns``); nothing when none changed."""
-    if instance._state.adding or loaded is None:
-        instance.save()
-        return
-    fields = instance._meta.concrete_fields
-    changed = [
-        field.name for field, old in zip(fields, loaded, strict=True) if field.value_from_object(instance) != old
-    ]
-    if changed:
-        changed += [field.name for field in fields if getattr(field, "auto_now", False) and field.name not in changed]
-        update_columns(instance, changed)
+def _save_changes(instances: list, loaded: dict) -> None:
+    """Save each of ``instances``: all of it when it is new, else only the columns that changed
+    since it was loaded (``loaded``: pk -> ``_columns`` as read), with its ``auto_now`` times,
+    by an UPDATE compiled once per shape (``core.compiled_sql``); nothing when none changed.
+    Rows changed alike (the same columns to the same values: the participants of a call that
+    ends) share one UPDATE."""
+    alike: dict[tuple, list] = {}
+    for instance in instances:
+        columns = loaded.get(instance.pk)
+        if instance._state.adding or columns is None:
+            instance.save()
+            continue
+        fields = instance._meta.concrete_fields
+        changed = [
+            field.name for field, old in zip(fields, columns, strict=True) if field.value_from_object(instance) != old
+        ]
+        if changed:
+            changed += [f.name for f in fields if getattr(f, "auto_now", False) and f.name not in changed]
+            values = tuple(instance._meta.get_field(name).value_from_object(instance) for name in changed)
+            alike.setdefault((type(instance), tuple(changed), values), []).append(instance)
+    for (_, names, _), rows in alike.items():
+        update_rows(rows, list(names))
 
 
 class DatabaseSource:
@@ -135,8 +143,7 @@ class DatabaseSource:
             record.call.save(force_insert=True)
             CallParticipant.objects.bulk_create(record.participants)
         else:
-            for instance in [record.call, *record.participants]:
-                _save_changes(instance, self._loaded.get(instance.pk))
+            _save_changes([record.call, *record.participants], self._loaded)
         # The events this write added (those loaded with the call are already there).
         CallTimelineEvent.objects.bulk_create([e for e in record.timeline if e._state.adding])
         # Only once committed: a commit whose answer is lost is journaled again, computed from the

@@ -53,7 +53,7 @@ def test_starting_a_call_reads_the_conversation_once_and_inserts_the_call_its_pe
         ("INSERT", "calls_calltimelineevent"): 1,
         ("COMMIT", ""): 1,
     }
-    # the call's snapshot and the conversation's members, in one round trip
+    # the call's snapshot and the conversation's members, in one round trip (a SET ... EX each)
     assert cache_writes == ["set_many"]
     assert sorted(snapshot_cache.cached_members(conversation.id)) == sorted([str(caller.id), str(callee.id)])
     assert snapshot_cache.cached_call(result.record.call.id)["call"]["status"] == Call.Status.RINGING
@@ -101,14 +101,33 @@ def test_answering_updates_only_the_participant_who_answered(cache_writes):
     assert len(locking) == 1 and locking[0].endswith('FOR UPDATE OF "calls_call"')  # not the participants
     assert CallParticipant.objects.get(call=call, user=callee).state == CallParticipant.State.JOINED
     assert CallParticipant.objects.get(call=call, user=caller).joined_at == caller_row.joined_at
-    # the call's snapshot alone: one SET with its expiry (set_many would be MULTI, MSET, EXPIRE, EXEC)
+    # the call's snapshot alone: one SET with its expiry, no pipeline
     assert cache_writes == ["set"]
     assert snapshot_cache.cached_call(call.id)["call"]["status"] == Call.Status.ACTIVE
 
     with CaptureQueriesContext(connection) as queries:
         services.call_end(call_id=call.id, user_id=caller.id)
-    assert statements(queries)[("UPDATE", "calls_callparticipant")] == 2  # both leave
-    assert set(CallParticipant.objects.filter(call=call).values_list("state", flat=True)) == {"left"}
+    assert statements(queries)[("UPDATE", "calls_callparticipant")] == 1  # both leave alike: one UPDATE
+    left = CallParticipant.objects.filter(call=call).values_list("state", "left_at", "leave_reason")
+    assert len(left) == 2 and len(set(left)) == 1 and left[0][0] == "left" and left[0][2] == "hangup"
+
+
+def test_participants_changed_differently_are_updated_apart_and_alike_together():
+    caller, joined, ringing = make_user(), make_user(), make_user()
+    conversation = make_conversation(members=[caller, joined, ringing], type="group")
+    call = services.call_initiate(
+        caller_id=caller.id, conversation_id=conversation.id, callee_ids=[joined.id, ringing.id], call_type="audio"
+    ).record.call
+    services.call_join(call_id=call.id, user_id=joined.id)
+    with CaptureQueriesContext(connection) as queries:
+        services.call_end(call_id=call.id, user_id=caller.id)
+    # caller and the callee who answered leave alike (one UPDATE); the one still ringing missed it
+    assert sorted(map(sorted, updated_columns(queries, "calls_callparticipant"))) == [
+        ["leave_reason", "left_at", "state"],
+        ["left_at", "state"],
+    ]
+    states = dict(CallParticipant.objects.filter(call=call).values_list("user_id", "state"))
+    assert states == {caller.id: "left", joined.id: "left", ringing.id: "missed"}
 
 
 def updated_columns(queries, table: str) -> list[set[str]]:

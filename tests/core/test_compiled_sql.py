@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from django.db import DatabaseError, connection, connections, transaction
@@ -18,7 +18,7 @@ from calls import services
 from calls.models import Call, CallParticipant, CallTimelineEvent
 from calls.persistence import sources
 from core import compiled_sql
-from core.compiled_sql import CompiledRead, update_columns
+from core.compiled_sql import CompiledRead, update_columns, update_rows
 from tests.factories import make_conversation, make_user
 
 pytestmark = [pytest.mark.portable, pytest.mark.django_db(transaction=True)]
@@ -185,3 +185,27 @@ def test_an_update_of_a_row_that_is_gone_raises_as_the_orm_does():
         update_columns(call, ["status", "updated_at"])
     with pytest.raises(DatabaseError, match="did not affect any rows"):
         call.save(update_fields=["status", "updated_at"])
+
+
+def test_rows_changed_alike_are_one_update_and_rows_changed_apart_one_each():
+    call_id, _ = started_call(callees=1)
+    rows = list(CallParticipant.objects.filter(call_id=call_id).order_by("role"))
+    assert len(rows) == 2
+    now = timezone.now()
+    for row in rows:
+        row.state, row.left_at = "left", now
+    with CaptureQueriesContext(connection) as queries:
+        update_rows(rows, ["state", "left_at"])
+    assert len(queries) == 1 and " IN (" in queries.captured_queries[0]["sql"]
+    assert set(CallParticipant.objects.filter(call_id=call_id).values_list("state", "left_at")) == {("left", now)}
+
+    rows[1].left_at = now + timedelta(seconds=1)  # no longer alike: one UPDATE each
+    with CaptureQueriesContext(connection) as queries:
+        update_rows(rows, ["state", "left_at"])
+    assert len(queries) == 2
+    assert CallParticipant.objects.get(pk=rows[1].pk).left_at == rows[1].left_at
+
+    CallParticipant.objects.filter(pk=rows[1].pk).delete()
+    rows[1].left_at = now
+    with pytest.raises(DatabaseError, match="did not affect any rows"):  # one of the rows is gone
+        update_rows(rows, ["state", "left_at"])
