@@ -87,6 +87,8 @@ def test_a_browser_closed_mid_call_ends_it_as_connection_lost_for_the_other(brow
     # tile is the cut-connection test's. Here what counts is how the call ends.)
     shots.take(alice, "alice-right-after-bob-closed")
     expect(alice.locator("#call-status")).to_contain_text("Call ended: connection lost", timeout=20_000)
+    # Bob's tile says the call ended with it, not that his media is still reconnecting.
+    expect(alice.locator(f'#remote-grid [data-user-id="{cast.bob.user_id}"] .peer-state')).to_have_text("Call ended")
     shots.take(alice, "alice-call-ended-connection-lost")
     call_state(alice).to_have_attribute("data-call-state", "idle", timeout=10_000)
 

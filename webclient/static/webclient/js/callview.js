@@ -210,6 +210,7 @@ export class CallView {
   setPeerState(userId, state) {
     const tile = this.tile(userId);
     if (!tile) return;
+    if (this.root.classList.contains("ended") && state !== "ended") return; // connections closing after the end
     tile.dataset.state = state;
     const labels = {
       ringing: "Ringing…",
@@ -218,6 +219,7 @@ export class CallView {
       disconnected: "Reconnecting…",
       reconnecting: "Reconnecting…",
       failed: "Lost",
+      ended: "Call ended",
     };
     tile.querySelector(".peer-state").textContent = labels[state] || "";
   }
@@ -257,6 +259,8 @@ export class CallView {
     this.onRingback(false);
     const text = message || this.outcomeText(call);
     this.status(text);
+    // The peers' media connections are closed with the call: no tile goes on saying "Reconnecting…".
+    for (const tile of $("#remote-grid").children) this.setPeerState(tile.dataset.userId, "ended");
     this.root.classList.add("ended");
     this.root.dataset.state = "ended";
     document.body.dataset.callState = "ended";
