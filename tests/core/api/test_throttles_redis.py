@@ -81,14 +81,7 @@ def test_a_check_is_one_redis_command(redis_cache, monkeypatch):
     user = make_user()
     with override_settings(REST_FRAMEWORK=throttle_rates(user="100/min")):
         assert call(user).status_code == 200  # loads the script
-        sent = []
-        original = redis.connection.AbstractConnection.send_command
-
-        def counting(self, *args, **kwargs):
-            sent.append(str(args[0]).upper())
-            return original(self, *args, **kwargs)
-
-        monkeypatch.setattr(redis.connection.AbstractConnection, "send_command", counting)
+        sent = count_redis_commands(monkeypatch)
         assert call(user).status_code == 200
     assert sent == ["EVALSHA"]
 
