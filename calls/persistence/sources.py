@@ -17,7 +17,7 @@ from calls.models import Call, CallParticipant, CallTimelineEvent, ConversationP
 from calls.persistence import snapshot_cache
 from calls.persistence import spool as spool_module
 from calls.persistence.snapshots import decode_call, encode_call
-from core.compiled_sql import CompiledRead, update_rows
+from core.compiled_sql import CompiledRead, insert_rows, update_rows
 
 
 @dataclass
@@ -140,12 +140,12 @@ class DatabaseSource:
 
     def save(self, record: CallRecord, *, created: bool, operation: str) -> None:
         if created:
-            record.call.save(force_insert=True)
-            CallParticipant.objects.bulk_create(record.participants)
+            insert_rows([record.call])
+            insert_rows(record.participants)
         else:
             _save_changes([record.call, *record.participants], self._loaded)
         # The events this write added (those loaded with the call are already there).
-        CallTimelineEvent.objects.bulk_create([e for e in record.timeline if e._state.adding])
+        insert_rows([e for e in record.timeline if e._state.adding])
         # Only once committed: a commit whose answer is lost is journaled again, computed from the
         # snapshot as it stood before this write (a snapshot of a commit that may never have
         # happened would make the journaled write a no-op, and lose it).

@@ -9,7 +9,10 @@ import uuid
 from datetime import datetime, timedelta
 
 import pytest
-from django.db import DatabaseError, connection, connections, transaction
+from django.contrib.admin.models import ADDITION, LogEntry
+from django.db import DatabaseError, IntegrityError, connection, connections, transaction
+from django.db.models import Value
+from django.db.models.functions import Upper
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -209,3 +212,83 @@ def test_rows_changed_alike_are_one_update_and_rows_changed_apart_one_each():
     rows[1].left_at = now
     with pytest.raises(DatabaseError, match="did not affect any rows"):  # one of the rows is gone
         update_rows(rows, ["state", "left_at"])
+
+
+def timeline_rows(call_id, seqs, **overrides) -> list[CallTimelineEvent]:
+    at = timezone.now()
+    return [
+        CallTimelineEvent(
+            **{"id": uuid.uuid4(), "call_id": call_id, "seq": seq, "at": at, "kind": "left", "detail": "hangup"}
+            | overrides
+        )
+        for seq in seqs
+    ]
+
+
+def test_an_insert_writes_what_bulk_create_writes_and_marks_the_rows_saved():
+    call_id, _ = started_call(callees=1)
+    at = timezone.now()
+    compiled_rows = timeline_rows(call_id, [10, 11], at=at)
+    orm_rows = timeline_rows(call_id, [20, 21], at=at)
+    with CaptureQueriesContext(connection) as queries:
+        compiled_sql.insert_rows(compiled_rows)
+    assert len(queries) == 1 and queries.captured_queries[0]["sql"].startswith('INSERT INTO "calls_calltimelineevent"')
+    CallTimelineEvent.objects.bulk_create(orm_rows)
+    assert all(not row._state.adding and row._state.db == "default" for row in compiled_rows)
+
+    def stored(row) -> dict:
+        found = columns(CallTimelineEvent.objects.get(pk=row.pk))
+        return {name: value for name, value in found.items() if name not in ("id", "seq")}
+
+    assert [stored(row) for row in compiled_rows] == [stored(row) for row in orm_rows]
+    assert [columns(CallTimelineEvent.objects.get(pk=row.pk)) for row in compiled_rows] == [
+        columns(row) for row in compiled_rows
+    ]
+
+    # auto_now_add and auto_now are stamped at the insert, as the ORM stamps them
+    conversation = make_conversation(members=[make_user(), make_user()])
+    long_ago = timezone.now() - timedelta(days=3)
+    call = Call(
+        id=uuid.uuid4(), conversation=conversation, caller_id=conversation.created_by_id, created_at=long_ago,
+        updated_at=long_ago, started_at=long_ago,
+    )  # fmt: skip
+    compiled_sql.insert_rows([call])
+    stored_call = Call.objects.get(pk=call.pk)
+    assert stored_call.created_at > long_ago and stored_call.updated_at == call.updated_at > long_ago
+    assert stored_call.started_at == long_ago and stored_call.status == Call.Status.RINGING
+
+
+def test_an_insert_compiles_once_per_model_and_number_of_rows():
+    call_id, _ = started_call(callees=1)
+    compiled_sql._per_thread.__dict__.clear()
+    for seqs in ([10], [11], [12, 13], [14]):
+        compiled_sql.insert_rows(timeline_rows(call_id, seqs))
+    shapes = compiled_sql._per_thread.default[1]
+    assert len(shapes) == 2 and all(compiled.usable for compiled in shapes.values())
+    assert list(CallTimelineEvent.objects.filter(call_id=call_id, seq__gte=10).values_list("seq", flat=True)) == [
+        10,
+        11,
+        12,
+        13,
+        14,
+    ]
+
+
+def test_a_duplicate_insert_raises_the_databases_integrity_error_and_writes_nothing():
+    call_id, _ = started_call(callees=1)
+    rows = timeline_rows(call_id, [2])  # seq 2 (accepted) exists: (call, seq) is unique
+    with pytest.raises(IntegrityError), transaction.atomic():
+        compiled_sql.insert_rows(timeline_rows(call_id, [30]) + rows)
+    assert not CallTimelineEvent.objects.filter(call_id=call_id, seq=30).exists()
+    assert rows[0]._state.adding
+
+
+def test_expressions_and_rows_without_a_key_are_left_to_bulk_create():
+    call_id, _ = started_call(callees=1)
+    compiled_sql._per_thread.__dict__.clear()
+    compiled_sql.insert_rows(timeline_rows(call_id, [40], detail=Upper(Value("cancel"))))
+    entry = LogEntry(user=make_user(), object_id="x", object_repr="x", action_flag=ADDITION)  # an AutoField key
+    compiled_sql.insert_rows([entry])
+    assert getattr(compiled_sql._per_thread, "default", (None, {}))[1] == {}  # nothing compiled
+    assert CallTimelineEvent.objects.get(call_id=call_id, seq=40).detail == "CANCEL"
+    assert entry.pk is not None and LogEntry.objects.get(pk=entry.pk).object_repr == "x"
