@@ -33,7 +33,7 @@ from pathlib import Path
 
 from bench.common import REDIS_URL, Deadline, arg_parser, latency_summary, print_table, ratio, write_results
 from bench.http import HttpConnection
-from bench.services import BenchDatabase, Server, raise_open_files_limit, redis_client, redis_delete_own_keys
+from bench.services import BenchDatabase, CpuMeter, Server, raise_open_files_limit, redis_client, redis_delete_own_keys
 from core.cache import delete_matching
 
 ENDPOINTS = ("initiate", "join", "end")
@@ -94,13 +94,31 @@ async def client(server: Server, steps, deadline: Deadline, record_after: float,
         await connection.close()
 
 
-async def load(server: Server, pairs, steps_for, duration: float, stats=None) -> tuple[dict, float]:
-    """Run the clients for ``duration`` (after a warm-up), adding to ``stats``; the seconds measured."""
+async def load(
+    server: Server,
+    pairs,
+    steps_for,
+    duration: float,
+    stats=None,
+    cpu: dict | None = None,
+    meter: CpuMeter | None = None,
+) -> tuple[dict, float]:
+    """Run the clients for ``duration`` (after a warm-up), adding to ``stats`` (and, given a
+    ``meter``, the CPU seconds spent after the warm-up to ``cpu``); the seconds measured."""
     if stats is None:
         stats = new_stats()
     started = time.perf_counter()
     deadline = Deadline(WARMUP + duration)
+
+    async def after_warmup():
+        await asyncio.sleep(WARMUP)
+        return meter.sample()
+
+    sampled = asyncio.ensure_future(after_warmup()) if meter is not None else None
     await asyncio.gather(*[client(server, steps_for(p), deadline, started + WARMUP, stats) for p in pairs])
+    if sampled is not None:
+        for group, seconds in CpuMeter.seconds_between(await sampled, meter.sample()).items():
+            cpu[group] = cpu.get(group, 0.0) + seconds
     return stats, time.perf_counter() - started - WARMUP
 
 
@@ -171,15 +189,22 @@ def run(
             for clients in client_counts:
                 # Product and floor take turns (``rounds`` slices each), so a machine whose load
                 # changes during the run weighs on both alike.
-                measured = {variant: [new_stats(), 0.0] for variant, _ in variants}
+                measured = {variant: [new_stats(), 0.0, {}] for variant, _ in variants}
+                meter = CpuMeter(server.process.pid, database.name)
                 for _ in range(rounds):
                     for variant, steps_for in variants:
+                        stats, _, cpu = measured[variant]
                         _, seconds = asyncio.run(
-                            load(server, pairs[:clients], steps_for, duration / rounds, measured[variant][0])
+                            load(server, pairs[:clients], steps_for, duration / rounds, stats, cpu, meter)
                         )
                         measured[variant][1] += seconds
                 for variant, _ in variants:
-                    result = summary_of(*measured[variant])
+                    result = summary_of(*measured[variant][:2])
+                    requests = sum(e["requests"] for e in result["endpoints"].values())
+                    result["cpu_ms_per_request"] = {
+                        group: round(1000 * seconds / requests, 3) if requests else None
+                        for group, seconds in measured[variant][2].items()
+                    }
                     call_ids = result.pop("call_ids")
                     stored = Call.objects.filter(pk__in=call_ids).count()
                     close_connections()
@@ -196,7 +221,8 @@ def run(
                     print(
                         f"  {variant:8} C={clients:3}: {result['requests_per_s']:7.1f} req/s  "
                         + "  ".join(f"{n} p50 {e[n]['p50_ms']:.1f}/p99 {e[n]['p99_ms']:.1f} ms" for n in ENDPOINTS)
-                        + f"  errors {result['errors']}",
+                        + f"  errors {result['errors']}  CPU ms/request "
+                        + " ".join(f"{g} {v}" for g, v in result["cpu_ms_per_request"].items()),
                         flush=True,
                     )
         finally:
@@ -214,6 +240,10 @@ def ratios(runs, client_counts) -> list[dict]:
     for clients in client_counts:
         product, floor = by[("product", clients)], by[("floor", clients)]
         row = {"clients": clients, "throughput_vs_floor": ratio(product["requests_per_s"], floor["requests_per_s"])}
+        # The floor's CPU per request over the product's (service, its PostgreSQL backends, Redis):
+        # the throughput ratio a CPU-bound machine would show, blurred less by other load.
+        cpu = [sum(v for v in run.get("cpu_ms_per_request", {}).values() if v) for run in (floor, product)]
+        row["cpu_per_request_vs_floor"] = ratio(*cpu) if all(cpu) else None
         for endpoint in ENDPOINTS:
             row[f"{endpoint}_p50_vs_floor"] = ratio(
                 product["endpoints"][endpoint]["p50_ms"], floor["endpoints"][endpoint]["p50_ms"]
@@ -371,6 +401,21 @@ def main(argv: list[str] | None = None) -> int:
         "Call lifecycle over REST (PostgreSQL): requests per second and latency per endpoint",
         ["variant", "clients", "endpoint", "req/s", "p50 ms", "p99 ms", "errors", "all req/s vs floor"],
         rows,
+    )
+    print_table(
+        "CPU per request (ms): the server's processes, its PostgreSQL backends, Redis",
+        ["clients", "variant", "service", "postgres", "redis", "floor's CPU / product's"],
+        [
+            [r["clients"], r["variant"], *(r["cpu_ms_per_request"].get(g) for g in CpuMeter.GROUPS), ""]
+            if r["variant"] == "floor"
+            else [
+                r["clients"],
+                r["variant"],
+                *(r["cpu_ms_per_request"].get(g) for g in CpuMeter.GROUPS),
+                f"{by_ratio[r['clients']]['cpu_per_request_vs_floor']}x",
+            ]
+            for r in data["runs"]
+        ],
     )
     config = {
         "clients": args.clients,

@@ -37,6 +37,69 @@ def raise_open_files_limit(target: int = NOFILE_TARGET) -> int:
 # --- PostgreSQL ---------------------------------------------------------------------------------
 
 
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime of one process, in clock ticks (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a server's workers)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                queue.extend(int(child) for child in task.read_text().split())
+    return found
+
+
+def _pids_where(test) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if test((entry / "cmdline").read_bytes()):
+                    pids.append(int(entry.name))
+    return pids
+
+
+class CpuMeter:
+    """CPU time spent by the server (its process and workers), by the PostgreSQL backends
+    connected to the benchmark's database (found by name in their process titles) and by the
+    Redis server (shared with whatever else uses it), between ``start`` and ``stop``: the cost of
+    a request in CPU, which a machine's other load blurs far less than throughput does."""
+
+    GROUPS = ("service", "postgres", "redis")
+
+    def __init__(self, server_pid: int, database_name: str):
+        self.server_pid = server_pid
+        self.database = f" {database_name} ".encode()
+
+    def _pids(self) -> dict[str, list[int]]:
+        return {
+            "service": _process_tree(self.server_pid),
+            "postgres": _pids_where(lambda cmdline: cmdline.startswith(b"postgres:") and self.database in cmdline),
+            "redis": _pids_where(lambda cmdline: b"redis-server" in cmdline.split(b"\0")[0]),
+        }
+
+    def sample(self) -> dict[str, dict[int, int]]:
+        return {group: {pid: _cpu_ticks(pid) for pid in pids} for group, pids in self._pids().items()}
+
+    @staticmethod
+    def seconds_between(before: dict, after: dict) -> dict[str, float]:
+        """CPU seconds per group; a process that started meanwhile counts from zero."""
+        hz = os.sysconf("SC_CLK_TCK")
+        return {
+            group: sum(ticks - before[group].get(pid, 0) for pid, ticks in after[group].items()) / hz for group in after
+        }
+
+
 class BenchDatabase:
     """A database of the benchmark's own on the PostgreSQL server, migrated by ``create`` and
     dropped by ``drop`` (unless kept)."""

@@ -29,7 +29,11 @@ def test_rest_lifecycle_has_no_errors_and_every_call_is_stored(run_bench):
         assert result["errors"] == 0, result
         assert result["calls_initiated"] > 0 and result["calls_missing_in_db"] == 0
         assert all(result["endpoints"][e]["requests"] > 0 for e in ("initiate", "join", "end"))
+        # the server's workers and the backends of the benchmark's own database were found and measured
+        cpu = result["cpu_ms_per_request"]
+        assert set(cpu) == {"service", "postgres", "redis"} and cpu["service"] > 0 and cpu["postgres"] > 0, cpu
     assert run.results["ratios"][0]["throughput_vs_floor"] > 0
+    assert run.results["ratios"][0]["cpu_per_request_vs_floor"] > 0
 
 
 def test_history_measures_every_endpoint_at_every_size(run_bench):
