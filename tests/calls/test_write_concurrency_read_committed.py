@@ -1,0 +1,78 @@
+"""A call write that waited for the call's row lock sees what the write before it committed, on
+PostgreSQL's default READ COMMITTED too (CockroachDB and SERIALIZABLE PostgreSQL retry instead).
+The locked read locks only the call's row (``FOR UPDATE OF "calls_call"``) but joins the
+participants: this pins that the participants it returns after the wait are the ones the other
+write left, so its answer, events and snapshot are not computed from a callee's old state."""
+
+import threading
+import time
+
+import psycopg2
+import pytest
+from django.db import connection, connections
+
+from calls import services
+from calls.models import CallParticipant
+from tests.factories import make_conversation, make_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks and READ COMMITTED are PostgreSQL's")
+def test_a_join_that_waited_for_the_lock_sees_the_answer_committed_before_it():
+    caller, first, second = make_user(), make_user(), make_user()
+    conversation = make_conversation(members=[caller, first, second])
+    call = services.call_initiate(
+        caller_id=caller.id, conversation_id=conversation.id, callee_ids=[first.id, second.id], call_type="video"
+    ).record.call
+    first_row = CallParticipant.objects.get(call=call, user=first)
+    settings = connection.settings_dict
+    dsn = {
+        "dbname": settings["NAME"],
+        "user": settings["USER"],
+        "host": settings["HOST"],
+        "port": settings["PORT"] or 5432,
+    }
+    other, watcher = psycopg2.connect(**dsn), psycopg2.connect(**dsn)
+    watcher.autocommit = True  # pg_stat_activity is read afresh by each statement only outside a transaction
+    try:
+        with other.cursor() as cursor:  # another process answers for the first callee, holding the lock
+            cursor.execute('SELECT id FROM "calls_call" WHERE id = %s FOR UPDATE', [str(call.id)])
+            cursor.execute(
+                "UPDATE \"calls_callparticipant\" SET state = 'joined', joined_at = now() WHERE id = %s",
+                [str(first_row.id)],
+            )
+            cursor.execute(
+                "UPDATE \"calls_call\" SET status = 'active', answered_at = now() WHERE id = %s", [str(call.id)]
+            )
+        results = []
+
+        def second_joins():
+            try:
+                results.append(services.call_join(call_id=call.id, user_id=second.id))
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=second_joins)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not _waiting_for_a_lock(watcher):
+            time.sleep(0.02)
+        assert _waiting_for_a_lock(watcher), "the second join never waited for the call's lock"
+        other.commit()
+        thread.join(10)
+    finally:
+        other.close()
+        watcher.close()
+    assert len(results) == 1
+    states = {str(p.user_id): p.state for p in results[0].record.participants}
+    assert states == {str(caller.id): "joined", str(first.id): "joined", str(second.id): "joined"}
+    assert results[0].record.call.status == "active"
+
+
+def _waiting_for_a_lock(watcher) -> bool:
+    with watcher.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0] > 0
