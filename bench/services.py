@@ -72,8 +72,8 @@ def _pids_where(test) -> list[int]:
 class CpuMeter:
     """CPU time spent by the server (its process and workers), by the PostgreSQL backends
     connected to the benchmark's database (found by name in their process titles) and by the
-    Redis server (shared with whatever else uses it), between ``start`` and ``stop``: the cost of
-    a request in CPU, which a machine's other load blurs far less than throughput does."""
+    Redis server (shared with whatever else uses it), between two ``sample``s: the cost of a
+    request in CPU, which a machine's other load blurs far less than throughput does."""
 
     GROUPS = ("service", "postgres", "redis")
 

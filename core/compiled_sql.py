@@ -230,13 +230,20 @@ def insert_rows(instances: list[Model], *, using: str = "default") -> None:
     the INSERT compiled once per model, number of rows and thread: each field's ``pre_save`` runs,
     the instances are then marked as saved in ``using``, a duplicate key raises the database's
     ``IntegrityError``. No model signals are sent (``bulk_create`` sends none either). Values that
-    are expressions, and rows without their key, go through ``bulk_create`` itself."""
+    are expressions, rows without their key and models with parents (one row in several tables,
+    which ``bulk_create`` refuses) go through ``bulk_create`` itself."""
     if not instances:
         return
     model = type(instances[0])
     fields = [field for field in model._meta.concrete_fields if not field.generated]
-    if any(instance.pk is None for instance in instances) or any(
-        hasattr(getattr(instance, field.attname), "resolve_expression") for instance in instances for field in fields
+    if (
+        model._meta.parents
+        or any(instance.pk is None for instance in instances)
+        or any(
+            hasattr(getattr(instance, field.attname), "resolve_expression")
+            for instance in instances
+            for field in fields
+        )
     ):
         model._default_manager.using(using).bulk_create(instances)
         return
