@@ -54,7 +54,14 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from bench.common import METRICS_TOKEN, REDIS_URL, arg_parser, latency_summary, print_table, ratio, write_results
-from bench.services import BenchDatabase, Server, raise_open_files_limit, redis_client, redis_delete_own_keys
+from bench.services import (
+    BenchDatabase,
+    Server,
+    cpu_seconds,
+    raise_open_files_limit,
+    redis_cpu_seconds,
+    redis_delete_own_keys,
+)
 
 VARIANTS = ("server-redis", "daphne-redis", "daphne-memory", "uvicorn-redis", "floor")
 EXTRA_VARIANTS = ("daphne-core", "server-redis-x2", "daphne-redis-x2")
@@ -240,16 +247,6 @@ async def open_socket(base: str, call_id: str, token: str, gate: asyncio.Semapho
             ping_interval=None,
             max_size=2**20,
         )
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks of 1/100 s
-
-
-def redis_cpu_seconds() -> float:
-    info = redis_client().info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 async def measure(servers: list[Server], pairs, duration: float, uses_redis: bool, rate: float = 0.0) -> dict:

@@ -37,14 +37,16 @@ def raise_open_files_limit(target: int = NOFILE_TARGET) -> int:
 # --- PostgreSQL ---------------------------------------------------------------------------------
 
 
-def _cpu_ticks(pid: int) -> int:
-    """utime + stime of one process, in clock ticks (0 once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def redis_cpu_seconds() -> float:
+    """The Redis server's CPU seconds so far (``INFO cpu``: the whole server, whoever used it)."""
+    info = redis_client().info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def _process_tree(pid: int) -> list[int]:
@@ -72,8 +74,8 @@ def _pids_where(test) -> list[int]:
 class CpuMeter:
     """CPU time spent by the server (its process and workers), by the PostgreSQL backends
     connected to the benchmark's database (found by name in their process titles) and by the
-    Redis server (shared with whatever else uses it), between two ``sample``s: the cost of a
-    request in CPU, which a machine's other load blurs far less than throughput does."""
+    Redis server (``INFO cpu``, shared with whatever else uses it), between two ``sample``s: the
+    cost of a request in CPU, which a machine's other load blurs far less than throughput does."""
 
     GROUPS = ("service", "postgres", "redis")
 
@@ -81,22 +83,24 @@ class CpuMeter:
         self.server_pid = server_pid
         self.database = f" {database_name} ".encode()
 
-    def _pids(self) -> dict[str, list[int]]:
-        return {
-            "service": _process_tree(self.server_pid),
-            "postgres": _pids_where(lambda cmdline: cmdline.startswith(b"postgres:") and self.database in cmdline),
-            "redis": _pids_where(lambda cmdline: b"redis-server" in cmdline.split(b"\0")[0]),
-        }
-
-    def sample(self) -> dict[str, dict[int, int]]:
-        return {group: {pid: _cpu_ticks(pid) for pid in pids} for group, pids in self._pids().items()}
+    def sample(self) -> dict[str, dict]:
+        """CPU seconds so far: of each process of the service and of the database's backends (by
+        PID), and of Redis."""
+        backends = _pids_where(lambda cmdline: cmdline.startswith(b"postgres:") and self.database in cmdline)
+        processes = {"service": _process_tree(self.server_pid), "postgres": backends}
+        sampled = {group: {} for group in processes}
+        for group, pids in processes.items():
+            for pid in pids:
+                with contextlib.suppress(OSError):  # a backend that ended meanwhile
+                    sampled[group][pid] = cpu_seconds(pid)
+        return sampled | {"redis": {"server": redis_cpu_seconds()}}
 
     @staticmethod
     def seconds_between(before: dict, after: dict) -> dict[str, float]:
         """CPU seconds per group; a process that started meanwhile counts from zero."""
-        hz = os.sysconf("SC_CLK_TCK")
         return {
-            group: sum(ticks - before[group].get(pid, 0) for pid, ticks in after[group].items()) / hz for group in after
+            group: sum(seconds - before[group].get(key, 0.0) for key, seconds in after[group].items())
+            for group in after
         }
 
 

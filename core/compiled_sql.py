@@ -199,9 +199,9 @@ class _CompiledInsert:
         query = InsertQuery(type(instances[0]))
         query.insert_values(fields, instances, raw=True)  # the values as they are: ``rows`` stamped them
         statements = query.get_compiler(connection=connection).as_sql()
-        self.sql = statements[0][0]
-        self.by_column = len(statements) == 1 and list(statements[0][1]) == self.by_columns(rows)
-        self.usable = self.by_column or (len(statements) == 1 and list(statements[0][1]) == self.by_rows(rows))
+        (self.sql, params), one = statements[0], len(statements) == 1
+        self.by_column = one and list(params) == self.by_columns(rows)
+        self.usable = self.by_column or (one and list(params) == self.by_rows(rows))
 
     @staticmethod
     def by_rows(rows: list[list]) -> list:

@@ -7,13 +7,13 @@ write left, so its answer, events and snapshot are not computed from a callee's 
 import threading
 import time
 
-import psycopg2
 import pytest
 from django.db import connection, connections
 
 from calls import services
 from calls.models import CallParticipant
 from tests.factories import make_conversation, make_user
+from tests.support.database import raw_connection
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,15 +26,8 @@ def test_a_join_that_waited_for_the_lock_sees_the_answer_committed_before_it():
         caller_id=caller.id, conversation_id=conversation.id, callee_ids=[first.id, second.id], call_type="video"
     ).record.call
     first_row = CallParticipant.objects.get(call=call, user=first)
-    settings = connection.settings_dict
-    dsn = {
-        "dbname": settings["NAME"],
-        "user": settings["USER"],
-        "host": settings["HOST"],
-        "port": settings["PORT"] or 5432,
-    }
-    other, watcher = psycopg2.connect(**dsn), psycopg2.connect(**dsn)
-    watcher.autocommit = True  # pg_stat_activity is read afresh by each statement only outside a transaction
+    other = raw_connection(autocommit=False)
+    watcher = raw_connection()  # pg_stat_activity is read afresh by each statement only outside a transaction
     try:
         with other.cursor() as cursor:  # another process answers for the first callee, holding the lock
             cursor.execute('SELECT id FROM "calls_call" WHERE id = %s FOR UPDATE', [str(call.id)])

@@ -3,12 +3,12 @@
 import threading
 import time
 
-import psycopg2
 import pytest
 from django.db import OperationalError, connection
 
 from calls.persistence.supervisor import PermanentConnectionError, check_connection, connect_with_backoff
 from core.db_errors import is_ambiguous, is_permanent, is_serialization_failure, is_transient
+from tests.support.database import raw_connection
 
 
 class DriverError(Exception):
@@ -68,9 +68,7 @@ def test_admin_shutdown_of_a_real_session_is_transient(transactional_db):
     sends 57P01; psycopg2 reports the dropped connection): an error that heals."""
     connection.ensure_connection()
     pid = connection.connection.get_backend_pid()
-    params = connection.get_connection_params()
-    killer = psycopg2.connect(**{k: v for k, v in params.items() if k not in ("cursor_factory", "context")})
-    killer.autocommit = True
+    killer = raw_connection()
 
     def terminate_soon():
         time.sleep(0.3)

@@ -3,7 +3,6 @@
 
 import threading
 
-import psycopg2
 import pytest
 from django.db import connection, connections
 
@@ -13,15 +12,9 @@ from calls.models import Call, CallParticipant
 from core import transactions
 from core.transactions import TransactionConflict, run_in_transaction
 from tests.factories import make_call, make_conversation, make_user
+from tests.support.database import raw_connection
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def raw_connection():
-    params = connection.get_connection_params()
-    conn = psycopg2.connect(**{k: v for k, v in params.items() if k not in ("cursor_factory", "context")})
-    conn.autocommit = True
-    return conn
 
 
 def retries_so_far() -> float:
