@@ -16,6 +16,11 @@ columns (and which of them are NULL) and thread. So does ``bulk_create``, for th
 new call, its participants and each write's timeline events: ``insert_rows`` compiles one per
 model, number of rows and thread.
 
+Inside ``one_round_trip()`` the updates and inserts are not sent one by one: they leave together,
+as one statement, when the block ends (PostgreSQL and CockroachDB; elsewhere each is sent at once).
+Each statement sent is a round trip's CPU in the service and in the database, about as much again
+as a small statement's own work (docs/benchmarks.md, "Issue 17: one round trip per write").
+
 What it keeps of the ORM: the SQL (quoting, joins, ``FOR UPDATE OF``, ``UNION ALL``, each
 backend's dialect), the value's conversion for the database (``get_db_prep_value`` of the field
 it is compared with), the backend's and fields' converters of each row, and instances built as
@@ -25,9 +30,12 @@ populators). Errors are the ORM's own: the statement runs on the connection's cu
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from collections.abc import Callable
+from contextlib import contextmanager
+from typing import NamedTuple
 
 from django.db import DatabaseError, connections
 from django.db.models import Model, QuerySet
@@ -61,13 +69,19 @@ def _compiled(using: str, key, make):
 
 
 class _Compiled:
-    def __init__(self, build: Callable[[object], QuerySet], field, connection):
+    def __init__(self, build: Callable[[object], QuerySet], field, connection, lock=None):
         first, second = (build(marker) for marker in _MARKERS)
         self.models = first._iterable_class is ModelIterable
         self.locks = bool(first.query.select_for_update) and connection.features.has_select_for_update
         self.compiler = first.query.get_compiler(connection=connection)
         self.sql, params = self.compiler.as_sql()
         other_params = second.query.get_compiler(connection=connection).as_sql()[1]
+        if lock is not None:  # its statement first, in the same string: one round trip
+            lock_first, lock_second = (lock(marker).query.get_compiler(connection=connection) for marker in _MARKERS)
+            lock_sql, lock_params = lock_first.as_sql()
+            self.sql = f"{lock_sql}; {self.sql}"
+            params, other_params = (*lock_params, *params), (*lock_second.as_sql()[1], *other_params)
+            self.locks = connection.features.has_select_for_update
         self.params = list(params)
         self.slots = [i for i, (a, b) in enumerate(zip(params, other_params, strict=True)) if a != b]
         if not self.slots:
@@ -83,6 +97,7 @@ class _Compiled:
             self.span = (fields[0], fields[-1] + 1)
             self.init_list = [column[0].target.attname for column in select[self.span[0] : self.span[1]]]
             self.related_populators = get_related_populators(klass_info, select, connection.alias)
+            self.annotations = list(self.compiler.annotation_col_map.items())
 
     def run(self, value, connection) -> list:
         if self.locks and connection.get_autocommit():  # as the ORM refuses it
@@ -104,6 +119,8 @@ class _Compiled:
             instance = self.model.from_db(connection.alias, self.init_list, row[start:end])
             for populator in self.related_populators:
                 populator.populate(row, instance)
+            for name, position in self.annotations:
+                setattr(instance, name, row[position])
             found.append(instance)
         return found
 
@@ -112,17 +129,25 @@ class CompiledRead:
     """``build(value)`` -> the queryset (model instances or ``values_list``) for one value,
     compared with ``field``. ``read(value)`` returns what ``list(build(value))`` would.
 
+    ``lock(value)``: a ``select_for_update()`` queryset whose statement is sent first, in the same
+    round trip (``batches_statements``: PostgreSQL, CockroachDB; elsewhere in the same string
+    too, which SQLite's driver refuses: give no ``lock`` there). The read then sees the rows as
+    they were when the lock was granted: under READ COMMITTED each statement reads from its own
+    start, so a read in the locking statement itself would see the other tables as they were
+    before it waited.
+
     The SQL is compiled per thread (``_compiled``), so a compiler and its converters are only
     ever used by the thread whose connection made them."""
 
-    def __init__(self, build: Callable[[object], QuerySet], *, field, using: str = "default"):
+    def __init__(self, build: Callable[[object], QuerySet], *, field, lock=None, using: str = "default"):
         self.build = build
         self.field = field
+        self.lock = lock
         self.using = using
 
     def __call__(self, value) -> list:
         compiled, connection = _compiled(
-            self.using, self, lambda connection: _Compiled(self.build, self.field, connection)
+            self.using, self, lambda connection: _Compiled(self.build, self.field, connection, self.lock)
         )
         return compiled.run(value, connection)
 
@@ -145,10 +170,12 @@ class _CompiledUpdate:
         self.usable = list(params) == _bound(instances, fields, values, connection)
 
     def run(self, instances: list[Model], fields: list, values: list, connection) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute(self.sql, _bound(instances, fields, values, connection))
-            if cursor.rowcount != len(instances):
-                raise DatabaseError("Save with update_fields did not affect any rows.")  # as the ORM says
+        _send(
+            connection,
+            _Statement(
+                instances[0]._meta.db_table, self.sql, _bound(instances, fields, values, connection), len(instances)
+            ),
+        )
 
 
 def _bound(instances: list[Model], fields: list, values: list, connection) -> list:
@@ -182,6 +209,7 @@ def update_rows(instances: list[Model], names: list[str], *, using: str = "defau
         using, shape, lambda connection: _CompiledUpdate(instances, fields, values, connection)
     )
     if not compiled.usable:
+        _send_pending(connection)
         for instance in instances:
             instance.save(update_fields=names, using=using)
         return
@@ -211,9 +239,8 @@ class _CompiledInsert:
     def by_columns(rows: list[list]) -> list:
         return [list(column) for column in zip(*rows, strict=True)]
 
-    def run(self, rows: list[list], connection) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute(self.sql, self.by_columns(rows) if self.by_column else self.by_rows(rows))
+    def run(self, table: str, rows: list[list], connection) -> None:
+        _send(connection, _Statement(table, self.sql, self.by_columns(rows) if self.by_column else self.by_rows(rows)))
 
 
 def _inserted(instances: list[Model], fields: list, connection) -> list[list]:
@@ -245,6 +272,7 @@ def insert_rows(instances: list[Model], *, using: str = "default") -> None:
             for field in fields
         )
     ):
+        _send_pending(connections[using])
         model._default_manager.using(using).bulk_create(instances)
         return
     for instance in instances:
@@ -256,9 +284,126 @@ def insert_rows(instances: list[Model], *, using: str = "default") -> None:
         lambda connection: _CompiledInsert(instances, fields, rows, connection),
     )
     if not compiled.usable:
+        _send_pending(connection)
         model._default_manager.using(using).bulk_create(instances)
         return
-    compiled.run(rows, connection)
+    compiled.run(model._meta.db_table, rows, connection)
     for instance in instances:
         instance._state.adding = False
         instance._state.db = using
+
+
+# --- one round trip ------------------------------------------------------------------------------
+
+
+class _Statement(NamedTuple):
+    """An UPDATE or INSERT to send: its table, SQL and parameters, and for an UPDATE how many rows
+    it must change (None for an INSERT, which writes every row or raises)."""
+
+    table: str
+    sql: str
+    params: list
+    rows: int | None = None
+
+
+# The backends that take several statements in one round trip, and data-modifying WITH clauses.
+_BATCHING_VENDORS = frozenset({"postgresql", "cockroachdb"})
+
+
+def batches_statements(using: str = "default") -> bool:
+    """Whether the database behind ``using`` takes several statements in one round trip (and
+    data-modifying ``WITH`` clauses): PostgreSQL and CockroachDB."""
+    return connections[using].vendor in _BATCHING_VENDORS
+
+
+def _pending(connection) -> list[_Statement] | None:
+    batches = getattr(_per_thread, "batches", None)
+    if not batches:
+        return None
+    batch = batches.get(connection.alias)
+    return batch[1] if batch is not None and batch[0] is connection else None
+
+
+def _send(connection, statement: _Statement) -> None:
+    pending = _pending(connection)
+    if pending is not None:
+        pending.append(statement)
+    else:
+        _execute(connection, [statement])
+
+
+def _send_pending(connection) -> None:
+    """Send what waits (before a statement of the ORM's own, which must come after it)."""
+    pending = _pending(connection)
+    if pending:
+        statements = pending.copy()
+        pending.clear()
+        _execute(connection, statements)
+
+
+@contextmanager
+def one_round_trip(*, using: str = "default"):
+    """The updates and inserts of ``update_rows`` and ``insert_rows`` run inside this block wait,
+    then are sent together when it ends: in one round trip on PostgreSQL and CockroachDB, in order
+    and each checked as when sent alone (a missing row raises ``DatabaseError``, a duplicate key
+    ``IntegrityError``). On other backends each is sent at once. A block left by an exception
+    sends nothing. Reads and the ORM's own statements are not held: the ORM's are sent after what
+    waits.
+
+    They leave as one statement per run of statements that each touch another table (CockroachDB
+    refuses two changes of one table in one statement). A run with an UPDATE is one ``WITH``
+    statement (``WITH s0 AS (UPDATE ... RETURNING 1), ... SELECT`` the count of each): its parts
+    see the rows as they were before it, so an INSERT in it must not need a row that another part
+    of it inserts. A run of INSERTs only (a new call, its participants, its first events) is its
+    statements one after another, in one string."""
+    connection = connections[using]
+    if not batches_statements(using) or _pending(connection) is not None:
+        yield  # one at a time; or a block inside another, whose end sends it all
+        return
+    batches = getattr(_per_thread, "batches", None)
+    if batches is None:
+        batches = _per_thread.batches = {}
+    pending: list[_Statement] = []
+    batches[using] = (connection, pending)
+    try:
+        yield
+        statements = pending.copy()
+    finally:
+        del batches[using]
+    _execute(connection, statements)
+
+
+def statements_in(sql: str) -> list[str]:
+    """The statements of one round trip's SQL as ``one_round_trip`` and a ``CompiledRead`` with a
+    lock send them, for counting what was sent (the benchmark, the tests): the SQL as Django logs
+    it, its values written in, is split at each "; " (a value holding one splits too)."""
+    if sql.startswith("WITH s0 AS ("):
+        return re.findall(r"s\d+ AS \((.*?) RETURNING 1\)", sql)
+    return sql.split("; ")
+
+
+def _execute(connection, statements: list[_Statement]) -> None:
+    """Send ``statements`` in as few round trips as it can: one per run of statements that each
+    touch another table (CockroachDB refuses two changes of one table in one statement)."""
+    runs: list[list[_Statement]] = []
+    for statement in statements:
+        if not runs or any(other.table == statement.table for other in runs[-1]):
+            runs.append([])
+        runs[-1].append(statement)
+    with connection.cursor() as cursor:
+        for run in runs:
+            if len(run) == 1:
+                cursor.execute(run[0].sql, run[0].params)
+                counts = [cursor.rowcount]
+            elif all(statement.rows is None for statement in run):
+                cursor.execute("; ".join(s.sql for s in run), [p for s in run for p in s.params])
+                counts = [None] * len(run)
+            else:
+                parts = ", ".join(f"s{i} AS ({s.sql} RETURNING 1)" for i, s in enumerate(run))
+                selects = ", ".join(f"(SELECT count(*) FROM s{i})" for i in range(len(run)))  # noqa: S608 (no values)
+                sql = f"WITH {parts} SELECT {selects}"
+                cursor.execute(sql, [p for s in run for p in s.params])
+                counts = list(cursor.fetchone())
+            for statement, count in zip(run, counts, strict=True):
+                if statement.rows is not None and count != statement.rows:
+                    raise DatabaseError("Save with update_fields did not affect any rows.")  # as the ORM says

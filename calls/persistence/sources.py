@@ -5,11 +5,16 @@ one; the write itself (``mutate``) is the same either way."""
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from django.contrib.postgres.aggregates import JSONBAgg
 from django.db import transaction
-from django.db.models import DateTimeField, Value
+from django.db.models import DateTimeField, F, Func, JSONField, Subquery, TextField, Value
+from django.db.models.functions import Cast
 
 from calls import lifecycle
 from calls.exceptions import PersistenceUnavailable
@@ -17,7 +22,7 @@ from calls.models import Call, CallParticipant, CallTimelineEvent, ConversationP
 from calls.persistence import snapshot_cache
 from calls.persistence import spool as spool_module
 from calls.persistence.snapshots import decode_call, encode_call
-from core.compiled_sql import CompiledRead, insert_rows, update_rows
+from core.compiled_sql import CompiledRead, batches_statements, insert_rows, one_round_trip, update_rows
 
 
 @dataclass
@@ -51,6 +56,55 @@ _locked_call_read = CompiledRead(
     ),
     field=CallParticipant._meta.get_field("call"),
 )
+
+# Where the database takes several statements at once (PostgreSQL, CockroachDB): the call's row
+# locked, then the participants with their call and its timeline, in one round trip. The timeline
+# comes as one JSON array on each participant's row ([id, seq, at, kind, actor id, detail] per
+# event, in order), read after the lock was granted: it holds what the write before this one added.
+_TIMELINE_COLUMNS = ("id", "seq", "at", "kind", "actor_id", "detail")
+
+
+def _timeline_as_json(call_id):
+    events = Func(*(F(name) for name in _TIMELINE_COLUMNS), function="JSONB_BUILD_ARRAY", output_field=JSONField())
+    return (
+        CallTimelineEvent.objects.filter(call_id=call_id)
+        .order_by()
+        .values("call_id")
+        .annotate(events=Cast(JSONBAgg(events, order_by="seq"), output_field=TextField()))
+        .values("events")
+    )
+
+
+_locked_call_and_timeline_read = CompiledRead(
+    lambda call_id: (
+        CallParticipant.objects.select_related("call")
+        .filter(call_id=call_id)
+        .annotate(timeline_json=Subquery(_timeline_as_json(call_id)))
+        .order_by("role", "id")
+    ),
+    field=CallParticipant._meta.get_field("call"),
+    lock=lambda call_id: Call.objects.select_for_update().filter(pk=call_id).order_by().values_list("pk"),
+)
+
+
+_EVENT_FIELDS = [f.attname for f in CallTimelineEvent._meta.concrete_fields]
+
+
+def _timeline_from_json(call_id, text: str | None) -> list[CallTimelineEvent]:
+    """The events of ``_timeline_as_json`` as loaded instances (a column the JSON lacks is a KeyError)."""
+    events = []
+    for event_id, seq, at, kind, actor_id, detail in json.loads(text or "[]"):
+        values = {
+            "id": uuid.UUID(event_id),
+            "call_id": call_id,
+            "seq": seq,
+            "at": datetime.fromisoformat(at),
+            "kind": kind,
+            "actor_id": uuid.UUID(actor_id) if actor_id else None,
+            "detail": detail,
+        }
+        events.append(CallTimelineEvent.from_db("default", _EVENT_FIELDS, [values[name] for name in _EVENT_FIELDS]))
+    return events
 
 
 def _conversation_state_query(conversation_id):
@@ -93,7 +147,10 @@ def _save_changes(instances: list, loaded: dict) -> None:
     alike: dict[tuple, list] = {}
     for instance in instances:
         columns = loaded.get(instance.pk)
-        if instance._state.adding or columns is None:
+        if instance._state.adding:
+            insert_rows([instance])
+            continue
+        if columns is None:
             instance.save()
             continue
         fields = instance._meta.concrete_fields
@@ -118,14 +175,16 @@ class DatabaseSource:
         self._members: tuple | None = None  # (conversation id, member ids) read by this write
 
     def load_call(self, call_id) -> CallRecord | None:
-        participants = _locked_call_read(call_id)
+        together = batches_statements()
+        participants = (_locked_call_and_timeline_read if together else _locked_call_read)(call_id)
         if not participants:
             return None
         call = participants[0].call
         for participant in participants:
             participant.call = call  # one instance, the one the write changes
         self._loaded = {p.pk: _columns(p) for p in [call, *participants]}
-        return CallRecord(call, participants, timeline_of(call_id))
+        timeline = _timeline_from_json(call.id, participants[0].timeline_json) if together else timeline_of(call_id)
+        return CallRecord(call, participants, timeline)
 
     def conversation_state(self, conversation_id) -> ConversationState | None:
         """The members and live calls (``_conversation_state_query``); None when the
@@ -139,13 +198,14 @@ class DatabaseSource:
         return ConversationState(member_ids, [pk for _, pk in calls])
 
     def save(self, record: CallRecord, *, created: bool, operation: str) -> None:
-        if created:
-            insert_rows([record.call])
-            insert_rows(record.participants)
-        else:
-            _save_changes([record.call, *record.participants], self._loaded)
-        # The events this write added (those loaded with the call are already there).
-        insert_rows([e for e in record.timeline if e._state.adding])
+        with one_round_trip():  # the write's rows, sent in one statement (core.compiled_sql)
+            if created:
+                insert_rows([record.call])
+                insert_rows(record.participants)
+            else:
+                _save_changes([record.call, *record.participants], self._loaded)
+            # The events this write added (those loaded with the call are already there).
+            insert_rows([e for e in record.timeline if e._state.adding])
         # Only once committed: a commit whose answer is lost is journaled again, computed from the
         # snapshot as it stood before this write (a snapshot of a commit that may never have
         # happened would make the journaled write a no-op, and lose it).

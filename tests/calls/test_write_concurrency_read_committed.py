@@ -1,8 +1,9 @@
 """A call write that waited for the call's row lock sees what the write before it committed, on
 PostgreSQL's default READ COMMITTED too (CockroachDB and SERIALIZABLE PostgreSQL retry instead).
-The locked read locks only the call's row (``FOR UPDATE OF "calls_call"``) but joins the
-participants: this pins that the participants it returns after the wait are the ones the other
-write left, so its answer, events and snapshot are not computed from a callee's old state."""
+The locked read locks only the call's row, then reads the participants and the timeline (in the
+same round trip, ``calls.persistence.sources``): this pins that what it returns after the wait is
+what the other write left, so its answer, events and snapshot are not computed from a callee's old
+state, and its timeline event takes the next position rather than the other write's."""
 
 import threading
 import time
@@ -10,8 +11,8 @@ import time
 import pytest
 from django.db import connection, connections
 
-from calls import services
-from calls.models import CallParticipant
+from calls import services, timeline
+from calls.models import CallParticipant, CallTimelineEvent
 from tests.factories import make_conversation, make_user
 from tests.support.database import raw_connection
 
@@ -38,6 +39,11 @@ def test_a_join_that_waited_for_the_lock_sees_the_answer_committed_before_it():
             cursor.execute(
                 "UPDATE \"calls_call\" SET status = 'active', answered_at = now() WHERE id = %s", [str(call.id)]
             )
+            cursor.execute(  # its answer on the timeline, after initiated and two rang
+                'INSERT INTO "calls_calltimelineevent" (id, call_id, seq, at, kind, actor_id, detail)'
+                " VALUES (%s, %s, 3, now(), 'accepted', %s, '')",
+                [str(timeline.event_id(call.id, 3)), str(call.id), str(first.id)],
+            )
         results = []
 
         def second_joins():
@@ -61,6 +67,16 @@ def test_a_join_that_waited_for_the_lock_sees_the_answer_committed_before_it():
     states = {str(p.user_id): p.state for p in results[0].record.participants}
     assert states == {str(caller.id): "joined", str(first.id): "joined", str(second.id): "joined"}
     assert results[0].record.call.status == "active"
+    expected = [
+        (0, "initiated", str(caller.id)),
+        (1, "rang", str(first.id)),
+        (2, "rang", str(second.id)),
+        (3, "accepted", str(first.id)),
+        (4, "accepted", str(second.id)),
+    ]
+    assert [(e.seq, e.kind, str(e.actor_id)) for e in results[0].record.timeline] == expected
+    stored = CallTimelineEvent.objects.filter(call=call).order_by("seq").values_list("seq", "kind", "actor_id")
+    assert [(seq, kind, str(actor)) for seq, kind, actor in stored] == expected
 
 
 def _waiting_for_a_lock(watcher) -> bool:

@@ -14,22 +14,33 @@ from calls import services
 from calls.exceptions import CallAlreadyLive
 from calls.models import Call, CallParticipant
 from calls.persistence import snapshot_cache
+from core.compiled_sql import statements_in
 from tests.factories import make_conversation, make_user
 from tests.support.counting import count_outermost_calls
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def sent(queries) -> list[list[str]]:
+    """The SQL of each round trip, split into its statements: those sent together
+    (``core.compiled_sql.one_round_trip``, a ``CompiledRead`` with a lock) one by one."""
+    trips = []
+    for query in queries.captured_queries:
+        sql = query["sql"]
+        if sql.split()[0].upper() in ("SAVEPOINT", "RELEASE", "ROLLBACK"):
+            continue
+        trips.append(statements_in(sql))
+    return trips
+
+
 def statements(queries) -> Counter:
     """Statements by verb and table, e.g. ("UPDATE", "calls_callparticipant")."""
     counted = Counter()
-    for query in queries.captured_queries:
-        sql = query["sql"]
-        verb = sql.split()[0].upper().lstrip("(")
-        if verb in ("SAVEPOINT", "RELEASE", "ROLLBACK"):
-            continue
-        table = sql.split('"')[1] if '"' in sql else ""
-        counted[(verb, table)] += 1
+    for trip in sent(queries):
+        for sql in trip:
+            verb = sql.split()[0].upper().lstrip("(")
+            table = sql.split('"')[1] if '"' in sql else ""
+            counted[(verb, table)] += 1
     return counted
 
 
@@ -53,6 +64,8 @@ def test_starting_a_call_reads_the_conversation_once_and_inserts_the_call_its_pe
         ("INSERT", "calls_calltimelineevent"): 1,
         ("COMMIT", ""): 1,
     }
+    # the three INSERTs in one round trip, one after another
+    assert [len(trip) for trip in sent(queries)] == [1, 1, 3, 1]
     # the call's snapshot and the conversation's members, in one round trip (a SET ... EX each)
     assert cache_writes == ["set_many"]
     assert sorted(snapshot_cache.cached_members(conversation.id)) == sorted([str(caller.id), str(callee.id)])
@@ -90,15 +103,19 @@ def test_answering_updates_only_the_participant_who_answered(cache_writes):
         services.call_join(call_id=call.id, user_id=callee.id)
     assert statements(queries) == {
         ("BEGIN", ""): 1,
-        ("SELECT", "calls_callparticipant"): 1,  # with the call, its row locked
-        ("SELECT", "calls_calltimelineevent"): 1,
+        ("SELECT", "calls_call"): 1,  # its row locked
+        ("SELECT", "calls_callparticipant"): 1,  # with the call and its timeline
         ("UPDATE", "calls_call"): 1,
         ("UPDATE", "calls_callparticipant"): 1,  # the callee's row; the caller's did not change
         ("INSERT", "calls_calltimelineevent"): 1,
         ("COMMIT", ""): 1,
     }
-    locking = [q["sql"] for q in queries.captured_queries if "FOR UPDATE" in q["sql"]]
-    assert len(locking) == 1 and locking[0].endswith('FOR UPDATE OF "calls_call"')  # not the participants
+    # BEGIN, the lock then the read, the changes in one WITH statement, COMMIT
+    trips = sent(queries)
+    assert [len(trip) for trip in trips] == [1, 2, 3, 1]
+    lock, read = trips[1]
+    assert re.fullmatch(r'SELECT "calls_call"\."id"( AS "pk")? FROM "calls_call" WHERE .* FOR UPDATE', lock), lock
+    assert "FOR UPDATE" not in read and "calls_calltimelineevent" in read  # read after the lock was granted
     assert CallParticipant.objects.get(call=call, user=callee).state == CallParticipant.State.JOINED
     assert CallParticipant.objects.get(call=call, user=caller).joined_at == caller_row.joined_at
     # the call's snapshot alone: one SET with its expiry, no pipeline
@@ -133,8 +150,8 @@ def test_participants_changed_differently_are_updated_apart_and_alike_together()
 def updated_columns(queries, table: str) -> list[set[str]]:
     """The columns each UPDATE of ``table`` sets, from its SQL."""
     found = []
-    for query in queries.captured_queries:
-        update = re.match(r'UPDATE "(\w+)" SET (.*?) WHERE ', query["sql"])
+    for sql in (sql for trip in sent(queries) for sql in trip):
+        update = re.match(r'UPDATE "(\w+)" SET (.*?) WHERE ', sql)
         if update and update.group(1) == table:
             found.append({part.split(" = ")[0].strip().strip('"') for part in update.group(2).split(", ")})
     return found
@@ -154,3 +171,31 @@ def test_a_write_updates_only_the_columns_it_changed_with_the_rows_updated_at():
         services.call_end(call_id=call.id, user_id=caller.id)
     assert updated_columns(queries, "calls_call") == [{"status", "ended_at", "end_reason", "updated_at"}]
     assert Call.objects.get(pk=call.pk).status == Call.Status.ENDED
+
+
+def test_the_timeline_read_with_the_locked_call_is_the_timeline_as_stored():
+    """It comes as JSON (``sources._timeline_as_json``): every column, its type and its
+    microseconds as the ORM reads them, an event with no actor too."""
+    from datetime import timedelta
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from calls.models import CallTimelineEvent
+    from calls.persistence.sources import DatabaseSource
+
+    def columns(event) -> dict:
+        return {f.attname: getattr(event, f.attname) for f in event._meta.concrete_fields}
+
+    _, _, call = ringing_video_call()
+    services.call_expire(call_id=call.id, now=timezone.now() + timedelta(hours=1))  # missed: no actor
+    stored = list(CallTimelineEvent.objects.filter(call=call).order_by("seq"))
+    assert [e.kind for e in stored] == ["initiated", "rang", "missed", "ended"] and stored[-1].actor_id is None
+    with transaction.atomic():
+        record = DatabaseSource().load_call(call.id)
+    assert [columns(e) for e in record.timeline] == [columns(e) for e in stored]
+    assert all(not e._state.adding for e in record.timeline)
+    assert all(
+        e.at.microsecond == s.at.microsecond and e.at.tzinfo is not None
+        for e, s in zip(record.timeline, stored, strict=True)
+    )

@@ -292,3 +292,91 @@ def test_expressions_and_rows_without_a_key_are_left_to_bulk_create():
     assert getattr(compiled_sql._per_thread, "default", (None, {}))[1] == {}  # nothing compiled
     assert CallTimelineEvent.objects.get(call_id=call_id, seq=40).detail == "CANCEL"
     assert entry.pk is not None and LogEntry.objects.get(pk=entry.pk).object_repr == "x"
+
+
+# --- one round trip ------------------------------------------------------------------------------
+
+
+def round_trips(queries) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries]
+
+
+def ended(call_id) -> tuple[Call, CallParticipant]:
+    """The (active) call and its callee, ended in memory (not saved)."""
+    call = Call.objects.get(pk=call_id)
+    callee = CallParticipant.objects.get(call_id=call_id, role="callee")
+    now = timezone.now()
+    call.status, call.ended_at = Call.Status.ENDED, now
+    callee.state, callee.left_at = "left", now
+    return call, callee
+
+
+def test_writes_in_one_round_trip_wait_for_the_end_then_go_together_as_written_alone():
+    call_id, _ = started_call(callees=1)
+    call, callee = ended(call_id)
+    events = timeline_rows(call_id, [10, 11])
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        with compiled_sql.one_round_trip():
+            update_columns(call, ["status", "ended_at", "updated_at"])
+            update_columns(callee, ["state", "left_at"])
+            compiled_sql.insert_rows(events)
+            waiting = len(queries)
+        sent = round_trips(queries)
+    stored = Call.objects.get(pk=call_id)
+    assert (stored.status, stored.ended_at) == (Call.Status.ENDED, call.ended_at)
+    assert CallParticipant.objects.get(pk=callee.pk).state == "left"
+    assert list(CallTimelineEvent.objects.filter(call_id=call_id, seq__gte=10).values_list("seq", flat=True)) == [
+        10,
+        11,
+    ]
+    assert all(not event._state.adding for event in events)
+    if compiled_sql.batches_statements():  # PostgreSQL, CockroachDB: nothing until the end, then one
+        assert waiting == 0
+        assert len(sent) == 1 and sent[0].startswith("WITH s0 AS (UPDATE") and sent[0].count("RETURNING 1") == 3
+    else:  # each at once
+        assert waiting == 3 and len(sent) == 3
+
+
+def test_a_row_gone_or_a_duplicate_key_in_one_round_trip_raises_as_alone_and_the_transaction_undoes_the_rest():
+    call_id, _ = started_call(callees=1)
+    call, callee = ended(call_id)
+    CallParticipant.objects.filter(pk=callee.pk).delete()
+    gone = pytest.raises(DatabaseError, match="did not affect any rows")
+    with gone, transaction.atomic(), compiled_sql.one_round_trip():
+        update_columns(call, ["status", "ended_at", "updated_at"])
+        update_columns(callee, ["state", "left_at"])  # gone
+    assert Call.objects.get(pk=call_id).status == Call.Status.ACTIVE  # the call's update was undone
+
+    with pytest.raises(IntegrityError), transaction.atomic(), compiled_sql.one_round_trip():
+        update_columns(call, ["status", "ended_at", "updated_at"])
+        compiled_sql.insert_rows(timeline_rows(call_id, [0]))  # seq 0 (initiated) exists
+    assert Call.objects.get(pk=call_id).status == Call.Status.ACTIVE
+    assert CallTimelineEvent.objects.filter(call_id=call_id).count() == 3  # initiated, rang, accepted
+
+
+def test_a_block_left_by_an_exception_sends_nothing():
+    call_id, _ = started_call(callees=1)
+    call, _callee = ended(call_id)
+    refused_by_a_rule = pytest.raises(RuntimeError)
+    with (
+        CaptureQueriesContext(connection) as queries,
+        refused_by_a_rule,
+        transaction.atomic(),
+        compiled_sql.one_round_trip(),
+    ):
+        update_columns(call, ["status", "ended_at", "updated_at"])
+        raise RuntimeError("the write's rule refused")
+    sent = [q for q in round_trips(queries) if q.startswith(("UPDATE", "WITH"))]
+    assert len(sent) == (0 if compiled_sql.batches_statements() else 1)  # SQLite: sent at once, then rolled back
+    assert Call.objects.get(pk=call_id).status == Call.Status.ACTIVE
+
+
+def test_a_statement_the_orm_sends_itself_goes_after_what_waits():
+    call_id, _ = started_call(callees=1)
+    call, _callee = ended(call_id)
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries, compiled_sql.one_round_trip():
+        update_columns(call, ["status", "ended_at", "updated_at"])
+        compiled_sql.insert_rows(timeline_rows(call_id, [10], detail=Upper(Value("x"))))  # bulk_create's
+    sent = [sql for sql in round_trips(queries) if sql.startswith(("UPDATE", "INSERT", "WITH"))]
+    assert [sql.split()[0] for sql in sent] == ["UPDATE", "INSERT"]
+    assert CallTimelineEvent.objects.get(call_id=call_id, seq=10).detail == "X"
