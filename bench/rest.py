@@ -255,8 +255,9 @@ def ratios(runs, client_counts) -> list[dict]:
 def breakdown(cycles: int = 3) -> dict:
     """What each endpoint sends to PostgreSQL and Redis, product and floor, counted in this
     process (Django's test client, the service's settings, Redis for the cache): SQL statements
-    by verb and Redis commands by name, per request. Counts, not timings, so a loaded machine
-    does not blur them. The events published after commit leave through the signaling app's
+    by verb and the round trips they took (several statements sent at once are one,
+    ``core.compiled_sql.one_round_trip``), and Redis commands by name, per request. Counts, not
+    timings, so a loaded machine does not blur them. The events published after commit leave through the signaling app's
     background loop (``signaling/call_events.py``), so their channel-layer commands are not counted."""
     import os
     from collections import Counter
@@ -290,6 +291,7 @@ def breakdown(cycles: int = 3) -> dict:
 
     from bench.data import make_pairs
     from calls.persistence import availability
+    from core.compiled_sql import statements_in
 
     availability.transition(availability.OPERATIONAL)
     sent: Counter = Counter()
@@ -327,7 +329,9 @@ def breakdown(cycles: int = 3) -> dict:
                     if response.status_code != expected:
                         raise RuntimeError(f"{variant} {endpoint}: {response.status_code} {response.content[:200]!r}")
                     call_id = call_id or call_id_of(response.content)
-                    totals[endpoint]["sql"].update(q["sql"].split()[0].upper() for q in queries.captured_queries)
+                    trips = [statements_in(q["sql"]) for q in queries.captured_queries]
+                    totals[endpoint]["sql"].update(sql.split()[0].upper().lstrip("(") for trip in trips for sql in trip)
+                    totals[endpoint]["sql"]["(round trips)"] += len(trips)
                     totals[endpoint]["redis"].update(sent)
             out[variant] = {
                 e: {kind: {k: v / cycles for k, v in sorted(c.items())} for kind, c in t.items()}
