@@ -173,6 +173,12 @@ class RedisCache(django_redis.RedisCache):
                     client = _shared_clients[configuration] = self._class(self._servers, **self._options)
         return client
 
+    def validate_key(self, key):
+        """Nothing to check: Django's check warns of keys memcached would refuse (too long,
+        spaces, control characters), and this cache is Redis, which takes any key. It walked
+        every character of every key on every request (docs/benchmarks.md, "Issue 17: one round
+        trip per write")."""
+
     def clear(self) -> bool:
         """Delete this cache's keys (those under its ``KEY_PREFIX``), not the whole Redis database
         as Django's ``FLUSHDB`` would: the channel layer, presence and other deployments share it."""

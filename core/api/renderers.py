@@ -33,10 +33,25 @@ class EnvelopeJSONRenderer(JSONRenderer):
         return super().render(body, accepted_media_type, renderer_context)
 
 
+# The Accept values DRF would answer with the renderer's own media type: no header, anything, JSON.
+_PLAIN_ACCEPTS = frozenset({None, "", "*/*", "application/json"})
+
+
 class FallbackContentNegotiation(DefaultContentNegotiation):
-    """JSON out whatever the client's ``Accept`` says: a view's first renderer instead of 406."""
+    """JSON out whatever the client's ``Accept`` says: a view's first renderer instead of 406.
+
+    A view with one renderer (every view here) asked for no format and nothing but JSON gets it
+    without DRF parsing and ranking the Accept header: what DRF would choose, without its cost on
+    every request (docs/benchmarks.md, "Issue 17: one round trip per write")."""
 
     def select_renderer(self, request, renderers, format_suffix=None):
+        if (
+            len(renderers) == 1
+            and not format_suffix
+            and request.META.get("HTTP_ACCEPT") in _PLAIN_ACCEPTS
+            and self.settings.URL_FORMAT_OVERRIDE not in request.query_params
+        ):
+            return renderers[0], renderers[0].media_type
         try:
             return super().select_renderer(request, renderers, format_suffix)
         except NotAcceptable:

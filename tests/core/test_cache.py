@@ -23,6 +23,14 @@ def test_values_round_trip_with_timeouts_and_many_at_once(redis_cache):
     assert redis_cache.get("a", "gone") == "gone"
 
 
+def test_a_key_memcached_would_refuse_is_stored_without_a_warning(redis_cache, recwarn):
+    """Django warns of keys memcached would refuse; Redis takes them, so this cache does not check."""
+    key = "a key with spaces and \u00e9 " + "x" * 300
+    redis_cache.set(key, 1, 30)
+    assert redis_cache.get(key) == 1
+    assert [str(w.message) for w in recwarn.list if "memcached" in str(w.message)] == []
+
+
 def test_set_many_is_a_set_with_its_expiry_per_key_in_one_pipeline_without_multi(redis_cache, monkeypatch):
     redis_cache.set("gone", 1, 30)
     sent = []

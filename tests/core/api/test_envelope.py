@@ -67,6 +67,37 @@ def test_the_answer_is_json_whatever_the_client_accepts(client):
     assert response["Content-Type"].startswith("application/json")
 
 
+@pytest.mark.parametrize(
+    "accept",
+    [None, "", "*/*", "application/json", "application/json; indent=2", "text/html", "application/*, text/plain"],
+)
+@pytest.mark.parametrize("query", ["", "?format=json", "?format=xml"])
+def test_the_renderer_chosen_is_the_one_drf_chooses_whatever_the_accept_header(rf, accept, query):
+    """``FallbackContentNegotiation`` answers the plain cases without parsing the header: the same
+    choice as DRF's own negotiation (with its 406 and 404 turned into JSON)."""
+    from django.http import Http404
+    from rest_framework.exceptions import NotAcceptable
+    from rest_framework.negotiation import DefaultContentNegotiation
+    from rest_framework.request import Request
+
+    from core.api.renderers import EnvelopeJSONRenderer, FallbackContentNegotiation
+
+    headers = {} if accept is None else {"HTTP_ACCEPT": accept}
+    request = Request(rf.get(f"/v1/test/echo{query}", **headers))
+    renderers = [EnvelopeJSONRenderer()]
+    try:
+        expected = DefaultContentNegotiation().select_renderer(request, renderers)
+    except NotAcceptable:
+        expected = (renderers[0], renderers[0].media_type)
+    except Http404:
+        expected = Http404
+    if expected is Http404:
+        with pytest.raises(Http404):
+            FallbackContentNegotiation().select_renderer(request, renderers)
+    else:
+        assert FallbackContentNegotiation().select_renderer(request, renderers) == expected
+
+
 def test_keys_stay_snake_case(client):
     response = post_json(client, "/v1/test/echo", {"snake_case_key": 1})
     assert response.json()["data"]["received"] == {"snake_case_key": 1}
