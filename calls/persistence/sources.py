@@ -150,7 +150,7 @@ def _save_changes(instances: list, loaded: dict) -> None:
         if instance._state.adding:
             insert_rows([instance])
             continue
-        if columns is None:
+        if columns is None:  # not loaded by this write (none is today): the ORM's save, sent at once
             instance.save()
             continue
         fields = instance._meta.concrete_fields
