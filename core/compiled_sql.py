@@ -81,7 +81,7 @@ class _Compiled:
             lock_sql, lock_params = lock_first.as_sql()
             self.sql = f"{lock_sql}; {self.sql}"
             params, other_params = (*lock_params, *params), (*lock_second.as_sql()[1], *other_params)
-            self.locks = connection.features.has_select_for_update
+            self.locks = bool(lock_first.query.select_for_update) and connection.features.has_select_for_update
         self.params = list(params)
         self.slots = [i for i, (a, b) in enumerate(zip(params, other_params, strict=True)) if a != b]
         if not self.slots:

@@ -45,15 +45,17 @@ _timeline_read = CompiledRead(
     lambda call_id: CallTimelineEvent.objects.filter(call_id=call_id).order_by("seq"),
     field=CallTimelineEvent._meta.get_field("call"),
 )
-# The participants with their call, the call's row locked, in one query (a call always has its
-# caller's row: none means no call).
+
+
+def _participants_with_call(call_id):
+    """A call's participants in their order, each with the call (a call always has its caller's
+    row: none means no call)."""
+    return CallParticipant.objects.select_related("call").filter(call_id=call_id).order_by("role", "id")
+
+
+# The participants with their call, the call's row locked, in one query.
 _locked_call_read = CompiledRead(
-    lambda call_id: (
-        CallParticipant.objects.select_related("call")
-        .select_for_update(of=("call",))
-        .filter(call_id=call_id)
-        .order_by("role", "id")
-    ),
+    lambda call_id: _participants_with_call(call_id).select_for_update(of=("call",)),
     field=CallParticipant._meta.get_field("call"),
 )
 
@@ -76,12 +78,7 @@ def _timeline_as_json(call_id):
 
 
 _locked_call_and_timeline_read = CompiledRead(
-    lambda call_id: (
-        CallParticipant.objects.select_related("call")
-        .filter(call_id=call_id)
-        .annotate(timeline_json=Subquery(_timeline_as_json(call_id)))
-        .order_by("role", "id")
-    ),
+    lambda call_id: _participants_with_call(call_id).annotate(timeline_json=Subquery(_timeline_as_json(call_id))),
     field=CallParticipant._meta.get_field("call"),
     lock=lambda call_id: Call.objects.select_for_update().filter(pk=call_id).order_by().values_list("pk"),
 )
